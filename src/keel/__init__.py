@@ -1,0 +1,1 @@
+"""Keel: a production runtime for AI agents."""

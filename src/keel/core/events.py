@@ -1,0 +1,180 @@
+"""The journal's event types.
+
+A run is an append-only sequence of these events; its state is a fold over them
+(:mod:`keel.core.state`). Each event type carries a ``type`` tag and a schema version ``v``.
+Adding a field with a default is backwards compatible; anything else bumps ``v`` and adds an
+upgrade in :mod:`keel.core.codec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from keel.core.limits import Limits
+from keel.core.messages import AssistantMessage, ToolCall
+from keel.core.usage import Usage
+
+__all__ = [
+    "ErrorInfo",
+    "Event",
+    "ModelFailed",
+    "ModelResponded",
+    "OutputRejected",
+    "RunFinished",
+    "RunPaused",
+    "RunResumed",
+    "RunStarted",
+    "RunStatus",
+    "ToolCallFinished",
+    "ToolCallStarted",
+]
+
+RunStatus = Literal["running", "completed", "failed", "paused", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """Why something failed: a stable code and a readable message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted:
+    """A run began. ``history_count`` thread messages preceded its input."""
+
+    run_id: str
+    thread_id: str
+    agent: str
+    model: str
+    input: str
+    instructions: str = ""
+    history_count: int = 0
+    tools: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    output_schema: dict[str, Any] | None = None
+    at: float = 0.0
+    type: Literal["run_started"] = "run_started"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelResponded:
+    """A model answered step ``step``."""
+
+    step: int
+    model: str
+    message: AssistantMessage
+    usage: Usage
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    finish_reason: str | None = None
+    at: float = 0.0
+    type: Literal["model_responded"] = "model_responded"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelFailed:
+    """A model call for step ``step`` failed."""
+
+    step: int
+    model: str
+    error: ErrorInfo
+    retryable: bool = False
+    status: int | None = None
+    latency_ms: float = 0.0
+    at: float = 0.0
+    type: Literal["model_failed"] = "model_failed"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallStarted:
+    """A validated tool call is about to run. Journaled before the tool is called."""
+
+    step: int
+    call: ToolCall
+    idempotency_key: str
+    at: float = 0.0
+    type: Literal["tool_call_started"] = "tool_call_started"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallFinished:
+    """A tool call ended. ``result`` is what the model sees; ``error`` is set when it failed.
+
+    A call rejected before running (unknown tool, malformed or invalid arguments) has a
+    ``ToolCallFinished`` with an error and no ``ToolCallStarted``.
+    """
+
+    step: int
+    call: ToolCall
+    result: str
+    error: ErrorInfo | None = None
+    latency_ms: float = 0.0
+    at: float = 0.0
+    type: Literal["tool_call_finished"] = "tool_call_finished"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputRejected:
+    """The model's final answer failed ``output_type`` validation and was sent back."""
+
+    step: int
+    error: str
+    at: float = 0.0
+    type: Literal["output_rejected"] = "output_rejected"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPaused:
+    """The run stopped before finishing and can be resumed (e.g. a limit was reached)."""
+
+    reason: ErrorInfo
+    at: float = 0.0
+    type: Literal["run_paused"] = "run_paused"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResumed:
+    """A paused or interrupted run continues, possibly with new limits."""
+
+    limits: Limits
+    at: float = 0.0
+    type: Literal["run_resumed"] = "run_resumed"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """The run ended for good. ``output`` is the final answer as JSON-compatible data."""
+
+    status: Literal["completed", "failed", "cancelled"]
+    output: Any = None
+    error: ErrorInfo | None = None
+    at: float = 0.0
+    type: Literal["run_finished"] = "run_finished"
+    v: Literal[1] = 1
+
+
+Event = Annotated[
+    RunStarted
+    | ModelResponded
+    | ModelFailed
+    | ToolCallStarted
+    | ToolCallFinished
+    | OutputRejected
+    | RunPaused
+    | RunResumed
+    | RunFinished,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,66 @@
+"""Hard limits on a run. Every limit has a finite default; reaching one pauses the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LimitBreach", "Limits"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Upper bounds for one run.
+
+    A run that reaches ``max_steps``, ``max_tool_calls``, ``max_total_tokens`` or
+    ``max_wall_time_s`` is paused with the reason; resume it with higher limits to continue.
+    ``max_tool_calls_per_turn`` caps how many calls of one model turn run: the excess calls get
+    an error result the model can read. ``max_output_retries`` bounds how often an answer that
+    fails ``output_type`` validation is sent back to the model before the run fails.
+    """
+
+    max_steps: int = 25
+    max_tool_calls: int = 100
+    max_tool_calls_per_turn: int = 16
+    max_total_tokens: int = 1_000_000
+    max_wall_time_s: float = 600.0
+    max_output_retries: int = 2
+    tool_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_steps",
+            "max_tool_calls",
+            "max_tool_calls_per_turn",
+            "max_total_tokens",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_output_retries < 0:
+            raise ValueError(
+                f"Limits.max_output_retries must be 0 or more, got {self.max_output_retries}"
+            )
+        if self.max_wall_time_s <= 0 or self.tool_timeout_s <= 0:
+            raise ValueError("Limits.max_wall_time_s and Limits.tool_timeout_s must be positive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitBreach:
+    """Which limit a run reached, the value observed, and how to continue."""
+
+    limit: str
+    allowed: float
+    observed: float
+
+    @property
+    def code(self) -> str:
+        """A stable reason code such as ``limit.max_steps``."""
+        return f"limit.{self.limit}"
+
+    @property
+    def message(self) -> str:
+        """A sentence naming the limit, the observed value and the fix."""
+        shown = f"{self.observed:g}" if isinstance(self.observed, float) else str(self.observed)
+        return (
+            f"the run reached its {self.limit} limit ({shown} of {self.allowed:g}); "
+            f"raise Limits({self.limit}=...) and resume the run to continue"
+        )

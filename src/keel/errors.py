@@ -1,0 +1,205 @@
+"""Keel's exceptions. Every one has a stable ``code`` and a message that says what to do.
+
+::
+
+    KeelError
+    ├── UsageError                 a developer mistake; fix the code or configuration
+    │   ├── ConfigurationError     bad settings, unknown model string, missing API key
+    │   ├── ToolDefinitionError    a @tool function Keel cannot describe to a model
+    │   └── MissingExtraError      an optional dependency is not installed
+    ├── ModelError                 a model provider failed; carries retry semantics
+    │   ├── ModelHTTPError         the provider answered with an error status
+    │   ├── ModelTimeoutError      no answer in time (retryable)
+    │   ├── ModelConnectionError   could not reach the provider (retryable)
+    │   └── ModelResponseError     the provider's answer could not be understood
+    ├── StoreError                 the journal store failed
+    │   ├── RunNotFoundError       no run with that id
+    │   └── JournalConflictError   another writer appended to the run first
+    └── RunFailedError             raised by ``RunResult.raise_for_status()``
+
+Run failures (a tool raising, a limit reached, invalid output) are not raised out of
+``Runtime.run``: they end the run with a status and a reason, recorded in the journal.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "JournalConflictError",
+    "KeelError",
+    "MissingExtraError",
+    "ModelConnectionError",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelResponseError",
+    "ModelTimeoutError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "StoreError",
+    "ToolDefinitionError",
+    "UsageError",
+]
+
+
+class KeelError(Exception):
+    """Base of every Keel exception."""
+
+    code: str = "keel_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(KeelError):
+    """The code or configuration using Keel is wrong."""
+
+    code = "usage_error"
+
+
+class ConfigurationError(UsageError):
+    """Settings are missing or invalid."""
+
+    code = "configuration_error"
+
+
+class ToolDefinitionError(UsageError):
+    """A function cannot be turned into a tool."""
+
+    code = "tool_definition_error"
+
+
+class MissingExtraError(UsageError):
+    """An optional dependency is needed."""
+
+    code = "missing_extra"
+
+    def __init__(self, *, package: str, extra: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{package}' package; install it with: pip install 'keel[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ModelError(KeelError):
+    """A model call failed.
+
+    ``retryable`` says whether the same request may succeed if sent again, and ``retry_after``
+    (seconds) is the provider's own hint when it gave one.
+    """
+
+    code = "model_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error status."""
+
+    code = "model_http_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        model: str = "",
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        if retryable is None:
+            retryable = status in (408, 409, 429) or status >= 500
+        super().__init__(message, model=model, retryable=retryable, retry_after=retry_after)
+        self.status = status
+        self.body = body
+        self.code = {
+            400: "model_bad_request",
+            401: "model_authentication",
+            403: "model_permission_denied",
+            404: "model_not_found",
+            413: "model_request_too_large",
+            429: "model_rate_limited",
+        }.get(status, "model_server_error" if status >= 500 else "model_http_error")
+
+
+class ModelTimeoutError(ModelError):
+    """The provider did not answer within the timeout."""
+
+    code = "model_timeout"
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        super().__init__(message, model=model, retryable=True)
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached, or the connection broke mid-answer."""
+
+    code = "model_connection_error"
+
+    def __init__(self, message: str, *, model: str = "") -> None:
+        super().__init__(message, model=model, retryable=True)
+
+
+class ModelResponseError(ModelError):
+    """The provider's answer was malformed or incomplete."""
+
+    code = "model_response_error"
+
+    def __init__(self, message: str, *, model: str = "", retryable: bool = True) -> None:
+        super().__init__(message, model=model, retryable=retryable)
+
+
+class StoreError(KeelError):
+    """The journal store failed."""
+
+    code = "store_error"
+
+
+class RunNotFoundError(StoreError):
+    """No run has that id."""
+
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id '{run_id}'; list runs with: keel runs list")
+        self.run_id = run_id
+
+
+class JournalConflictError(StoreError):
+    """An append expected a journal position that another writer has already moved past."""
+
+    code = "journal_conflict"
+
+    def __init__(self, run_id: str, *, expected: int, actual: int) -> None:
+        super().__init__(
+            f"run '{run_id}' was advanced by another writer: expected to append after event "
+            f"{expected}, but the journal already ends at event {actual}"
+        )
+        self.run_id = run_id
+        self.expected = expected
+        self.actual = actual
+
+
+class RunFailedError(KeelError):
+    """A run did not complete; raised on request by ``RunResult.raise_for_status()``."""
+
+    code = "run_failed"
+
+    def __init__(self, message: str, *, run_id: str, status: str, reason_code: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.reason_code = reason_code

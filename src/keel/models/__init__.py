@@ -1,0 +1,1 @@
+"""Model providers and the model-name registry."""

@@ -1,0 +1,1 @@
+"""The runtime: runs agents, executes effects, persists each step."""

@@ -1,0 +1,1 @@
+"""Journal stores: in-memory, SQLite."""
