@@ -1,0 +1,176 @@
+"""A run's state as a fold over its journal.
+
+``fold(events, history)`` rebuilds the state from scratch; ``apply(state, event)`` advances it by
+one event. ``apply`` updates the state in place and returns it: a run's message list is appended
+to, never copied, so the cost of a step does not grow with the length of the run. Callers that
+need an unchanged copy fold again from the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from keel.core.events import (
+    ErrorInfo,
+    Event,
+    ModelFailed,
+    ModelResponded,
+    OutputRejected,
+    RunFinished,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from keel.core.limits import Limits
+from keel.core.messages import (
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolResultMessage,
+    UserMessage,
+)
+from keel.core.usage import Usage
+
+__all__ = ["RunState", "apply", "correction_message", "fold", "start"]
+
+
+@dataclass(slots=True, kw_only=True)
+class RunState:
+    """Everything known about a run, derived from its events."""
+
+    run_id: str
+    thread_id: str
+    agent: str
+    model: str
+    input: str
+    limits: Limits
+    status: RunStatus = "running"
+    messages: list[Message] = field(default_factory=list)
+    history_count: int = 0
+    #: Index in ``messages`` of this run's own first message (its user input).
+    first_own_message: int = 0
+    step: int = 0
+    tool_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0
+    #: Tool calls of the latest model turn that have no result yet, in the model's order.
+    awaiting: dict[str, ToolCall] = field(default_factory=dict)
+    #: Calls journaled as started whose result is not journaled.
+    started: dict[str, ToolCallStarted] = field(default_factory=dict)
+    #: The latest model turn's text when it made no tool calls: a candidate final answer.
+    final_text: str | None = None
+    output_retries: int = 0
+    output: Any = None
+    reason: ErrorInfo | None = None
+    started_at: float = 0.0
+    #: When the run last started or resumed; wall-time limits count from here.
+    active_since: float = 0.0
+    updated_at: float = 0.0
+    event_count: int = 0
+
+    @property
+    def own_messages(self) -> list[Message]:
+        """The messages this run added to its thread (input onwards, no instructions)."""
+        return self.messages[self.first_own_message :]
+
+
+def correction_message(error: str) -> str:
+    """What the model is told when its final answer fails the output schema."""
+    return (
+        "Your answer did not match the required output schema:\n"
+        f"{error}\n"
+        "Reply again with only a JSON value that satisfies the schema."
+    )
+
+
+def start(event: RunStarted, history: Sequence[Message] = ()) -> RunState:
+    """The state right after ``event``, given the thread's earlier messages."""
+    messages: list[Message] = []
+    if event.instructions:
+        messages.append(SystemMessage(content=event.instructions))
+    messages.extend(history[: event.history_count])
+    first_own = len(messages)
+    messages.append(UserMessage(content=event.input))
+    return RunState(
+        run_id=event.run_id,
+        thread_id=event.thread_id,
+        agent=event.agent,
+        model=event.model,
+        input=event.input,
+        limits=event.limits,
+        messages=messages,
+        history_count=event.history_count,
+        first_own_message=first_own,
+        started_at=event.at,
+        active_since=event.at,
+        updated_at=event.at,
+        event_count=1,
+    )
+
+
+def apply(state: RunState, event: Event) -> RunState:
+    """Advance ``state`` by one event (in place) and return it."""
+    state.event_count += 1
+    state.updated_at = event.at
+    if isinstance(event, ModelResponded):
+        state.step = event.step
+        state.usage = state.usage + event.usage
+        if state.cost_usd is not None:
+            state.cost_usd = None if event.cost_usd is None else state.cost_usd + event.cost_usd
+        state.messages.append(event.message)
+        state.awaiting = {call.id: call for call in event.message.tool_calls}
+        state.final_text = None if event.message.tool_calls else (event.message.content or "")
+    elif isinstance(event, ToolCallStarted):
+        state.started[event.call.id] = event
+    elif isinstance(event, ToolCallFinished):
+        state.started.pop(event.call.id, None)
+        state.awaiting.pop(event.call.id, None)
+        state.tool_calls += 1
+        state.messages.append(
+            ToolResultMessage(
+                tool_call_id=event.call.id,
+                name=event.call.name,
+                content=event.result,
+                is_error=event.error is not None,
+            )
+        )
+    elif isinstance(event, OutputRejected):
+        state.output_retries += 1
+        state.final_text = None
+        state.messages.append(UserMessage(content=correction_message(event.error)))
+    elif isinstance(event, ModelFailed):
+        state.reason = event.error
+    elif isinstance(event, RunPaused):
+        state.status = "paused"
+        state.reason = event.reason
+    elif isinstance(event, RunResumed):
+        state.status = "running"
+        state.limits = event.limits
+        state.reason = None
+        state.active_since = event.at
+    elif isinstance(event, RunFinished):
+        state.status = event.status
+        state.output = event.output
+        state.reason = event.error
+    elif isinstance(event, RunStarted):
+        raise ValueError(f"run {state.run_id} has a second RunStarted event")
+    else:
+        assert_never(event)
+    return state
+
+
+def fold(events: Iterable[Event], history: Sequence[Message] = ()) -> RunState:
+    """Rebuild a run's state from its events (the first must be ``RunStarted``)."""
+    iterator = iter(events)
+    first = next(iterator, None)
+    if not isinstance(first, RunStarted):
+        raise ValueError("a run's journal must begin with a RunStarted event")
+    state = start(first, history)
+    for event in iterator:
+        apply(state, event)
+    return state
