@@ -36,7 +36,7 @@ from keel.core.messages import (
 )
 from keel.core.usage import Usage
 
-__all__ = ["RunState", "apply", "correction_message", "fold", "start"]
+__all__ = ["CORRECTION_PREFIX", "RunState", "apply", "correction_message", "fold", "start"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,10 +79,14 @@ class RunState:
         return self.messages[self.first_own_message :]
 
 
+CORRECTION_PREFIX = "Your answer did not match the required output schema"
+"""How every correction message begins; models (like the rules model) may look for it."""
+
+
 def correction_message(error: str) -> str:
     """What the model is told when its final answer fails the output schema."""
     return (
-        "Your answer did not match the required output schema:\n"
+        f"{CORRECTION_PREFIX}:\n"
         f"{error}\n"
         "Reply again with only a JSON value that satisfies the schema."
     )

@@ -1,0 +1,130 @@
+"""Hypothesis strategies for journal events, shared by the core and store tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from keel.core.events import (
+    ErrorInfo,
+    Event,
+    ModelFailed,
+    ModelResponded,
+    OutputRejected,
+    RunFinished,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from keel.core.limits import Limits
+from keel.core.messages import AssistantMessage, ToolCall
+from keel.core.usage import Usage
+
+# JSON cannot carry lone surrogates; everything else is fair game, including emoji and NULs.
+text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
+short = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
+seconds = st.floats(min_value=0, max_value=2e9, allow_nan=False, allow_infinity=False)
+counts = st.integers(min_value=0, max_value=10_000)
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
+
+errors = st.builds(ErrorInfo, code=short, message=text)
+usages = st.builds(
+    Usage,
+    requests=st.integers(min_value=0, max_value=3),
+    input_tokens=counts,
+    output_tokens=counts,
+    cached_input_tokens=counts,
+    reasoning_tokens=counts,
+)
+limits = st.builds(
+    Limits,
+    max_steps=st.integers(min_value=1, max_value=1000),
+    max_tool_calls=st.integers(min_value=1, max_value=1000),
+    max_tool_calls_per_turn=st.integers(min_value=1, max_value=50),
+    max_total_tokens=st.integers(min_value=1, max_value=10**7),
+    max_wall_time_s=st.floats(min_value=0.1, max_value=1e5),
+    max_output_retries=st.integers(min_value=0, max_value=5),
+    tool_timeout_s=st.floats(min_value=0.1, max_value=1e4),
+)
+tool_calls = st.builds(ToolCall, id=short, name=short, arguments=text)
+assistant_messages = st.builds(
+    AssistantMessage,
+    content=st.none() | text,
+    tool_calls=st.lists(tool_calls, max_size=3, unique_by=lambda c: c.id).map(tuple),
+)
+costs = st.none() | st.floats(min_value=0, max_value=100, allow_nan=False)
+
+run_started = st.builds(
+    RunStarted,
+    run_id=short,
+    thread_id=short,
+    agent=short,
+    model=short,
+    input=text,
+    instructions=text,
+    history_count=st.just(0),
+    tools=st.lists(short, max_size=3).map(tuple),
+    limits=limits,
+    output_schema=st.none() | st.dictionaries(short, json_values, max_size=3),
+    at=seconds,
+)
+
+steps = st.integers(min_value=1, max_value=1000)
+later_events: st.SearchStrategy[Event] = st.one_of(
+    st.builds(
+        ModelResponded,
+        step=steps,
+        model=short,
+        message=assistant_messages,
+        usage=usages,
+        cost_usd=costs,
+        latency_ms=seconds,
+        finish_reason=st.none() | short,
+        at=seconds,
+    ),
+    st.builds(
+        ModelFailed,
+        step=steps,
+        model=short,
+        error=errors,
+        retryable=st.booleans(),
+        status=st.none() | st.integers(min_value=100, max_value=599),
+        at=seconds,
+    ),
+    st.builds(ToolCallStarted, step=steps, call=tool_calls, idempotency_key=short, at=seconds),
+    st.builds(
+        ToolCallFinished,
+        step=steps,
+        call=tool_calls,
+        result=text,
+        error=st.none() | errors,
+        latency_ms=seconds,
+        at=seconds,
+    ),
+    st.builds(OutputRejected, step=steps, error=text, at=seconds),
+    st.builds(RunPaused, reason=errors, at=seconds),
+    st.builds(RunResumed, limits=limits, at=seconds),
+    st.builds(
+        RunFinished,
+        status=st.sampled_from(["completed", "failed", "cancelled"]),
+        output=json_values,
+        error=st.none() | errors,
+        at=seconds,
+    ),
+)
+
+journals: st.SearchStrategy[list[Event]] = st.tuples(
+    run_started, st.lists(later_events, max_size=25)
+).map(lambda pair: [pair[0], *pair[1]])

@@ -1,0 +1,295 @@
+"""The pure loop: which events and effect ``decide`` returns for each state. No I/O, no asyncio."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from keel.core.events import (
+    ModelResponded,
+    OutputRejected,
+    RunFinished,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from keel.core.limits import Limits
+from keel.core.loop import CallModel, LoopSpec, RunTools, decide, idempotency_key
+from keel.core.messages import AssistantMessage, ToolCall
+from keel.core.output import OutputSpec
+from keel.core.state import RunState, apply, start
+from keel.core.toolspec import spec_from_function
+from keel.core.usage import Usage
+
+NOW = 1_000.0
+
+
+def lookup_order(order_id: str) -> str:
+    """Find an order."""
+    return order_id
+
+
+def refund(order_id: str, amount_usd: float) -> str:
+    """Refund an order."""
+    return order_id
+
+
+LOOKUP = spec_from_function(lookup_order, idempotent=True, side_effects="read")
+REFUND = spec_from_function(refund)
+SPEC = LoopSpec(tools={"lookup_order": LOOKUP, "refund": REFUND})
+
+
+def new_state(limits: Limits | None = None) -> RunState:
+    return start(
+        RunStarted(
+            run_id="run_1",
+            thread_id="t",
+            agent="support",
+            model="scripted",
+            input="Where is order 123?",
+            limits=limits or Limits(),
+            at=NOW,
+        )
+    )
+
+
+def turn(state: RunState, *calls: ToolCall, text: str | None = None, tokens: int = 0) -> None:
+    apply(
+        state,
+        ModelResponded(
+            step=state.step + 1,
+            model="scripted",
+            message=AssistantMessage(content=text, tool_calls=calls),
+            usage=Usage(requests=1, input_tokens=tokens),
+            at=NOW,
+        ),
+    )
+
+
+def lookup(call_id: str = "c1", arguments: str = '{"order_id": "123"}') -> ToolCall:
+    return ToolCall(id=call_id, name="lookup_order", arguments=arguments)
+
+
+def test_a_fresh_run_calls_the_model_for_step_one() -> None:
+    decision = decide(new_state(), SPEC, NOW)
+    assert decision.events == ()
+    assert decision.effect == CallModel(step=1)
+
+
+def test_valid_calls_are_started_with_stable_keys_before_they_run() -> None:
+    state = new_state()
+    turn(state, lookup("a"), lookup("b", '{"order_id": "9"}'))
+
+    decision = decide(state, SPEC, NOW)
+
+    assert [type(e) for e in decision.events] == [ToolCallStarted, ToolCallStarted]
+    assert [e.idempotency_key for e in decision.events if isinstance(e, ToolCallStarted)] == [
+        "run_1:1:0",
+        "run_1:1:1",
+    ]
+    assert isinstance(decision.effect, RunTools)
+    assert [c.arguments for c in decision.effect.calls] == [{"order_id": "123"}, {"order_id": "9"}]
+
+
+def test_unknown_tools_get_an_error_result_naming_the_real_tools() -> None:
+    state = new_state()
+    turn(state, ToolCall(id="x", name="delete_everything", arguments="{}"))
+
+    decision = decide(state, SPEC, NOW)
+
+    [finished] = decision.events
+    assert isinstance(finished, ToolCallFinished)
+    assert finished.error is not None
+    assert finished.error.code == "tool_unknown"
+    assert "available tools: lookup_order, refund" in finished.result
+    assert decision.effect is None
+
+
+def test_invalid_arguments_never_reach_the_tool() -> None:
+    state = new_state()
+    turn(state, lookup("bad", '{"order_id": '), lookup("ok"))
+
+    decision = decide(state, SPEC, NOW)
+
+    rejected = [e for e in decision.events if isinstance(e, ToolCallFinished)]
+    assert [e.call.id for e in rejected] == ["bad"]
+    assert rejected[0].error is not None
+    assert rejected[0].error.code == "tool_arguments_invalid"
+    assert isinstance(decision.effect, RunTools)
+    assert [c.call.id for c in decision.effect.calls] == ["ok"]
+
+
+def test_calls_past_the_per_turn_limit_are_refused_and_keep_their_position_keys() -> None:
+    state = new_state(Limits(max_tool_calls_per_turn=2))
+    turn(state, *(lookup(f"c{i}") for i in range(3)))
+
+    decision = decide(state, SPEC, NOW)
+
+    refused = [e for e in decision.events if isinstance(e, ToolCallFinished)]
+    assert [e.call.id for e in refused] == ["c2"]
+    assert "only 2 tool calls run per turn" in refused[0].result
+    assert isinstance(decision.effect, RunTools)
+    assert [c.idempotency_key for c in decision.effect.calls] == ["run_1:1:0", "run_1:1:1"]
+
+
+def test_the_run_pauses_before_exceeding_its_tool_call_budget() -> None:
+    state = new_state(Limits(max_tool_calls=1))
+    turn(state, lookup("a"), lookup("b"))
+
+    decision = decide(state, SPEC, NOW)
+
+    [paused] = decision.events
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_tool_calls"
+    assert "(2 of 1)" in paused.reason.message
+    assert decision.effect is None
+
+
+def test_raising_the_tool_call_limit_and_resuming_runs_the_waiting_calls() -> None:
+    state = new_state(Limits(max_tool_calls=1))
+    turn(state, lookup("a"), lookup("b"))
+    for event in decide(state, SPEC, NOW).events:
+        apply(state, event)
+
+    apply(state, RunResumed(limits=Limits(max_tool_calls=10), at=NOW))
+    decision = decide(state, SPEC, NOW)
+
+    assert isinstance(decision.effect, RunTools)
+    assert len(decision.effect.calls) == 2
+
+
+def test_interrupted_idempotent_call_runs_again_with_the_same_key() -> None:
+    state = new_state()
+    turn(state, lookup("a"))
+    key = idempotency_key("run_1", 1, 0)
+    apply(state, ToolCallStarted(step=1, call=lookup("a"), idempotency_key=key, at=NOW))
+
+    decision = decide(state, SPEC, NOW)
+
+    assert decision.events == ()  # already journaled as started
+    assert isinstance(decision.effect, RunTools)
+    assert decision.effect.calls[0].idempotency_key == key
+
+
+def test_interrupted_non_idempotent_call_pauses_for_a_person() -> None:
+    state = new_state()
+    call = ToolCall(id="r", name="refund", arguments='{"order_id": "1", "amount_usd": 5}')
+    turn(state, call)
+    apply(state, ToolCallStarted(step=1, call=call, idempotency_key="run_1:1:0", at=NOW))
+
+    decision = decide(state, SPEC, NOW)
+
+    [paused] = decision.events
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "tool_call_interrupted"
+    assert "run_1:1:0" in paused.reason.message
+    assert decision.effect is None
+
+
+def test_a_call_that_needs_approval_pauses_before_it_starts() -> None:
+    big_refunds = spec_from_function(refund, requires_approval=lambda a: a["amount_usd"] > 100)
+    spec = LoopSpec(tools={"refund": big_refunds})
+    state = new_state()
+    small = ToolCall(id="s", name="refund", arguments='{"order_id": "1", "amount_usd": 20}')
+    big = ToolCall(id="b", name="refund", arguments='{"order_id": "2", "amount_usd": 500}')
+    turn(state, small, big)
+
+    decision = decide(state, spec, NOW)
+
+    # Not even the small refund starts: it would look interrupted when the run resumes.
+    [paused] = decision.events
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "approval_required"
+    assert "'refund'" in paused.reason.message
+    assert decision.effect is None
+
+
+def test_a_final_answer_completes_the_run() -> None:
+    state = new_state()
+    turn(state, text="It ships today.")
+
+    [finished] = decide(state, SPEC, NOW).events
+
+    assert finished == RunFinished(status="completed", output="It ships today.", at=NOW)
+
+
+class Answer(BaseModel):
+    status: str
+
+
+OUTPUT_SPEC = LoopSpec(output=OutputSpec(Answer))
+
+
+def test_structured_answer_is_validated() -> None:
+    state = new_state()
+    turn(state, text='{"status": "shipped"}')
+
+    [finished] = decide(state, OUTPUT_SPEC, NOW).events
+
+    assert isinstance(finished, RunFinished)
+    assert finished.output == {"status": "shipped"}
+
+
+def test_invalid_structured_answer_is_sent_back_then_fails_after_the_retry_limit() -> None:
+    state = new_state(Limits(max_output_retries=1))
+    turn(state, text="shipped")
+
+    [rejected] = decide(state, OUTPUT_SPEC, NOW).events
+    assert isinstance(rejected, OutputRejected)
+    apply(state, rejected)
+    assert decide(state, OUTPUT_SPEC, NOW).effect == CallModel(step=2)
+    assert "did not match the required output schema" in str(state.messages[-1])
+
+    turn(state, text='{"state": "shipped"}')
+    [failed] = decide(state, OUTPUT_SPEC, NOW).events
+
+    assert isinstance(failed, RunFinished)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.code == "output_invalid"
+    assert "after 2 attempts" in failed.error.message
+    assert "status: Field required" in failed.error.message
+
+
+def test_the_step_limit_pauses_before_another_model_call() -> None:
+    state = new_state(Limits(max_steps=1))
+    turn(state, lookup())
+    apply(state, ToolCallFinished(step=1, call=lookup(), result="ok", at=NOW))
+
+    [paused] = decide(state, SPEC, NOW).events
+
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_steps"
+    assert "raise Limits(max_steps=...) and resume" in paused.reason.message
+
+
+def test_the_token_limit_pauses_before_another_model_call() -> None:
+    state = new_state(Limits(max_total_tokens=100))
+    turn(state, lookup(), tokens=150)
+    apply(state, ToolCallFinished(step=1, call=lookup(), result="ok", at=NOW))
+
+    [paused] = decide(state, SPEC, NOW).events
+
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_total_tokens"
+
+
+def test_wall_time_counts_from_the_latest_start_or_resume() -> None:
+    state = new_state(Limits(max_wall_time_s=10))
+
+    assert decide(state, SPEC, NOW + 9.9).effect == CallModel(step=1)
+    [paused] = decide(state, SPEC, NOW + 10).events
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_wall_time_s"
+
+    apply(state, paused)
+    apply(state, RunResumed(limits=state.limits, at=NOW + 100))
+    assert decide(state, SPEC, NOW + 105).effect == CallModel(step=1)
+
+
+def test_a_stopped_run_decides_nothing() -> None:
+    state = new_state()
+    apply(state, RunFinished(status="completed", output="done", at=NOW))
+    decision = decide(state, SPEC, NOW)
+    assert (decision.events, decision.effect) == ((), None)
