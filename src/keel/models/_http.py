@@ -9,6 +9,7 @@ that still finds its way into a message is replaced by ``[REDACTED]``.
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 import math
 import time
@@ -299,6 +300,7 @@ class HTTPModel(Model):
         self._timeout_s = timeout_s
         self._extra_headers = dict(headers or {})
         self._client = http_client
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._owns_client = http_client is None
 
     @property
@@ -318,8 +320,14 @@ class HTTPModel(Model):
         return (self._api_key,) if self._api_key else ()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s)
+        if self._owns_client:
+            # An httpx client belongs to the event loop it first ran on. Each ``run_sync`` runs
+            # its own loop, so a client made on a loop that is gone is replaced, not reused.
+            loop = asyncio.get_running_loop()
+            if self._client is None or self._client_loop is not loop:
+                self._client = httpx.AsyncClient(timeout=self._timeout_s)
+                self._client_loop = loop
+        assert self._client is not None  # a borrowed client is always set
         return self._client
 
     def _headers(self) -> dict[str, str]:
@@ -370,7 +378,8 @@ class HTTPModel(Model):
                 yield response
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this model created it."""
+        """Close the HTTP client if this model created it (on the loop it belongs to)."""
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            if self._client_loop is asyncio.get_running_loop():
+                await client.aclose()

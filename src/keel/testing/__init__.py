@@ -1,1 +1,22 @@
-"""Test doubles shipped with Keel: scripted models, loopback provider servers, a fake clock."""
+"""Test doubles shipped with Keel: scripted models, a fake clock, an in-memory store, and
+loopback servers that speak the OpenAI and Anthropic wire formats with injectable faults."""
+
+from keel.stores.memory import MemoryStore
+from keel.testing.anthropic_server import AnthropicCompatibleServer
+from keel.testing.clock import FakeClock
+from keel.testing.models import FunctionModel, Scripted, ScriptedModel, call
+from keel.testing.openai_server import Fault, OpenAICompatibleServer, RecordedRequest, Reply
+
+__all__ = [
+    "AnthropicCompatibleServer",
+    "FakeClock",
+    "Fault",
+    "FunctionModel",
+    "MemoryStore",
+    "OpenAICompatibleServer",
+    "RecordedRequest",
+    "Reply",
+    "Scripted",
+    "ScriptedModel",
+    "call",
+]

@@ -1,0 +1,98 @@
+"""Settings from the environment, read once, explicitly, into a frozen value.
+
+Nothing in Keel reads ``os.environ`` behind the caller's back: a :class:`KeelSettings` is built
+with :meth:`KeelSettings.from_environ` (the process environment by default, any mapping in
+tests) and handed to the :class:`keel.Runtime`. API keys are ``SecretStr`` so they never show
+in a repr, a log line or an error.
+
+=====================  =========================================================
+``KEEL_DB``            where runs are kept: a path (default ``keel.db``), ``sqlite:///path``
+                       or ``memory``
+``KEEL_MODEL``         the model of agents that name none
+``OPENAI_API_KEY``     key for ``openai:*`` models (``KEEL_OPENAI_API_KEY`` wins if set)
+``OPENAI_BASE_URL``    an OpenAI-compatible server for ``openai:*`` models (vLLM, LM Studio...)
+``ANTHROPIC_API_KEY``  key for ``anthropic:*`` models
+``ANTHROPIC_BASE_URL`` another Messages API endpoint
+``OLLAMA_BASE_URL``    Ollama's ``/v1`` root (default ``http://127.0.0.1:11434/v1``)
+``VLLM_BASE_URL``      a vLLM server's ``/v1`` root (default ``http://127.0.0.1:8000/v1``)
+``LMSTUDIO_BASE_URL``  LM Studio's ``/v1`` root (default ``http://127.0.0.1:1234/v1``)
+``LLAMACPP_BASE_URL``  llama.cpp server's ``/v1`` root (default ``http://127.0.0.1:8080/v1``)
+``KEEL_MODEL_TIMEOUT`` seconds per network phase of a model call (default 60)
+=====================  =========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from keel.errors import ConfigurationError
+
+__all__ = ["KeelSettings"]
+
+_ENV = {
+    "db": ("KEEL_DB",),
+    "model": ("KEEL_MODEL",),
+    "model_timeout_s": ("KEEL_MODEL_TIMEOUT",),
+    "openai_api_key": ("KEEL_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    "openai_base_url": ("KEEL_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
+    "anthropic_api_key": ("KEEL_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    "anthropic_base_url": ("KEEL_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+    "ollama_base_url": ("OLLAMA_BASE_URL",),
+    "vllm_base_url": ("VLLM_BASE_URL",),
+    "lmstudio_base_url": ("LMSTUDIO_BASE_URL",),
+    "llamacpp_base_url": ("LLAMACPP_BASE_URL",),
+}
+
+
+class KeelSettings(BaseModel):
+    """Keel's configuration; see the module docstring for the environment variables."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db: str = "keel.db"
+    model: str | None = None
+    model_timeout_s: float = 60.0
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    ollama_base_url: str = "http://127.0.0.1:11434/v1"
+    vllm_base_url: str = "http://127.0.0.1:8000/v1"
+    lmstudio_base_url: str = "http://127.0.0.1:1234/v1"
+    llamacpp_base_url: str = "http://127.0.0.1:8080/v1"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Settings from ``environ`` (default: the process environment). Empty values count
+        as unset."""
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for field, names in _ENV.items():
+            for name in names:
+                value = env.get(name, "").strip()
+                if value:
+                    values[field] = value
+                    break
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_ENV[str(e['loc'][0])][0]}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ConfigurationError(
+                f"invalid Keel settings in the environment: {problems}"
+            ) from None
+
+    @property
+    def default_model(self) -> str:
+        """The model for agents that name none: ``KEEL_MODEL``, else OpenAI when it is
+        configured, else the offline ``rules`` model."""
+        if self.model:
+            return self.model
+        if self.openai_api_key is not None or self.openai_base_url:
+            return "openai:gpt-4o-mini"
+        return "rules"
