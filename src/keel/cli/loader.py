@@ -1,0 +1,62 @@
+"""Finds the agent a CLI target names: ``path/to/file.py:agent`` or ``package.module:agent``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from keel.agent import Agent
+from keel.errors import UsageError
+
+__all__ = ["load_agent"]
+
+
+def _module_from_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise UsageError(f"no file {path}; give the path of a Python file that defines an agent")
+    # A unique name, registered before execution: pydantic and dataclasses look their module
+    # up in sys.modules while the file runs.
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"keel_target_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path} is not a Python file Keel can load")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_agent(target: str) -> Agent[Any]:
+    """The :class:`keel.Agent` named by ``target`` (``file.py:attr`` or ``module:attr``)."""
+    where, sep, attribute = target.rpartition(":")
+    if not sep or not where or not attribute:
+        raise UsageError(
+            f"target {target!r} must look like 'path/to/file.py:agent' or 'package.module:agent'"
+        )
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module = _module_from_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            raise UsageError(
+                f"cannot import module '{where}' ({exc}); for a file, give its path ending in .py"
+            ) from None
+    found = getattr(module, attribute, None)
+    if isinstance(found, Agent):
+        return found
+    agents = sorted(name for name, value in vars(module).items() if isinstance(value, Agent))
+    hint = f"it defines: {', '.join(agents)}" if agents else "it defines no keel.Agent"
+    if found is None:
+        raise UsageError(f"{where} has no attribute '{attribute}'; {hint}")
+    raise UsageError(f"{where}:{attribute} is a {type(found).__name__}, not a keel.Agent; {hint}")
