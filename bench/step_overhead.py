@@ -1,0 +1,202 @@
+"""Keel's overhead per agent step, with the model and the tool taking no time.
+
+A model that answers instantly asks for one tool call per step, K steps per run, then gives a
+final answer; the tool is an async function that returns at once. What remains is Keel: the
+pure loop, argument validation, the tool call machinery, the events and the journal appends.
+
+    python bench/step_overhead.py            # the figures in docs/benchmarks.md
+    python bench/step_overhead.py --quick    # a fast smoke run
+
+Reported per store (memory; SQLite synchronous=FULL on disk, i.e. durable; SQLite NORMAL) and
+for K = 10, 100 and 1000: microseconds per step (median of the repeats), the per-step ratio of
+K=100 to K=10 (1.0 means the cost does not grow with the run's length), and a bare SQLite FULL
+commit measured in the same process, so durable figures can be read as "commits per step".
+Peak memory of one K-step run is measured in a separate pass with tracemalloc (which slows
+everything, so it is not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+from keel import Agent, Limits, Runtime, tool
+from keel.core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
+from keel.core.usage import Usage
+from keel.ports import Model, Store
+from keel.stores import MemoryStore, SQLiteStore
+
+
+class InstantModel(Model):
+    """Answers from precomputed responses: K tool calls, then a final answer. Costs nothing."""
+
+    def __init__(self, steps: int) -> None:
+        call = AssistantMessage(tool_calls=(ToolCall(id="c1", name="ping", arguments="{}"),))
+        usage = Usage(requests=1, input_tokens=10, output_tokens=5)
+        self._responses = [ModelResponse(message=call, usage=usage)] * steps
+        self._responses.append(ModelResponse(message=AssistantMessage(content="done"), usage=usage))
+        self._next = 0
+
+    @property
+    def name(self) -> str:
+        return "scripted"
+
+    def reset(self) -> None:
+        self._next = 0
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        response = self._responses[self._next]
+        self._next += 1
+        return response
+
+
+@tool(idempotent=True, side_effects="none")
+async def ping() -> str:
+    """Answer at once."""
+    return "pong"
+
+
+@tool(idempotent=True, side_effects="none")
+def ping_sync() -> str:
+    """Answer at once, from a thread."""
+    return "pong"
+
+
+def _agent(steps: int, *, sync_tool: bool = False) -> tuple[Agent[str], InstantModel]:
+    model = InstantModel(steps)
+    if sync_tool:
+        model = InstantModel(steps)
+        model._responses = [
+            ModelResponse(
+                message=AssistantMessage(
+                    tool_calls=(ToolCall(id="c1", name="ping_sync", arguments="{}"),)
+                ),
+                usage=r.usage,
+            )
+            if r.message.tool_calls
+            else r
+            for r in model._responses
+        ]
+    agent = Agent(
+        name="bench",
+        model=model,
+        tools=[ping_sync if sync_tool else ping],
+        limits=Limits(max_steps=steps + 1, max_tool_calls=steps + 1),
+    )
+    return agent, model
+
+
+async def _time_runs(store: Store, steps: int, runs: int, *, sync_tool: bool = False) -> float:
+    """Microseconds per step over ``runs`` runs of ``steps`` steps (plus the final answer)."""
+    agent, model = _agent(steps, sync_tool=sync_tool)
+    runtime = Runtime(store=store)
+    # Warm up: imports, statement caches, pydantic validators.
+    model.reset()
+    await runtime.run(agent, "warm up")
+    started = time.perf_counter()
+    for _ in range(runs):
+        model.reset()
+        result = await runtime.run(agent, "go")
+        assert result.status == "completed", result.reason
+    elapsed = time.perf_counter() - started
+    await runtime.close()
+    return elapsed / (runs * steps) * 1e6
+
+
+def _bare_commit_us(directory: Path, count: int = 300) -> float:
+    path = directory / "bare.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    started = time.perf_counter()
+    for i in range(count):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (i, b"x" * 300))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed / count * 1e6
+
+
+def _peak_memory_kib(steps: int) -> float:
+    agent, model = _agent(steps)
+
+    async def one() -> float:
+        runtime = Runtime(store=MemoryStore())
+        await runtime.run(agent, "warm up")
+        model.reset()
+        tracemalloc.start()
+        await runtime.run(agent, "go")
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        await runtime.close()
+        return peak / 1024
+
+    return asyncio.run(one())
+
+
+def _median(measure: Callable[[], float], repeats: int) -> float:
+    return statistics.median(measure() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, for a smoke test")
+    parser.add_argument("--repeats", type=int, default=5)
+    options = parser.parse_args()
+    repeats = 1 if options.quick else options.repeats
+    budget = 300 if options.quick else 3000  # steps per measurement
+    sizes = (10, 100) if options.quick else (10, 100, 1000)
+
+    print(
+        f"# step overhead  ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()})"
+    )
+    with tempfile.TemporaryDirectory(prefix="keel-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        directory = Path(tmp)
+        commit = _median(lambda: _bare_commit_us(directory), repeats)
+        print(f"bare SQLite FULL commit: {commit:.0f} us")
+        stores: dict[str, Callable[[], Store]] = {
+            "memory": MemoryStore,
+            "sqlite-full": lambda: SQLiteStore(directory / f"f{time.perf_counter_ns()}.db"),
+            "sqlite-normal": lambda: SQLiteStore(
+                directory / f"n{time.perf_counter_ns()}.db", synchronous="normal"
+            ),
+        }
+        print("store          K     us/step   K/10-ratio  commits/step")
+        for label, make in stores.items():
+            per_k: dict[int, float] = {}
+            for k in sizes:
+
+                def measure(make: Callable[[], Store] = make, k: int = k) -> float:
+                    return asyncio.run(_time_runs(make(), k, max(1, budget // k)))
+
+                per_k[k] = _median(measure, repeats)
+                ratio = per_k[k] / per_k[sizes[0]]
+                commits = per_k[k] / commit if label == "sqlite-full" else float("nan")
+                print(f"{label:<13} {k:>4} {per_k[k]:>10.1f} {ratio:>11.2f} {commits:>12.2f}")
+
+        def sync_tool_run() -> float:
+            runs = max(1, budget // 100)
+            return asyncio.run(_time_runs(MemoryStore(), 100, runs, sync_tool=True))
+
+        sync_us = _median(sync_tool_run, repeats)
+        print(f"memory, sync tool (runs in a thread), K=100: {sync_us:.1f} us/step")
+    for k in sizes:
+        print(f"peak memory of one run, K={k}: {_peak_memory_kib(k):.0f} KiB")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
