@@ -19,8 +19,8 @@ demo: install  ## run the example support agent end to end, offline, on ./keel.d
 	$(BIN)/keel run examples/support.py:agent "What is your return policy?" --thread customer-42
 	$(BIN)/keel runs list --thread customer-42
 
-test: install  ## run the whole test suite
-	$(BIN)/pytest
+test: install  ## run the whole test suite, with branch coverage (floor: 90%)
+	$(BIN)/pytest --cov=keel --cov-branch --cov-report=term:skip-covered --cov-fail-under=90
 
 lint: install  ## ruff (lint and format check) and mypy (strict)
 	$(BIN)/ruff check .

@@ -59,4 +59,6 @@ def load_agent(target: str) -> Agent[Any]:
     hint = f"it defines: {', '.join(agents)}" if agents else "it defines no keel.Agent"
     if found is None:
         raise UsageError(f"{where} has no attribute '{attribute}'; {hint}")
-    raise UsageError(f"{where}:{attribute} is a {type(found).__name__}, not a keel.Agent; {hint}")
+    raise UsageError(
+        f"{where}:{attribute} is not a keel.Agent (it is of type {type(found).__name__}); {hint}"
+    )

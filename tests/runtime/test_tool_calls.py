@@ -1,0 +1,118 @@
+"""Running one tool call: results as text, errors as results, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from typing import Any
+
+import pytest
+
+from keel import RunContext, ToolError, tool
+from keel.core.usage import Usage
+from keel.runtime.tool_calls import execute_tool, render_result
+
+
+def context() -> RunContext[None]:
+    return RunContext(
+        deps=None,
+        run_id="r",
+        thread_id="t",
+        agent="a",
+        step=1,
+        tool_name="x",
+        tool_call_id="c",
+        idempotency_key="r:1:0",
+        usage=Usage(),
+    )
+
+
+@dataclasses.dataclass
+class Parcel:
+    weight_kg: float
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("plain text", "plain text"),
+        ({"a": 1, "b": [True, None]}, '{"a":1,"b":[true,null]}'),
+        (Parcel(2.5), '{"weight_kg":2.5}'),
+        (None, "null"),
+    ],
+)
+def test_results_become_text_the_model_reads(value: Any, text: str) -> None:
+    assert render_result(value) == text
+
+
+async def test_a_sync_tool_runs_off_the_event_loop_thread() -> None:
+    @tool
+    def where() -> str:
+        """Say which thread runs this."""
+        return threading.current_thread().name
+
+    outcome = await execute_tool(where, context(), {}, timeout_s=5)
+
+    assert outcome.error is None
+    assert outcome.result == "keel-tool"
+
+
+async def test_an_unserializable_result_is_an_error_naming_the_fix() -> None:
+    @tool
+    def opaque() -> object:
+        """Return something odd."""
+        return object()
+
+    outcome = await execute_tool(opaque, context(), {}, timeout_s=5)
+
+    assert outcome.error is not None
+    assert outcome.error.code == "tool_result_invalid"
+    assert "return a str, dict, list, dataclass or pydantic model" in outcome.result
+
+
+async def test_a_tools_own_timeout_error_is_not_mistaken_for_the_deadline() -> None:
+    @tool
+    async def upstream() -> str:
+        """Call a slow upstream."""
+        raise TimeoutError("upstream took too long")
+
+    outcome = await execute_tool(upstream, context(), {}, timeout_s=5)
+
+    assert outcome.error is not None
+    assert outcome.error.code == "tool_exception"
+    assert "upstream took too long" in outcome.result
+
+
+async def test_long_error_messages_are_cut() -> None:
+    @tool
+    def noisy() -> str:
+        """Fail loudly."""
+        raise ToolError("x" * 10_000)
+
+    outcome = await execute_tool(noisy, context(), {}, timeout_s=5)
+
+    assert len(outcome.result) < 2100
+    assert outcome.result.endswith("...")
+
+
+async def test_cancelling_the_run_cancels_an_async_tool() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def wait_forever() -> str:
+        """Wait."""
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    task = asyncio.create_task(execute_tool(wait_forever, context(), {}, timeout_s=60))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set()

@@ -1,0 +1,55 @@
+"""Settings read explicitly from an injected environment; secrets never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from keel import KeelSettings
+from keel.errors import ConfigurationError
+
+
+def test_defaults_need_nothing_configured() -> None:
+    settings = KeelSettings.from_environ({})
+    assert settings.db == "keel.db"
+    assert settings.default_model == "rules"
+
+
+def test_values_come_from_the_given_environment_only() -> None:
+    settings = KeelSettings.from_environ(
+        {"KEEL_DB": "/data/runs.db", "KEEL_MODEL": "ollama:llama3.2", "KEEL_MODEL_TIMEOUT": "5"}
+    )
+    assert (settings.db, settings.model, settings.model_timeout_s) == (
+        "/data/runs.db",
+        "ollama:llama3.2",
+        5.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "model"),
+    [
+        ({"OPENAI_API_KEY": "sk-x"}, "openai:gpt-4o-mini"),
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"}, "openai:gpt-4o-mini"),
+        ({"OPENAI_API_KEY": "sk-x", "KEEL_MODEL": "anthropic:claude-x"}, "anthropic:claude-x"),
+        ({"OPENAI_API_KEY": "  "}, "rules"),  # blank counts as unset
+    ],
+)
+def test_the_default_model_follows_what_is_configured(environ: dict[str, str], model: str) -> None:
+    assert KeelSettings.from_environ(environ).default_model == model
+
+
+def test_keel_prefixed_keys_win_over_the_provider_ones() -> None:
+    settings = KeelSettings.from_environ({"OPENAI_API_KEY": "a", "KEEL_OPENAI_API_KEY": "b"})
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "b"
+
+
+def test_api_keys_never_show_in_repr_or_dumps() -> None:
+    settings = KeelSettings.from_environ({"OPENAI_API_KEY": "sk-secret-123"})
+    assert "sk-secret-123" not in repr(settings)
+    assert "sk-secret-123" not in settings.model_dump_json()
+
+
+def test_invalid_values_name_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="KEEL_MODEL_TIMEOUT: Input should be a valid"):
+        KeelSettings.from_environ({"KEEL_MODEL_TIMEOUT": "soon"})
