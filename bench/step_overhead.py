@@ -5,7 +5,8 @@ final answer; the tool is an async function that returns at once. What remains i
 pure loop, argument validation, the tool call machinery, the events and the journal appends.
 
     python bench/step_overhead.py            # the figures in docs/benchmarks.md
-    python bench/step_overhead.py --quick    # a fast smoke run
+    python bench/step_overhead.py --quick    # a fast first look
+    python bench/step_overhead.py --smoke    # seconds; the test suite runs this
 
 Reported per store (memory; SQLite synchronous=FULL on disk, i.e. durable; SQLite NORMAL) and
 for K = 10, 100 and 1000: microseconds per step (median of the repeats), the per-step ratio of
@@ -114,7 +115,7 @@ async def _time_runs(store: Store, steps: int, runs: int, *, sync_tool: bool = F
 
 
 def _bare_commit_us(directory: Path, count: int = 300) -> float:
-    path = directory / "bare.db"
+    path = directory / f"bare-{time.perf_counter_ns()}.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -152,12 +153,15 @@ def _median(measure: Callable[[], float], repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs, for a smoke test")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, for a first look")
+    parser.add_argument("--smoke", action="store_true", help="tiny runs: checks the script works")
     parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
-    repeats = 1 if options.quick else options.repeats
+    repeats = 1 if options.quick or options.smoke else options.repeats
     budget = 300 if options.quick else 3000  # steps per measurement
-    sizes = (10, 100) if options.quick else (10, 100, 1000)
+    sizes: tuple[int, ...] = (10, 100) if options.quick else (10, 100, 1000)
+    if options.smoke:
+        budget, sizes = 6, (2, 3)
 
     print(
         f"# step overhead  ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
