@@ -64,6 +64,16 @@ class SupportDesk:
         """A desk with a few orders and help-centre answers."""
         orders = [
             Order(
+                "123",
+                "sam@example.com",
+                "shipped",
+                ("Headlamp", "Batteries"),
+                42.5,
+                "DHL",
+                "JD014600003828473",
+                "2026-11-26",
+            ),
+            Order(
                 "1042",
                 "ana@example.com",
                 "shipped",

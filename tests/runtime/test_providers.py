@@ -3,6 +3,7 @@ against the loopback servers, model names resolved from settings, and the CLI on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -127,3 +128,16 @@ def test_the_example_runs_on_an_openai_compatible_server_when_one_is_configured(
 def test_tests_cannot_reach_beyond_loopback() -> None:
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="only connect to"):
         sock.connect(("192.0.2.1", 443))
+
+
+def test_run_sync_twice_with_an_http_model_reconnects_on_each_loop() -> None:
+    with OpenAICompatibleServer() as server:
+        server.add_reply("first")
+        server.add_reply("second")
+        runtime = Runtime(
+            store=MemoryStore(), settings=KeelSettings(openai_base_url=server.base_url)
+        )
+        outputs = [runtime.run_sync(agent("openai:m"), "Hi").output for _ in range(2)]
+        asyncio.run(runtime.close())
+
+    assert outputs == ["first", "second"]

@@ -465,6 +465,11 @@ async def test_bad_input_is_a_usage_error_naming_the_fix(runtime: Runtime) -> No
         await runtime.run("support", "Hi")  # type: ignore[arg-type]
 
 
+def test_run_sync_refuses_what_is_not_an_agent() -> None:
+    with pytest.raises(UsageError, match=r"needs a keel\.Agent, got str"):
+        Runtime(store=MemoryStore()).run_sync("support", "Hi")  # type: ignore[arg-type]
+
+
 def test_run_sync_runs_without_an_event_loop() -> None:
     runtime = Runtime(store=MemoryStore())
     first = runtime.run_sync(support(ScriptedModel(["One."])), "Hi")

@@ -69,6 +69,11 @@ def _check_input(text: object) -> str:
     return text
 
 
+def _check_agent(agent: object) -> None:
+    if not isinstance(agent, Agent):
+        raise UsageError(f"run() needs a keel.Agent, got {type(agent).__name__}")
+
+
 def _check_thread(thread: object) -> str:
     if not isinstance(thread, str) or not thread or len(thread) > _MAX_THREAD_ID:
         raise UsageError(
@@ -166,8 +171,7 @@ class Runtime:
         result's ``status`` and ``reason`` say what happened. Only developer mistakes
         (:class:`keel.errors.UsageError`) and store failures are raised.
         """
-        if not isinstance(agent, Agent):
-            raise UsageError(f"run() needs a keel.Agent, got {type(agent).__name__}")
+        _check_agent(agent)
         text = _check_input(input)
         chosen = self.model_for(agent, model)
         now = self.clock.now()
@@ -211,9 +215,20 @@ class Runtime:
             raise UsageError(
                 "run_sync() was called from a running event loop; use 'await runtime.run(...)'"
             )
-        return asyncio.run(
-            self.run(agent, input, thread=thread, deps=deps, limits=limits, model=model)
-        )
+        _check_agent(agent)
+        chosen = self.model_for(agent, model)
+
+        async def run_then_release() -> RunResult[OutputT]:
+            try:
+                return await self.run(
+                    agent, input, thread=thread, deps=deps, limits=limits, model=chosen
+                )
+            finally:
+                # This loop ends when run_sync returns: connections opened on it must close
+                # now. The model stays usable and reconnects on the next loop.
+                await chosen.aclose()
+
+        return asyncio.run(run_then_release())
 
     async def resume(
         self,
