@@ -7,11 +7,14 @@ from typing import Any
 from hypothesis import strategies as st
 
 from keel.core.events import (
+    ApprovalRequested,
+    CallDecided,
     ErrorInfo,
     Event,
     ModelFailed,
     ModelResponded,
     OutputRejected,
+    PendingCall,
     RunFinished,
     RunPaused,
     RunResumed,
@@ -55,6 +58,8 @@ limits = st.builds(
     max_tool_calls_per_turn=st.integers(min_value=1, max_value=50),
     max_total_tokens=st.integers(min_value=1, max_value=10**7),
     max_wall_time_s=st.floats(min_value=0.1, max_value=1e5),
+    max_repeated_calls=st.integers(min_value=1, max_value=20),
+    max_turns_without_progress=st.integers(min_value=1, max_value=20),
     max_output_retries=st.integers(min_value=0, max_value=5),
     tool_timeout_s=st.floats(min_value=0.1, max_value=1e4),
 )
@@ -78,6 +83,10 @@ run_started = st.builds(
     tools=st.lists(short, max_size=3).map(tuple),
     limits=limits,
     output_schema=st.none() | st.dictionaries(short, json_values, max_size=3),
+    agent_ref=st.none() | text,
+    history_seq=st.none() | st.just(0),
+    forked_from=st.none() | short,
+    fork_step=st.none() | st.integers(min_value=0, max_value=100),
     at=seconds,
 )
 
@@ -114,6 +123,30 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         at=seconds,
     ),
     st.builds(OutputRejected, step=steps, error=text, at=seconds),
+    st.builds(
+        ApprovalRequested,
+        step=steps,
+        calls=st.lists(
+            st.builds(
+                PendingCall,
+                call=tool_calls,
+                kind=st.sampled_from(["approval", "interrupted"]),
+                idempotency_key=short,
+            ),
+            max_size=2,
+        ).map(tuple),
+        at=seconds,
+    ),
+    st.builds(
+        CallDecided,
+        call_id=short,
+        decision=st.sampled_from(["approve", "reject", "edit", "done"]),
+        by=text,
+        reason=st.none() | text,
+        arguments=st.none() | text,
+        result=st.none() | text,
+        at=seconds,
+    ),
     st.builds(RunPaused, reason=errors, at=seconds),
     st.builds(RunResumed, limits=limits, at=seconds),
     st.builds(

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from keel.core.events import (
+    ApprovalRequested,
+    CallDecided,
     ModelResponded,
     OutputRejected,
+    PendingCall,
     RunFinished,
     RunPaused,
     RunResumed,
@@ -15,7 +18,7 @@ from keel.core.events import (
     ToolCallStarted,
 )
 from keel.core.limits import Limits
-from keel.core.loop import CallModel, LoopSpec, RunTools, decide, idempotency_key
+from keel.core.loop import CallModel, Decision, LoopSpec, RunTools, decide, idempotency_key
 from keel.core.messages import AssistantMessage, ToolCall
 from keel.core.output import OutputSpec
 from keel.core.state import RunState, apply, start
@@ -172,7 +175,7 @@ def test_interrupted_idempotent_call_runs_again_with_the_same_key() -> None:
     assert decision.effect.calls[0].idempotency_key == key
 
 
-def test_interrupted_non_idempotent_call_pauses_for_a_person() -> None:
+def test_interrupted_call_that_is_not_safe_to_repeat_waits_for_a_person() -> None:
     state = new_state()
     call = ToolCall(id="r", name="refund", arguments='{"order_id": "1", "amount_usd": 5}')
     turn(state, call)
@@ -180,29 +183,179 @@ def test_interrupted_non_idempotent_call_pauses_for_a_person() -> None:
 
     decision = decide(state, SPEC, NOW)
 
-    [paused] = decision.events
-    assert isinstance(paused, RunPaused)
-    assert paused.reason.code == "tool_call_interrupted"
-    assert "run_1:1:0" in paused.reason.message
+    [requested] = decision.events
+    assert isinstance(requested, ApprovalRequested)
+    assert requested.calls == (
+        PendingCall(call=call, kind="interrupted", idempotency_key="run_1:1:0"),
+    )
     assert decision.effect is None
+    apply(state, requested)
+    assert state.status == "awaiting_approval"
+    assert decide(state, SPEC, NOW).effect is None
 
 
-def test_a_call_that_needs_approval_pauses_before_it_starts() -> None:
-    big_refunds = spec_from_function(refund, requires_approval=lambda a: a["amount_usd"] > 100)
-    spec = LoopSpec(tools={"refund": big_refunds})
+BIG_REFUNDS = LoopSpec(
+    tools={"refund": spec_from_function(refund, requires_approval=lambda a: a["amount_usd"] > 100)}
+)
+SMALL = ToolCall(id="s", name="refund", arguments='{"order_id": "1", "amount_usd": 20}')
+BIG = ToolCall(id="b", name="refund", arguments='{"order_id": "2", "amount_usd": 500}')
+
+
+def waiting_for_approval() -> RunState:
     state = new_state()
-    small = ToolCall(id="s", name="refund", arguments='{"order_id": "1", "amount_usd": 20}')
-    big = ToolCall(id="b", name="refund", arguments='{"order_id": "2", "amount_usd": 500}')
-    turn(state, small, big)
+    turn(state, SMALL, BIG)
+    for event in decide(state, BIG_REFUNDS, NOW).events:
+        apply(state, event)
+    return state
 
-    decision = decide(state, spec, NOW)
+
+def decided(state: RunState, decision: CallDecided) -> Decision:
+    apply(state, decision)
+    apply(state, RunResumed(limits=state.limits, at=NOW))
+    return decide(state, BIG_REFUNDS, NOW)
+
+
+def test_a_call_that_needs_approval_stops_the_turn_before_anything_starts() -> None:
+    state = new_state()
+    turn(state, SMALL, BIG)
+
+    decision = decide(state, BIG_REFUNDS, NOW)
 
     # Not even the small refund starts: it would look interrupted when the run resumes.
+    [requested] = decision.events
+    assert isinstance(requested, ApprovalRequested)
+    assert [(p.call.id, p.kind) for p in requested.calls] == [("b", "approval")]
+    assert decision.effect is None
+
+
+def test_an_approved_call_runs_with_the_rest_of_its_turn() -> None:
+    state = waiting_for_approval()
+
+    decision = decided(state, CallDecided(call_id="b", decision="approve", by="ana", at=NOW))
+
+    assert isinstance(decision.effect, RunTools)
+    assert [c.call.id for c in decision.effect.calls] == ["s", "b"]
+    assert [type(e) for e in decision.events] == [ToolCallStarted, ToolCallStarted]
+
+
+def test_a_rejected_call_tells_the_model_who_rejected_it_and_why() -> None:
+    state = waiting_for_approval()
+
+    decision = decided(
+        state, CallDecided(call_id="b", decision="reject", by="ana", reason="over policy", at=NOW)
+    )
+
+    rejected = next(e for e in decision.events if isinstance(e, ToolCallFinished))
+    assert rejected.call.id == "b"
+    assert rejected.error is not None
+    assert rejected.error.code == "call_rejected"
+    assert rejected.result == "Error: a person (ana) rejected this call: over policy"
+    assert isinstance(decision.effect, RunTools)
+    assert [c.call.id for c in decision.effect.calls] == ["s"]
+
+
+def test_an_edited_call_runs_with_the_new_arguments_and_the_history_shows_them() -> None:
+    state = waiting_for_approval()
+    edited = '{"order_id": "2", "amount_usd": 90}'
+
+    decision = decided(
+        state, CallDecided(call_id="b", decision="edit", by="ana", arguments=edited, at=NOW)
+    )
+
+    assert isinstance(decision.effect, RunTools)
+    big = next(c for c in decision.effect.calls if c.call.id == "b")
+    assert big.arguments == {"order_id": "2", "amount_usd": 90.0}
+    model_turn = state.messages[state.turn_index]
+    assert isinstance(model_turn, AssistantMessage)
+    assert [c.arguments for c in model_turn.tool_calls] == [SMALL.arguments, edited]
+
+
+def interrupted_refund() -> RunState:
+    state = new_state()
+    call = ToolCall(id="r", name="refund", arguments='{"order_id": "1", "amount_usd": 5}')
+    turn(state, call)
+    apply(state, ToolCallStarted(step=1, call=call, idempotency_key="run_1:1:0", at=NOW))
+    for event in decide(state, SPEC, NOW).events:
+        apply(state, event)
+    return state
+
+
+def test_a_confirmed_interrupted_call_gets_the_result_the_person_gives() -> None:
+    state = interrupted_refund()
+
+    apply(state, CallDecided(call_id="r", decision="done", by="ops", result="refund rf_9", at=NOW))
+    apply(state, RunResumed(limits=state.limits, at=NOW))
+    decision = decide(state, SPEC, NOW)
+
+    [finished] = decision.events
+    assert isinstance(finished, ToolCallFinished)
+    assert (finished.result, finished.error) == ("refund rf_9", None)
+
+
+def test_an_approved_interrupted_call_runs_again_with_its_key() -> None:
+    state = interrupted_refund()
+
+    apply(state, CallDecided(call_id="r", decision="approve", by="ops", at=NOW))
+    apply(state, RunResumed(limits=state.limits, at=NOW))
+    decision = decide(state, SPEC, NOW)
+
+    assert decision.events == ()  # it was journaled as started already
+    assert isinstance(decision.effect, RunTools)
+    assert decision.effect.calls[0].idempotency_key == "run_1:1:0"
+
+
+def test_the_same_call_asked_for_too_often_pauses_the_run() -> None:
+    state = new_state(Limits(max_repeated_calls=2))
+    for step in range(1, 4):
+        turn(state, lookup(f"c{step}", '{"order_id": "123"}'))
+        decision = decide(state, SPEC, NOW)
+        if step < 3:
+            assert isinstance(decision.effect, RunTools)
+            finished = ToolCallFinished(step=step, call=lookup(f"c{step}"), result="ok", at=NOW)
+            apply(state, finished)
+
     [paused] = decision.events
     assert isinstance(paused, RunPaused)
-    assert paused.reason.code == "approval_required"
-    assert "'refund'" in paused.reason.message
-    assert decision.effect is None
+    assert paused.reason.code == "limit.max_repeated_calls"
+    assert 'lookup_order({"order_id": "123"}) was asked for 3 times' in paused.reason.message
+
+
+def test_differently_spelled_equal_arguments_count_as_the_same_call() -> None:
+    state = new_state(Limits(max_repeated_calls=1))
+    turn(state, lookup("a", '{"order_id": "1"}'))
+    apply(state, ToolCallFinished(step=1, call=lookup("a"), result="ok", at=NOW))
+    turn(state, lookup("b", '{ "order_id" : "1" }'))
+
+    [paused] = decide(state, SPEC, NOW).events
+
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_repeated_calls"
+
+
+def test_turns_where_every_call_fails_pause_the_run() -> None:
+    state = new_state(Limits(max_turns_without_progress=2))
+    for step in (1, 2):
+        turn(state, ToolCall(id=f"x{step}", name="nope", arguments="{}"))
+        for event in decide(state, SPEC, NOW).events:
+            apply(state, event)
+
+    [paused] = decide(state, SPEC, NOW).events
+
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "limit.max_turns_without_progress"
+    assert "every tool call of those turns failed" in paused.reason.message
+
+
+def test_one_successful_call_resets_the_count_of_turns_without_progress() -> None:
+    state = new_state(Limits(max_turns_without_progress=2))
+    turn(state, ToolCall(id="x1", name="nope", arguments="{}"))
+    for event in decide(state, SPEC, NOW).events:
+        apply(state, event)
+    turn(state, lookup("ok"))
+    apply(state, ToolCallFinished(step=2, call=lookup("ok"), result="found", at=NOW))
+
+    assert state.turns_without_progress == 0
+    assert decide(state, SPEC, NOW).effect == CallModel(step=3)
 
 
 def test_a_final_answer_completes_the_run() -> None:

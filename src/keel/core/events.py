@@ -18,11 +18,15 @@ from keel.core.messages import AssistantMessage, ToolCall
 from keel.core.usage import Usage
 
 __all__ = [
+    "ApprovalRequested",
+    "CallDecided",
+    "Decision",
     "ErrorInfo",
     "Event",
     "ModelFailed",
     "ModelResponded",
     "OutputRejected",
+    "PendingCall",
     "RunFinished",
     "RunPaused",
     "RunResumed",
@@ -32,7 +36,7 @@ __all__ = [
     "ToolCallStarted",
 ]
 
-RunStatus = Literal["running", "completed", "failed", "paused", "cancelled"]
+RunStatus = Literal["running", "completed", "failed", "paused", "awaiting_approval", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +61,15 @@ class RunStarted:
     tools: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     output_schema: dict[str, Any] | None = None
+    #: Where the agent is defined (``path.py:attr`` or ``module:attr``), so that another
+    #: process (``keel resume``) can load it; ``None`` when unknown.
+    agent_ref: str | None = None
+    #: The thread's last message sequence number when the run started: its history is the
+    #: thread's messages up to here. ``None`` in journals written before it existed.
+    history_seq: int | None = None
+    #: For a fork: the run it was copied from and the last step it copied.
+    forked_from: str | None = None
+    fork_step: int | None = None
     at: float = 0.0
     type: Literal["run_started"] = "run_started"
     v: Literal[1] = 1
@@ -135,6 +148,48 @@ class OutputRejected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingCall:
+    """A tool call waiting for a person: one that needs approval, or one that was interrupted
+    and is not safe to repeat (did its effect happen?)."""
+
+    call: ToolCall
+    kind: Literal["approval", "interrupted"]
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequested:
+    """The run stopped before these calls until a person decides on each of them."""
+
+    step: int
+    calls: tuple[PendingCall, ...]
+    at: float = 0.0
+    type: Literal["approval_requested"] = "approval_requested"
+    v: Literal[1] = 1
+
+
+Decision = Literal["approve", "reject", "edit", "done"]
+"""``approve``: run the call (again, for an interrupted one); ``edit``: run it with new
+arguments; ``reject``: do not run it, the model is told why; ``done``: an interrupted call's
+effect did happen, and ``result`` is what it returned."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallDecided:
+    """A person decided on a pending call. Who decided and when is kept with the decision."""
+
+    call_id: str
+    decision: Decision
+    by: str
+    reason: str | None = None
+    arguments: str | None = None
+    result: str | None = None
+    at: float = 0.0
+    type: Literal["call_decided"] = "call_decided"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunPaused:
     """The run stopped before finishing and can be resumed (e.g. a limit was reached)."""
 
@@ -173,6 +228,8 @@ Event = Annotated[
     | ToolCallStarted
     | ToolCallFinished
     | OutputRejected
+    | ApprovalRequested
+    | CallDecided
     | RunPaused
     | RunResumed
     | RunFinished,

@@ -16,6 +16,11 @@ class Limits:
     ``max_tool_calls_per_turn`` caps how many calls of one model turn run: the excess calls get
     an error result the model can read. ``max_output_retries`` bounds how often an answer that
     fails ``output_type`` validation is sent back to the model before the run fails.
+
+    Two limits catch runs that go round in circles, and pause them too:
+    ``max_repeated_calls`` is how many times one tool may be called with the same arguments in
+    a run, and ``max_turns_without_progress`` how many model turns in a row may end with every
+    tool call failing.
     """
 
     max_steps: int = 25
@@ -25,6 +30,8 @@ class Limits:
     max_wall_time_s: float = 600.0
     max_output_retries: int = 2
     tool_timeout_s: float = 60.0
+    max_repeated_calls: int = 4
+    max_turns_without_progress: int = 5
 
     def __post_init__(self) -> None:
         for name in (
@@ -32,6 +39,8 @@ class Limits:
             "max_tool_calls",
             "max_tool_calls_per_turn",
             "max_total_tokens",
+            "max_repeated_calls",
+            "max_turns_without_progress",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)}")
@@ -50,6 +59,7 @@ class LimitBreach:
     limit: str
     allowed: float
     observed: float
+    detail: str = ""
 
     @property
     def code(self) -> str:
@@ -60,7 +70,8 @@ class LimitBreach:
     def message(self) -> str:
         """A sentence naming the limit, the observed value and the fix."""
         shown = f"{self.observed:g}" if isinstance(self.observed, float) else str(self.observed)
+        detail = f": {self.detail}" if self.detail else ""
         return (
-            f"the run reached its {self.limit} limit ({shown} of {self.allowed:g}); "
+            f"the run reached its {self.limit} limit ({shown} of {self.allowed:g}){detail}; "
             f"raise Limits({self.limit}=...) and resume the run to continue"
         )

@@ -10,11 +10,14 @@ Order of decisions for a running run:
 
 1. Tool calls of the latest model turn that have no result: refuse those past the per-turn
    limit, unknown ones and those with invalid arguments (the model gets an error it can act on);
-   pause if the run's tool-call budget would be exceeded; pause for a person if a call needs
-   approval, or started before a crash and is not idempotent; otherwise start the valid ones.
+   pause if the run's tool-call budget would be exceeded or a call repeats too often; apply a
+   person's decisions (reject, confirm an interrupted effect, edit, approve); stop for a person
+   (``ApprovalRequested``) if a call needs approval, or started before a crash and is not safe
+   to repeat; otherwise start the valid ones.
 2. A final answer (a turn with no tool calls): validate it against the output type; finish, or
    send it back with the validation error a bounded number of times, then fail.
-3. Otherwise the model must be called: pause if a limit (steps, tokens, wall time) is reached.
+3. Otherwise the model must be called: pause if a limit (steps, tokens, turns without progress,
+   wall time) is reached.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from keel.core.events import (
+    ApprovalRequested,
+    CallDecided,
     ErrorInfo,
     Event,
     OutputRejected,
+    PendingCall,
     RunFinished,
     RunPaused,
     ToolCallFinished,
@@ -34,7 +40,7 @@ from keel.core.events import (
 from keel.core.limits import LimitBreach
 from keel.core.messages import ToolCall
 from keel.core.output import OutputSpec, OutputValidationError
-from keel.core.state import RunState
+from keel.core.state import RunState, canonical_arguments
 from keel.core.toolspec import ToolArgumentsError, ToolSpec
 
 __all__ = [
@@ -111,6 +117,13 @@ def limit_breach(state: RunState, now: float) -> LimitBreach | None:
         return LimitBreach(
             limit="max_total_tokens", allowed=limits.max_total_tokens, observed=tokens
         )
+    if state.turns_without_progress >= limits.max_turns_without_progress:
+        return LimitBreach(
+            limit="max_turns_without_progress",
+            allowed=limits.max_turns_without_progress,
+            observed=state.turns_without_progress,
+            detail="every tool call of those turns failed",
+        )
     elapsed = now - state.active_since
     if elapsed >= limits.max_wall_time_s:
         return LimitBreach(
@@ -149,49 +162,37 @@ def _reject(state: RunState, call: ToolCall, code: str, message: str, now: float
 
 def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     limits = state.limits
-    turn = list(state.awaiting.values())
     # The awaiting calls keep the model's order; their position in the whole turn is needed
     # for stable idempotency keys, so look it up in the turn's message.
     positions = _positions(state)
     events: list[Event] = []
     runnable: list[tuple[ToolCall, int]] = []
-    for call in turn:
+    for call in state.awaiting.values():
         index = positions.get(call.id, 0)
         if index >= limits.max_tool_calls_per_turn:
-            events.append(
-                _reject(
-                    state,
-                    call,
-                    "limit.max_tool_calls_per_turn",
-                    f"only {limits.max_tool_calls_per_turn} tool calls run per turn; this call "
-                    "was not run. Make fewer calls at a time",
-                    now,
-                )
+            message = (
+                f"only {limits.max_tool_calls_per_turn} tool calls run per turn; this call was "
+                "not run. Make fewer calls at a time"
             )
+            events.append(_reject(state, call, "limit.max_tool_calls_per_turn", message, now))
         else:
             runnable.append((call, index))
-    if runnable and state.tool_calls + len(runnable) > limits.max_tool_calls:
-        breach = LimitBreach(
-            limit="max_tool_calls",
-            allowed=limits.max_tool_calls,
-            observed=state.tool_calls + len(runnable),
-        )
+    breach = _tool_limit_breach(state, [call for call, _ in runnable])
+    if breach is not None:
         return Decision((*events, _pause(breach.code, breach.message, now)))
     to_run: list[RunTool] = []
     starts: list[Event] = []
+    waiting: list[PendingCall] = []
     for call, index in runnable:
         tool = spec.tools.get(call.name)
+        decision = state.decisions.get(call.id)
         if tool is None:
             known = ", ".join(sorted(spec.tools)) or "none"
-            events.append(
-                _reject(
-                    state,
-                    call,
-                    "tool_unknown",
-                    f"there is no tool named '{call.name}'; available tools: {known}",
-                    now,
-                )
-            )
+            message = f"there is no tool named '{call.name}'; available tools: {known}"
+            events.append(_reject(state, call, "tool_unknown", message, now))
+            continue
+        if decision is not None and decision.decision in ("reject", "done"):
+            events.append(_decided(state, call, decision, now))
             continue
         try:
             arguments = tool.validate(call.arguments)
@@ -200,29 +201,55 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
             continue
         key = idempotency_key(state.run_id, state.step, index)
         started = state.started.get(call.id)
-        if started is not None and not tool.safe_to_repeat:
-            # It may or may not have had its effect before the process stopped: only a
-            # person can tell, and running it again could do it twice.
-            message = (
-                f"tool '{call.name}' (idempotency key {key}) started before the run was "
-                "interrupted and has no recorded result; it is not idempotent, so Keel will "
-                "not run it again. Check whether its effect happened, then resume the run"
-            )
-            return Decision((*events, _pause("tool_call_interrupted", message, now)))
-        if started is None and tool.needs_approval(arguments):
-            # Nothing of this turn starts: a call journaled as started but not run would look
-            # interrupted on resume.
-            message = (
-                f"tool '{call.name}' needs a person's approval before it runs "
-                f"(call {call.id}, idempotency key {key}, arguments {call.arguments})"
-            )
-            return Decision((*events, _pause("approval_required", message, now)))
-        if started is None:
-            starts.append(ToolCallStarted(step=state.step, call=call, idempotency_key=key, at=now))
-        to_run.append(RunTool(call=call, spec=tool, arguments=arguments, idempotency_key=key))
+        if decision is None and started is not None and not tool.safe_to_repeat:
+            # It may or may not have had its effect before the process stopped: only a person
+            # can tell, and running it again could do it twice.
+            waiting.append(PendingCall(call=call, kind="interrupted", idempotency_key=key))
+        elif decision is None and started is None and tool.needs_approval(arguments):
+            waiting.append(PendingCall(call=call, kind="approval", idempotency_key=key))
+        else:
+            if started is None:
+                starts.append(
+                    ToolCallStarted(step=state.step, call=call, idempotency_key=key, at=now)
+                )
+            to_run.append(RunTool(call=call, spec=tool, arguments=arguments, idempotency_key=key))
+    if waiting:
+        # Nothing of this turn starts: a call journaled as started but not run would look
+        # interrupted on resume.
+        requested = ApprovalRequested(step=state.step, calls=tuple(waiting), at=now)
+        return Decision((*events, requested))
     if not to_run:
         return Decision(tuple(events))
     return Decision((*events, *starts), RunTools(step=state.step, calls=tuple(to_run)))
+
+
+def _tool_limit_breach(state: RunState, calls: list[ToolCall]) -> LimitBreach | None:
+    limits = state.limits
+    if calls and state.tool_calls + len(calls) > limits.max_tool_calls:
+        return LimitBreach(
+            limit="max_tool_calls",
+            allowed=limits.max_tool_calls,
+            observed=state.tool_calls + len(calls),
+        )
+    for call in calls:
+        count = state.call_counts.get((call.name, canonical_arguments(call.arguments)), 0)
+        if count > limits.max_repeated_calls:
+            return LimitBreach(
+                limit="max_repeated_calls",
+                allowed=limits.max_repeated_calls,
+                observed=count,
+                detail=f"{call.name}({call.arguments}) was asked for {count} times",
+            )
+    return None
+
+
+def _decided(state: RunState, call: ToolCall, decision: CallDecided, now: float) -> Event:
+    """The result of a call a person rejected, or whose interrupted effect they confirmed."""
+    if decision.decision == "done":
+        return ToolCallFinished(step=state.step, call=call, result=decision.result or "", at=now)
+    why = f": {decision.reason}" if decision.reason else ""
+    message = f"a person ({decision.by}) rejected this call{why}"
+    return _reject(state, call, "call_rejected", message, now)
 
 
 def _positions(state: RunState) -> dict[str, int]:

@@ -8,16 +8,20 @@ need an unchanged copy fold again from the journal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
 
 from keel.core.events import (
+    ApprovalRequested,
+    CallDecided,
     ErrorInfo,
     Event,
     ModelFailed,
     ModelResponded,
     OutputRejected,
+    PendingCall,
     RunFinished,
     RunPaused,
     RunResumed,
@@ -28,6 +32,7 @@ from keel.core.events import (
 )
 from keel.core.limits import Limits
 from keel.core.messages import (
+    AssistantMessage,
     Message,
     SystemMessage,
     ToolCall,
@@ -36,7 +41,15 @@ from keel.core.messages import (
 )
 from keel.core.usage import Usage
 
-__all__ = ["CORRECTION_PREFIX", "RunState", "apply", "correction_message", "fold", "start"]
+__all__ = [
+    "CORRECTION_PREFIX",
+    "RunState",
+    "apply",
+    "canonical_arguments",
+    "correction_message",
+    "fold",
+    "start",
+]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -72,6 +85,19 @@ class RunState:
     active_since: float = 0.0
     updated_at: float = 0.0
     event_count: int = 0
+    agent_ref: str | None = None
+    history_seq: int | None = None
+    forked_from: str | None = None
+    #: Index in ``messages`` of the latest assistant turn that made tool calls.
+    turn_index: int = -1
+    #: Calls of the latest turn waiting for a person, and the decisions made on them.
+    pending: dict[str, PendingCall] = field(default_factory=dict)
+    decisions: dict[str, CallDecided] = field(default_factory=dict)
+    #: How often each (tool, canonical arguments) pair was asked for in this run.
+    call_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Successful tool results in the latest turn, and turns in a row where every call failed.
+    turn_successes: int = 0
+    turns_without_progress: int = 0
 
     @property
     def own_messages(self) -> list[Message]:
@@ -92,12 +118,24 @@ def correction_message(error: str) -> str:
     )
 
 
+def canonical_arguments(arguments: str) -> str:
+    """Arguments in one spelling (sorted keys, no spaces), so equal calls compare equal."""
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return arguments
+
+
 def start(event: RunStarted, history: Sequence[Message] = ()) -> RunState:
-    """The state right after ``event``, given the thread's earlier messages."""
+    """The state right after ``event``, given the thread's history.
+
+    ``history`` is the thread's messages up to ``event.history_seq`` (or, for journals without
+    it, at least its first ``history_count`` messages).
+    """
     messages: list[Message] = []
     if event.instructions:
         messages.append(SystemMessage(content=event.instructions))
-    messages.extend(history[: event.history_count])
+    messages.extend(history if event.history_seq is not None else history[: event.history_count])
     first_own = len(messages)
     messages.append(UserMessage(content=event.input))
     return RunState(
@@ -114,6 +152,9 @@ def start(event: RunStarted, history: Sequence[Message] = ()) -> RunState:
         active_since=event.at,
         updated_at=event.at,
         event_count=1,
+        agent_ref=event.agent_ref,
+        history_seq=event.history_seq,
+        forked_from=event.forked_from,
     )
 
 
@@ -122,27 +163,16 @@ def apply(state: RunState, event: Event) -> RunState:
     state.event_count += 1
     state.updated_at = event.at
     if isinstance(event, ModelResponded):
-        state.step = event.step
-        state.usage = state.usage + event.usage
-        if state.cost_usd is not None:
-            state.cost_usd = None if event.cost_usd is None else state.cost_usd + event.cost_usd
-        state.messages.append(event.message)
-        state.awaiting = {call.id: call for call in event.message.tool_calls}
-        state.final_text = None if event.message.tool_calls else (event.message.content or "")
+        _model_responded(state, event)
     elif isinstance(event, ToolCallStarted):
         state.started[event.call.id] = event
     elif isinstance(event, ToolCallFinished):
-        state.started.pop(event.call.id, None)
-        state.awaiting.pop(event.call.id, None)
-        state.tool_calls += 1
-        state.messages.append(
-            ToolResultMessage(
-                tool_call_id=event.call.id,
-                name=event.call.name,
-                content=event.result,
-                is_error=event.error is not None,
-            )
-        )
+        _tool_call_finished(state, event)
+    elif isinstance(event, ApprovalRequested):
+        state.status = "awaiting_approval"
+        state.pending = {pending.call.id: pending for pending in event.calls}
+    elif isinstance(event, CallDecided):
+        _call_decided(state, event)
     elif isinstance(event, OutputRejected):
         state.output_retries += 1
         state.final_text = None
@@ -154,6 +184,7 @@ def apply(state: RunState, event: Event) -> RunState:
         state.reason = event.reason
     elif isinstance(event, RunResumed):
         state.status = "running"
+        state.pending = {}
         state.limits = event.limits
         state.reason = None
         state.active_since = event.at
@@ -166,6 +197,61 @@ def apply(state: RunState, event: Event) -> RunState:
     else:
         assert_never(event)
     return state
+
+
+def _model_responded(state: RunState, event: ModelResponded) -> None:
+    state.step = event.step
+    state.usage = state.usage + event.usage
+    if state.cost_usd is not None:
+        state.cost_usd = None if event.cost_usd is None else state.cost_usd + event.cost_usd
+    calls = event.message.tool_calls
+    if calls:
+        state.turn_index = len(state.messages)
+        state.turn_successes = 0
+        for call in calls:
+            key = (call.name, canonical_arguments(call.arguments))
+            state.call_counts[key] = state.call_counts.get(key, 0) + 1
+    state.messages.append(event.message)
+    state.awaiting = {call.id: call for call in calls}
+    state.decisions = {}
+    state.final_text = None if calls else (event.message.content or "")
+
+
+def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
+    state.started.pop(event.call.id, None)
+    state.awaiting.pop(event.call.id, None)
+    state.tool_calls += 1
+    if event.error is None:
+        state.turn_successes += 1
+    if not state.awaiting:  # the turn's last result: did any call of it succeed?
+        progress = state.turn_successes > 0
+        state.turns_without_progress = 0 if progress else state.turns_without_progress + 1
+    state.messages.append(
+        ToolResultMessage(
+            tool_call_id=event.call.id,
+            name=event.call.name,
+            content=event.result,
+            is_error=event.error is not None,
+        )
+    )
+
+
+def _call_decided(state: RunState, event: CallDecided) -> None:
+    state.decisions[event.call_id] = event
+    state.pending.pop(event.call_id, None)
+    if event.decision != "edit" or event.arguments is None:
+        return
+    # The model's call is rewritten with the person's arguments, so that the conversation
+    # shows the call that actually ran next to its result.
+    call = state.awaiting.get(event.call_id)
+    turn = state.messages[state.turn_index] if state.turn_index >= 0 else None
+    if call is None or not isinstance(turn, AssistantMessage):
+        return
+    edited = replace(call, arguments=event.arguments)
+    state.awaiting[call.id] = edited
+    state.messages[state.turn_index] = replace(
+        turn, tool_calls=tuple(edited if c.id == call.id else c for c in turn.tool_calls)
+    )
 
 
 def fold(events: Iterable[Event], history: Sequence[Message] = ()) -> RunState:
