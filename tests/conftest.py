@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import admin_conn, postgres_schema, postgres_url
+
+__all__ = ["admin_conn", "postgres_schema", "postgres_url"]  # fixtures for every test
+
 
 def _is_local(address: Any) -> bool:
     if not isinstance(address, tuple) or not address:

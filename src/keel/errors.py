@@ -14,7 +14,11 @@
     │   └── ModelResponseError     the provider's answer could not be understood
     ├── StoreError                 the journal store failed
     │   ├── RunNotFoundError       no run with that id
-    │   └── JournalConflictError   another writer appended to the run first
+    │   ├── JournalConflictError   another writer appended to the run first
+    │   ├── RunLeasedError         another process is advancing the run right now
+    │   ├── LeaseLostError         this process's lease was taken over; it must stop
+    │   └── ThreadChangedError     the thread got messages after a new run read its history
+    ├── ThreadBusyError            a run of the thread is still running (policy "reject")
     └── RunFailedError             raised by ``RunResult.raise_for_status()``
 
 Run failures (a tool raising, a limit reached, invalid output) are not raised out of
@@ -27,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "JournalConflictError",
     "KeelError",
+    "LeaseLostError",
     "MissingExtraError",
     "ModelConnectionError",
     "ModelError",
@@ -34,8 +39,11 @@ __all__ = [
     "ModelResponseError",
     "ModelTimeoutError",
     "RunFailedError",
+    "RunLeasedError",
     "RunNotFoundError",
     "StoreError",
+    "ThreadBusyError",
+    "ThreadChangedError",
     "ToolDefinitionError",
     "UsageError",
 ]
@@ -191,6 +199,67 @@ class JournalConflictError(StoreError):
         self.run_id = run_id
         self.expected = expected
         self.actual = actual
+
+
+class RunLeasedError(StoreError):
+    """Another process holds the run's lease and is advancing it."""
+
+    code = "run_leased"
+
+    def __init__(self, run_id: str, *, owner: str, expires_at: float) -> None:
+        super().__init__(
+            f"run '{run_id}' is being advanced by {owner} (its lease runs until "
+            f"{expires_at:.3f}); wait for it, or for the lease to expire if that process died"
+        )
+        self.run_id = run_id
+        self.owner = owner
+        self.expires_at = expires_at
+
+
+class LeaseLostError(StoreError):
+    """This writer's lease on a run is no longer current: another process took the run over."""
+
+    code = "lease_lost"
+
+    def __init__(self, run_id: str, *, token: int, current: int | None) -> None:
+        now_held = "nobody holds it now" if current is None else f"the current token is {current}"
+        super().__init__(
+            f"the lease on run '{run_id}' with fencing token {token} is no longer current "
+            f"({now_held}); another process took the run over, so this one must stop"
+        )
+        self.run_id = run_id
+        self.token = token
+        self.current = current
+
+
+class ThreadChangedError(StoreError):
+    """A run was not started because its thread got new messages after the run read the
+    thread's history; read it again and retry (the runtime does)."""
+
+    code = "thread_changed"
+
+    def __init__(self, thread_id: str, *, expected: int, actual: int) -> None:
+        super().__init__(
+            f"thread '{thread_id}' changed while a run was starting: its history was read up to "
+            f"message {expected}, but the thread now ends at message {actual}; read it again"
+        )
+        self.thread_id = thread_id
+        self.expected = expected
+        self.actual = actual
+
+
+class ThreadBusyError(KeelError):
+    """A new run was refused because a run of the same thread is still running."""
+
+    code = "thread_busy"
+
+    def __init__(self, thread_id: str, *, active_run_id: str) -> None:
+        super().__init__(
+            f"thread '{thread_id}' is busy: run {active_run_id} is still running; wait for it, "
+            "run with if_busy='queue' to wait automatically, or if_busy='interrupt' to cancel it"
+        )
+        self.thread_id = thread_id
+        self.active_run_id = active_run_id
 
 
 class RunFailedError(KeelError):

@@ -23,7 +23,7 @@ from keel.core.messages import (
     TextDelta,
 )
 
-__all__ = ["Clock", "Model", "RunRecord", "Store", "SystemClock"]
+__all__ = ["Clock", "Lease", "Model", "RunRecord", "Store", "SystemClock", "ThreadHistory"]
 
 
 class Model(abc.ABC):
@@ -80,15 +80,71 @@ class RunRecord:
     last_seq: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """The right to advance one run until ``expires_at`` (seconds since the epoch, by the
+    store's clock).
+
+    ``token`` is a fencing token: it grows every time the run's lease changes hands, and every
+    append made under a lease carries it, so a holder that lost its lease (it stalled past
+    ``expires_at`` and another process took over) can no longer write.
+    """
+
+    run_id: str
+    owner: str
+    token: int
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadHistory:
+    """A thread's messages (in order) and the sequence number of its last message (0: none).
+
+    Runs record the sequence number they started after, so that deleting old runs (retention)
+    never changes which messages a later run's history holds, beyond the deleted ones.
+    """
+
+    messages: list[Message]
+    last_seq: int
+
+
 @runtime_checkable
 class Store(Protocol):
-    """Durable home of run journals, run summaries and thread histories.
+    """Durable home of run journals, run summaries, leases and thread histories.
 
     ``append`` is the only write on the hot path: one call per step, atomic, durable before it
     returns. ``expected_seq`` is the number of events the writer believes the journal holds; if
     another writer got there first the store raises :class:`keel.errors.JournalConflictError`
     and writes nothing.
+
+    **Leases.** One process advances a run at a time. It holds the run's :class:`Lease`, renews
+    it before ``expires_at``, and passes it to every ``append``. An append under a lease whose
+    token is no longer current raises :class:`keel.errors.LeaseLostError`; an append without a
+    lease to a run whose lease is held and unexpired raises :class:`keel.errors.RunLeasedError`.
+    Lease times are the store's own clock, so processes on several hosts agree on them.
     """
+
+    async def start_run(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        record: RunRecord,
+        owner: str,
+        ttl_s: float,
+        exclusive: bool = False,
+    ) -> Lease:
+        """Create a run from its first events, leased to ``owner`` for ``ttl_s`` seconds.
+
+        With ``exclusive``, refuse with :class:`keel.errors.ThreadBusyError` (writing nothing)
+        if another run of ``record.thread_id`` has status ``running``, and with
+        :class:`keel.errors.ThreadChangedError` if the first event's ``history_seq`` is set and
+        is no longer the thread's last message (a run of the thread ended after this one read
+        its history). The checks and the insert are one atomic step, so two runs racing for an
+        idle thread cannot both start, nor start with a stale history. A ``run_id`` that exists
+        raises ``JournalConflictError``.
+        """
+        ...
 
     async def append(
         self,
@@ -98,8 +154,34 @@ class Store(Protocol):
         expected_seq: int,
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
+        lease: Lease | None = None,
     ) -> int:
-        """Append events (and the run's new thread messages, if it finished); return last seq."""
+        """Append events (and the run's new thread messages, if it finished); return last seq.
+
+        ``expected_seq == 0`` creates the run without a lease (tests and imports use this).
+        """
+        ...
+
+    async def acquire_lease(
+        self, run_id: str, *, owner: str, ttl_s: float, force: bool = False
+    ) -> Lease:
+        """Take the run's lease: free, expired, or already ``owner``'s (then it is renewed).
+
+        A new holder gets ``token`` one higher than the last; so does the same owner when its
+        lease had expired (now >= ``expires_at``), and every ``force`` (used to interrupt a
+        run: whoever held it, the earlier lease object is fenced out). Raises
+        ``RunLeasedError`` if another owner holds an unexpired lease and ``force`` is false,
+        and ``RunNotFoundError`` for an unknown run. Appending under a lease of a run that was
+        deleted raises ``LeaseLostError``.
+        """
+        ...
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease:
+        """Extend a lease; ``LeaseLostError`` if its token is no longer the run's current one."""
+        ...
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Give a lease up; does nothing if it is no longer current."""
         ...
 
     async def load(self, run_id: str) -> list[Event]:
@@ -120,8 +202,35 @@ class Store(Protocol):
         """Runs, newest first, optionally filtered."""
         ...
 
-    async def thread_messages(self, thread_id: str) -> list[Message]:
-        """The conversation of a thread: the messages of its completed runs, in order."""
+    async def recoverable_runs(self, *, limit: int = 100) -> list[RunRecord]:
+        """Runs with status ``running`` whose lease is missing or expired: their process died.
+        Oldest first."""
+        ...
+
+    async def active_run(self, thread_id: str) -> RunRecord | None:
+        """The newest run of the thread with status ``running``, if any."""
+        ...
+
+    async def thread_history(self, thread_id: str, *, upto_seq: int | None = None) -> ThreadHistory:
+        """The thread's messages with sequence number ``<= upto_seq`` (all when ``None``), and
+        the thread's last sequence number. An unknown thread has no messages and last seq 0."""
+        ...
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete runs with everything derived from them (events, leases, their thread
+        messages); return how many existed. A run with a live lease raises ``RunLeasedError``
+        and nothing is deleted."""
+        ...
+
+    async def delete_runs_before(self, before: float) -> int:
+        """Delete runs created before ``before`` (seconds since the epoch), except runs with
+        status ``running`` and runs with a live lease; return how many."""
+        ...
+
+    async def delete_thread(self, thread_id: str) -> int:
+        """Delete a thread's messages and all its runs (``RunLeasedError`` if one has a live
+        lease); return how many runs. The thread's message counter is kept, so that message
+        numbers are never reused."""
         ...
 
     async def close(self) -> None:

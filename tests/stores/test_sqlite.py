@@ -16,10 +16,11 @@ from typing import Literal
 
 import pytest
 
-from keel.core.codec import event_to_dict
+from keel.core.codec import encode_event, encode_message, event_to_dict
 from keel.core.events import Event, RunFinished, RunStarted, ToolCallFinished
-from keel.errors import JournalConflictError, RunNotFoundError, StoreError
-from keel.stores import SQLiteStore
+from keel.errors import JournalConflictError, RunLeasedError, RunNotFoundError, StoreError
+from keel.ports import ThreadHistory
+from keel.stores import SQLiteStore, _sqlite_schema
 from keel.stores import sqlite as sqlite_module
 from keel.stores._sqlite_schema import LATEST_VERSION, MIGRATIONS
 
@@ -73,7 +74,7 @@ async def test_the_journal_survives_reopening(
     async with SQLiteStore(path, synchronous=synchronous) as reopened:
         assert await reopened.load("run-1") == events
         assert await reopened.get_run("run-1") == record(status="completed", last_seq=6)
-        assert await reopened.thread_messages("thread-1") == conversation()
+        assert (await reopened.thread_history("thread-1")).messages == conversation()
         assert await reopened.append("run-1", tool_step(3), expected_seq=6, record=record()) == 9
 
 
@@ -82,7 +83,7 @@ def test_another_process_reads_the_journal(tmp_path: Path) -> None:
     events = asyncio.run(write_run(path))
     script = """
 import asyncio, json, sys
-from keel.core.codec import event_to_dict
+from keel.core.codec import encode_event, encode_message, event_to_dict
 from keel.stores import SQLiteStore
 from keel.stores import sqlite as sqlite_module
 
@@ -150,8 +151,10 @@ async def test_the_schema_and_its_version_are_recorded(tmp_path: Path) -> None:
         versions = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")
         assert versions.fetchall() == [(m.version, m.name) for m in MIGRATIONS]
         objects = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
-    assert {"runs", "events", "thread_messages", "schema_migrations"} <= objects.keys()
+    assert {"runs", "events", "thread_messages", "threads", "schema_migrations"} <= objects.keys()
     assert {"runs_by_created", "runs_by_thread", "runs_by_status"} <= objects.keys()
+    assert "WHERE status = 'running'" in objects["runs_running_by_thread"]
+    assert "lease_token INTEGER NOT NULL DEFAULT 0" in objects["runs"]
     assert objects["events"].rstrip().endswith("WITHOUT ROWID")
     assert "PRIMARY KEY (run_id, seq)" in objects["events"]
 
@@ -257,7 +260,7 @@ async def test_a_failure_mid_append_writes_nothing(tmp_path: Path) -> None:
         assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
         assert await store.load("run-1") == [started()]
         assert await store.get_run("run-1") == record(last_seq=1)
-        assert await store.thread_messages("thread-1") == []
+        assert await store.thread_history("thread-1") == ThreadHistory(messages=[], last_seq=0)
         # The transaction was rolled back: the store keeps working.
         assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
 
@@ -302,7 +305,7 @@ async def test_a_corrupted_event_is_reported_not_returned(tmp_path: Path) -> Non
         with pytest.raises(StoreError, match=r"event 3 of run 'run-1' .* not a valid Keel event"):
             await store.load("run-1")
         with pytest.raises(StoreError, match=r"message 2 of thread 'thread-1' .* not a valid"):
-            await store.thread_messages("thread-1")
+            await store.thread_history("thread-1")
 
 
 async def test_a_closed_store_is_not_reopened(tmp_path: Path) -> None:
@@ -503,5 +506,192 @@ async def test_listing_reads_an_index_in_order_instead_of_sorting() -> None:
             plan = " ".join(
                 row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)
             )
-            assert "USING INDEX runs_by_" in plan
+            # (thread, running) reads the partial index of running runs, also in order.
+            assert "USING INDEX runs_" in plan, plan
             assert "TEMP B-TREE" not in plan
+
+
+# --- migrations from older schemas, and explicit upgrades -----------------------------------
+
+
+def make_version_1_database(path: Path) -> list[Event]:
+    """A database as Keel's first schema left it, with one finished run and its messages,
+    written by plain SQL the way that schema's store wrote it."""
+    events = [started(), *tool_step(1), *finishing_step(2)]
+    with raw(path) as conn:
+        conn.execute("BEGIN")
+        conn.execute(_sqlite_schema.CREATE_MIGRATIONS_TABLE)
+        for statement in MIGRATIONS[0].statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (1, 'journal', 0)")
+        conn.execute(
+            sqlite_module._INSERT_RUN, sqlite_module._run_row(record(status="completed"), 6)
+        )
+        for seq, event in enumerate(events, 1):
+            body = encode_event(event).decode()
+            conn.execute(sqlite_module._INSERT_EVENT, ("run-1", seq, event.type, event.at, body))
+        for seq, message in enumerate(conversation(), 1):
+            conn.execute(
+                sqlite_module._INSERT_THREAD_MESSAGE,
+                ("thread-1", seq, "run-1", encode_message(message).decode()),
+            )
+        conn.execute("COMMIT")
+    return events
+
+
+async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "keel.db"
+    events = make_version_1_database(path)
+    async with SQLiteStore(path) as store:
+        assert await store.load("run-1") == events
+        assert await store.get_run("run-1") == record(status="completed", last_seq=6)
+        # The counter starts from the messages already there.
+        assert await store.thread_history("thread-1") == ThreadHistory(
+            messages=conversation(), last_seq=4
+        )
+        # The new abilities work on old and new runs alike.
+        old_lease = await store.acquire_lease("run-1", owner="w", ttl_s=60)
+        assert old_lease.token == 1
+        lease = await store.start_run(
+            "run-2", [started("run-2")], record=record("run-2"), owner="w", ttl_s=60, exclusive=True
+        )
+        await store.append(
+            "run-2",
+            finishing_step(1),
+            expected_seq=1,
+            record=record("run-2", status="completed"),
+            thread_messages=conversation("again"),
+            lease=lease,
+        )
+        history = await store.thread_history("thread-1")
+        assert history == ThreadHistory(messages=conversation() + conversation("again"), last_seq=8)
+        await store.release_lease(old_lease)
+        assert await store.delete_runs(["run-1"]) == 1
+        assert (await store.thread_history("thread-1", upto_seq=4)).messages == []
+    with raw(path) as conn:
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        assert versions.fetchall() == [(1,), (2,)]
+
+
+async def test_without_auto_migrate_an_old_database_is_refused_until_upgraded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keel.db"
+    events = make_version_1_database(path)
+    store = SQLiteStore(path, auto_migrate=False)
+    try:
+        with pytest.raises(StoreError, match=r"schema 1 and this Keel needs schema 2.*keel db"):
+            await store.load("run-1")
+        with raw(path) as conn:  # refused, and left alone
+            assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (1,)
+        assert await store.upgrade() == [2]
+        assert await store.load("run-1") == events
+        assert await store.upgrade() == []
+    finally:
+        await store.close()
+    async with SQLiteStore(path, auto_migrate=False) as current:
+        assert await current.load("run-1") == events
+
+
+async def test_without_auto_migrate_a_new_file_needs_an_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "keel.db"
+    async with SQLiteStore(path, auto_migrate=False) as store:
+        with pytest.raises(StoreError, match=r"schema 0 .*run `keel db upgrade`"):
+            await store.list_runs()
+        assert await store.upgrade() == [1, 2]
+        assert await store.list_runs() == []
+    async with SQLiteStore(path) as again:
+        assert await again.upgrade() == []
+
+
+async def test_without_auto_migrate_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keel.db"
+    async with SQLiteStore(path) as store:
+        await store.list_runs()
+    with raw(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', 0)", (LATEST_VERSION + 1,))
+    async with SQLiteStore(path, auto_migrate=False) as store:
+        with pytest.raises(StoreError, match="newer Keel"):
+            await store.list_runs()
+        with pytest.raises(StoreError, match="newer Keel"):
+            await store.upgrade()
+
+
+# --- leases ---------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float) -> None:
+        self.now_s = now
+
+    def now(self) -> float:
+        return self.now_s
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+
+async def test_lease_times_follow_the_injected_clock(tmp_path: Path) -> None:
+    clock = FakeClock(1_000.0)
+    async with SQLiteStore(tmp_path / "keel.db", clock=clock) as store:
+        lease = await store.start_run("run-1", [started()], record=record(), owner="a", ttl_s=30)
+        assert lease.expires_at == 1_030.0
+        clock.now_s = 1_029.9
+        with pytest.raises(RunLeasedError):
+            await store.append("run-1", tool_step(1), expected_seq=1, record=record())
+        clock.now_s = 1_030.0  # expiry is inclusive: at expires_at the lease is over
+        assert [r.run_id for r in await store.recoverable_runs()] == ["run-1"]
+        assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
+        renewed = await store.renew_lease(lease, ttl_s=5)
+        assert renewed.expires_at == 1_035.0
+
+
+LEASE_CHILD = """
+import asyncio, json, sys
+from keel.errors import RunLeasedError
+from keel.stores import SQLiteStore
+
+async def main():
+    async with SQLiteStore(sys.argv[1]) as store:
+        try:
+            lease = await store.acquire_lease("run-1", owner="child", ttl_s=60)
+            print(json.dumps({"token": lease.token}))
+        except RunLeasedError as exc:
+            print(json.dumps({"refused_by": exc.owner}))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_lease_holds_against_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "keel.db"
+    async with SQLiteStore(path) as store:
+        lease = await store.start_run("run-1", [started()], record=record(), owner="me", ttl_s=60)
+        assert json.loads(python(LEASE_CHILD, str(path))) == {"refused_by": "me"}
+        await store.release_lease(lease)
+        assert json.loads(python(LEASE_CHILD, str(path))) == {"token": 2}
+
+
+async def test_lease_and_thread_queries_read_an_index_in_order() -> None:
+    async with SQLiteStore(":memory:") as store:
+        await store.list_runs()
+        conn = store._conn
+        assert conn is not None
+        plans = {
+            sqlite_module._ACTIVE_RUN: ("t",),
+            sqlite_module._OTHER_ACTIVE_RUN: ("t", "r"),
+            sqlite_module._RECOVERABLE_RUNS: (0.0, 5),
+        }
+        for statement, params in plans.items():
+            plan = " ".join(
+                row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)
+            )
+            assert "USING INDEX runs_" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+        active = " ".join(
+            row[3]
+            for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_module._ACTIVE_RUN, ("t",))
+        )
+        assert "runs_running_by_thread" in active

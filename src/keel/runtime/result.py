@@ -7,7 +7,7 @@ from typing import Any, Generic, Self
 
 from typing_extensions import TypeVar
 
-from keel.core.events import ErrorInfo, RunStatus
+from keel.core.events import ErrorInfo, PendingCall, RunStatus
 from keel.core.messages import Message
 from keel.core.state import RunState
 from keel.core.usage import Usage
@@ -22,10 +22,12 @@ OutputT = TypeVar("OutputT", default=str)
 class RunResult(Generic[OutputT]):
     """What a run produced and what it cost.
 
-    ``status`` is ``completed``, ``failed`` or ``paused`` (a limit was reached: raise it and
-    resume). ``output`` is the validated final answer of a completed run, else ``None``;
-    ``reason`` says why a run did not complete. ``cost_usd`` is ``None`` when any model call
-    had no known price: unknown, not free.
+    ``status`` is ``completed``, ``failed``, ``cancelled``, ``paused`` (a limit was reached:
+    raise it and resume) or ``awaiting_approval`` (a person must decide on a tool call).
+    ``output`` is the validated final answer of a completed run, else ``None``; ``reason`` says
+    why a run did not complete. ``cost_usd`` is ``None`` when any model call
+    had no known price: unknown, not free. A run with status ``awaiting_approval`` lists the
+    calls waiting for a person in ``pending``.
     """
 
     run_id: str
@@ -40,6 +42,7 @@ class RunResult(Generic[OutputT]):
     tool_calls: int
     reason: ErrorInfo | None
     messages: tuple[Message, ...]
+    pending: tuple[PendingCall, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -74,4 +77,5 @@ class RunResult(Generic[OutputT]):
             tool_calls=state.tool_calls,
             reason=state.reason,
             messages=tuple(state.own_messages),
+            pending=tuple(state.pending.values()),
         )

@@ -37,7 +37,8 @@ from keel.core.pricing import Price
 from keel.core.state import RunState, apply
 from keel.errors import ModelError
 from keel.ports import Clock, Model, RunRecord, Store
-from keel.runtime.tool_calls import ToolOutcome, execute_tool
+from keel.runtime.leases import LeaseKeeper
+from keel.runtime.tool_calls import ToolExecutor, ToolOutcome, execute_tool
 from keel.tools import RunContext
 
 __all__ = ["RunDriver", "record_of"]
@@ -103,6 +104,9 @@ class RunDriver:
         state: RunState,
         last_seq: int,
         unsaved: Sequence[Event] = (),
+        keeper: LeaseKeeper | None = None,
+        executor: ToolExecutor = execute_tool,
+        detached: bool = False,
     ) -> None:
         self._agent = agent
         self._model = model
@@ -114,6 +118,11 @@ class RunDriver:
         self._seq = last_seq
         # Events already applied to ``state`` but not yet in the store (e.g. RunStarted).
         self._pending: list[Event] = list(unsaved)
+        self._keeper = keeper
+        self._execute = executor
+        # A detached run (a fork) has its source's thread for history, but its messages are
+        # not added to that thread: the thread's conversation stays the source's.
+        self._detached = detached
         # Whether every pending event is a result of a call that is safe to repeat, so that
         # the append may wait for the next model answer (see the module docstring).
         self._deferrable = False
@@ -123,8 +132,16 @@ class RunDriver:
         self._output_schema = None if output is None else output.schema
         self._output_name = "output" if output is None else output.name
 
+    @property
+    def last_seq(self) -> int:
+        """How many events of the run are in the store."""
+        return self._seq
+
     async def drive(self) -> RunState:
-        """Run until the run is no longer ``running``; every event is durable on return."""
+        """Run until the run is no longer ``running``; every event is durable on return.
+
+        Raises :class:`keel.errors.LeaseLostError` if another process took the run over.
+        """
         state = self.state
         while True:
             decision = decide(state, self._spec, self._clock.now())
@@ -135,6 +152,8 @@ class RunDriver:
                     await self._commit()
                     return state
                 continue
+            if self._keeper is not None and self._keeper.lost is not None:
+                raise self._keeper.lost  # another process owns the run now: no more effects
             if isinstance(effect, CallModel):
                 if not self._deferrable:
                     await self._commit()
@@ -154,7 +173,7 @@ class RunDriver:
             return
         state = self.state
         thread: Sequence[Message] = ()
-        if state.status == "completed":
+        if state.status == "completed" and not self._detached:
             thread = state.own_messages
         self._seq = await self._store.append(
             state.run_id,
@@ -162,6 +181,7 @@ class RunDriver:
             expected_seq=self._seq,
             record=record_of(state, self._seq + len(self._pending)),
             thread_messages=thread,
+            lease=None if self._keeper is None else self._keeper.lease,
         )
         self._pending = []
         self._deferrable = False
@@ -276,7 +296,7 @@ class RunDriver:
         )
         timeout_s = planned.spec.timeout_s or state.limits.tool_timeout_s
         started = self._clock.monotonic()
-        outcome = await execute_tool(
+        outcome = await self._execute(
             self._tools[call.name], context, planned.arguments, timeout_s=timeout_s
         )
         return outcome, (self._clock.monotonic() - started) * 1000

@@ -14,14 +14,14 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_core import PydanticSerializationError, to_json
 
 from keel.core.events import ErrorInfo
 from keel.tools import RunContext, Tool, ToolError
 
-__all__ = ["ToolOutcome", "execute_tool", "render_result"]
+__all__ = ["ToolExecutor", "ToolOutcome", "execute_tool", "render_result"]
 
 _MESSAGE_LIMIT = 2000
 
@@ -32,6 +32,14 @@ class ToolOutcome:
 
     result: str
     error: ErrorInfo | None = None
+
+
+class ToolExecutor(Protocol):
+    """Runs one validated call; :func:`execute_tool` is the real one, replay has another."""
+
+    async def __call__(
+        self, tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+    ) -> ToolOutcome: ...
 
 
 def render_result(value: Any) -> str:

@@ -79,6 +79,23 @@ CREATE TABLE thread_messages (
     PRIMARY KEY (thread_id, seq)
 ) WITHOUT ROWID"""
 
+# Version 2: leases and a durable per-thread message counter.
+#
+# A run's lease lives on its row, so that an append checks it in the same conditional UPDATE
+# that checks the journal position (no extra statement on the hot path). ``lease_token`` stays
+# when a lease is released: it is the last fencing token handed out, and the next holder gets
+# one more. ALTER TABLE ... ADD COLUMN only rewrites the schema entry, not the rows.
+#
+# ``threads.last_seq`` is the highest sequence number ever given to a message of the thread.
+# ``MAX(seq) + 1`` would hand the numbers of deleted messages out again, and a later run that
+# recorded "my history ends at seq N" would then see someone else's messages. It starts from
+# the messages already there.
+_V2_THREADS = """
+CREATE TABLE threads (
+    thread_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -95,6 +112,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             # The foreign key's child side, so that a check against thread_messages.run_id
             # never scans the table.
             "CREATE INDEX thread_messages_by_run ON thread_messages (run_id)",
+        ),
+    ),
+    Migration(
+        version=2,
+        name="leases_and_threads",
+        statements=(
+            "ALTER TABLE runs ADD COLUMN lease_owner TEXT",
+            "ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN lease_expires_at REAL",
+            _V2_THREADS,
+            "INSERT INTO threads (thread_id, last_seq) "
+            "SELECT thread_id, MAX(seq) FROM thread_messages GROUP BY thread_id",
+            # The running runs of a thread, newest first: the exclusivity check of start_run and
+            # active_run read one entry, however many finished runs the thread has. Partial, so
+            # it holds only the few running runs and appends that keep the status never touch it.
+            "CREATE INDEX runs_running_by_thread ON runs (thread_id, created_at, run_id) "
+            "WHERE status = 'running'",
         ),
     ),
 )

@@ -1,0 +1,112 @@
+"""The PostgreSQL store's schema as numbered, forward-only migrations.
+
+The same rules as :mod:`keel.stores._sqlite_schema`: each migration runs once, in order, in
+one transaction, recorded in ``schema_migrations``; never edit a released migration, add the
+next number; a schema whose highest version is above :data:`LATEST_VERSION` is refused. The
+numbering is this dialect's own: PostgreSQL support starts at version 1 with the whole of what
+SQLite reached in two steps (journal, leases, thread counters).
+
+Every statement names its tables as ``{schema}.table``; the store fills ``{schema}`` in with
+a quoted identifier (:class:`psycopg.sql.Identifier`), so nothing depends on ``search_path``,
+which a connection pooler in transaction mode does not keep.
+
+The types are SQLite's, translated: ``BIGINT`` for ``INTEGER``, ``DOUBLE PRECISION`` for
+``REAL``. The text keys are ``COLLATE "C"`` so that ``list_runs`` breaks ties by ``run_id`` in
+code point order, as SQLite does, whatever the database's default collation. Bodies are
+``TEXT`` holding the codec's JSON, not ``JSONB``: JSONB rejects ``\\u0000``, reorders keys and
+normalises numbers, and the store compares the stored text byte for byte when it checks
+whether an append interrupted by a lost connection was committed.
+"""
+
+from __future__ import annotations
+
+from keel.stores._sqlite_schema import Migration
+
+__all__ = ["CREATE_MIGRATIONS_TABLE", "LATEST_VERSION", "MIGRATIONS"]
+
+# Created before any migration, so that the version check can run on an empty schema.
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""
+
+# fillfactor 70: every append updates its run's row, and leaving room on each page lets
+# PostgreSQL make those HOT updates (a new row version on the same page, no index entries
+# written), since an append changes no indexed column.
+_V1_RUNS = """
+CREATE TABLE {schema}.runs (
+    run_id TEXT COLLATE "C" PRIMARY KEY,
+    thread_id TEXT COLLATE "C" NOT NULL,
+    agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    input TEXT NOT NULL,
+    steps BIGINT NOT NULL,
+    tool_calls BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cost_usd DOUBLE PRECISION,
+    output_preview TEXT,
+    reason_code TEXT,
+    reason TEXT,
+    last_seq BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_token BIGINT NOT NULL DEFAULT 0,
+    lease_expires_at DOUBLE PRECISION
+) WITH (fillfactor = 70)"""
+
+_V1_EVENTS = """
+CREATE TABLE {schema}.events (
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.runs (run_id),
+    seq BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+)"""
+
+# The highest sequence number ever given to a message of the thread; the row is also what
+# concurrent appends of one thread's messages lock to take their numbers in turn.
+_V1_THREADS = """
+CREATE TABLE {schema}.threads (
+    thread_id TEXT COLLATE "C" PRIMARY KEY,
+    last_seq BIGINT NOT NULL
+)"""
+
+_V1_THREAD_MESSAGES = """
+CREATE TABLE {schema}.thread_messages (
+    thread_id TEXT COLLATE "C" NOT NULL,
+    seq BIGINT NOT NULL,
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.runs (run_id),
+    body TEXT NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="journal",
+        statements=(
+            _V1_RUNS,
+            # One index per listing, as in SQLite: the leading column filters, the rest is the
+            # sort order, so "newest first, limit N" reads N index entries.
+            "CREATE INDEX runs_by_created ON {schema}.runs (created_at, run_id)",
+            "CREATE INDEX runs_by_thread ON {schema}.runs (thread_id, created_at, run_id)",
+            "CREATE INDEX runs_by_status ON {schema}.runs (status, created_at, run_id)",
+            # The running runs of a thread: start_run's exclusivity check and active_run.
+            "CREATE INDEX runs_running_by_thread ON {schema}.runs (thread_id, created_at, run_id)"
+            " WHERE status = 'running'",
+            _V1_EVENTS,
+            _V1_THREADS,
+            _V1_THREAD_MESSAGES,
+            # The foreign key's child side: deleting a run finds its messages without a scan.
+            "CREATE INDEX thread_messages_by_run ON {schema}.thread_messages (run_id)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
