@@ -4,6 +4,9 @@ Run it from a shell (offline, on the rule-based model, unless a real model is co
 
     keel run examples/support.py:agent "Where is order 1042?"
     keel run examples/support.py:agent "What is your return policy?" --thread customer-42
+    keel run examples/support.py:agent 'Please refund $120 on order 1043'   # waits for approval
+    keel approvals list
+    keel approve RUN_ID --by ana
     keel runs list
 
 With ``KEEL_MODEL`` (e.g. ``openai:gpt-4o-mini``, ``ollama:llama3.2``), or ``OPENAI_API_KEY`` /
@@ -155,11 +158,13 @@ def search_faq(ctx: RunContext[SupportDesk], query: str) -> list[dict[str, str]]
     return [{"topic": topic, "answer": answer} for _, topic, answer in scored[:2]]
 
 
-@tool(idempotent=True)
+@tool(idempotent=True, requires_approval=lambda args: args["amount_usd"] > 100)
 def refund_order(
     ctx: RunContext[SupportDesk], order_id: str, amount_usd: float, reason: str
 ) -> dict[str, object]:
     """Refund part or all of an order to the customer's original payment method.
+
+    Refunds over $100 wait for a person's approval (keel approvals list, keel approve).
 
     Args:
         order_id: The order to refund, e.g. 1042.

@@ -121,3 +121,19 @@ def test_an_unknown_database_scheme_is_a_usage_error(project: Path) -> None:
     failed = runner.invoke(app, ["runs", "list", "--db", "mysql://localhost/keel"])
     assert failed.exit_code == 2
     assert "unknown scheme 'mysql://'" in failed.output
+
+
+def test_an_agent_file_that_fails_to_load_is_one_clear_line(project: Path) -> None:
+    (project / "broken.py").write_text("from keel import Agent\n\nagent = Agent(name=)\n")
+    (project / "raises.py").write_text("x = 1\nraise RuntimeError('no database configured')\n")
+
+    broken = runner.invoke(app, ["run", "broken.py:agent", "Hi"])
+    raises = runner.invoke(app, ["run", "raises.py:agent", "Hi"])
+
+    assert broken.exit_code == 2
+    assert "broken.py could not be loaded: SyntaxError" in broken.output
+    assert "(line 3)" in broken.output
+    assert raises.exit_code == 2
+    assert "raises.py could not be loaded: RuntimeError: no database configured (line 2)" in (
+        raises.output
+    )

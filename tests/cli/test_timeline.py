@@ -132,3 +132,35 @@ def test_the_summary_says_cost_is_unknown_rather_than_zero() -> None:
     assert "reason   raise it [limit.max_steps]" in lines
     assert "started  2023-11-14 22:13:20 UTC  (2.500s)" in lines
     assert format_cost(0.0) == "$0.000000"
+
+
+def test_people_decisions_and_forks_are_shown() -> None:
+    from keel.core.events import ApprovalRequested, CallDecided, PendingCall
+
+    events: list[Event] = [
+        RunStarted(
+            run_id="run_2",
+            thread_id="t",
+            agent="support",
+            model="rules",
+            input="Refund order 1042",
+            forked_from="run_1",
+            fork_step=2,
+            at=T0,
+        ),
+        ApprovalRequested(
+            step=1,
+            calls=(PendingCall(call=CALL, kind="approval", idempotency_key="run_2:1:0"),),
+            at=T0 + 1,
+        ),
+        CallDecided(call_id="c1", decision="reject", by="ana", reason="too big", at=T0 + 2),
+    ]
+
+    assert render_timeline(events)[1:] == [
+        "                forked from run_1 after step 2",
+        "                input: Refund order 1042",
+        "     +1.000s  waiting for a person",
+        '                call c1 needs approval: lookup_order({"order_id": "1042"})',
+        "     +2.000s  decided        reject call c1 by ana",
+        "                too big",
+    ]

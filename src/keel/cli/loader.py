@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,10 +31,28 @@ def _module_from_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise UsageError(f"{path} could not be loaded: {_where(exc, path)}") from exc
     except BaseException:
         del sys.modules[name]
         raise
     return module
+
+
+def _where(exc: Exception, path: Path) -> str:
+    """The exception, with the line of ``path`` it came from when there is one."""
+    line = getattr(exc, "lineno", None)
+    if line is None:
+        target = path.resolve()
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename).resolve() == target
+        ]
+        line = frames[-1].lineno if frames else None
+    at = f" (line {line})" if line else ""
+    return f"{type(exc).__name__}: {exc}{at}"
 
 
 def load_agent(target: str) -> Agent[Any]:

@@ -1,109 +1,71 @@
-"""The ``keel`` command: run agents and look at their runs.
+"""The ``keel`` command: run agents, continue and decide on their runs, look at journals.
 
-Exit codes: 0 the run completed (or the command succeeded), 1 the run failed, 2 bad usage or
-configuration, 3 the run paused (a limit was reached; raise it and resume).
+Exit codes: 0 the run completed (or the command succeeded), 1 the run failed (or a replay
+differs), 2 bad usage or configuration, 3 the run paused or waits for a person.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict
-from typing import Annotated, Any, NoReturn, TypeVar
+import dataclasses
+from typing import Annotated, Any
 
 import typer
-from pydantic_core import to_json
-from rich.console import Console
-from rich.table import Table
 
-from keel.cli.loader import load_agent
-from keel.cli.timeline import format_cost, format_time, render_summary, render_timeline
-from keel.core.events import RunStatus
+from keel.cli._common import (
+    AgentOption,
+    DbOption,
+    JsonOption,
+    agent_of_run,
+    call,
+    dumps,
+    fail,
+    load,
+    report,
+    stdout,
+    target_ref,
+)
+from keel.cli.admin import db_app, threads_app
+from keel.cli.approvals import approvals_app, register_decisions
+from keel.cli.runs import runs_app
 from keel.core.limits import Limits
-from keel.errors import KeelError, RunNotFoundError, UsageError
 from keel.runtime.result import RunResult
-from keel.runtime.runtime import Runtime
-from keel.settings import KeelSettings
+from keel.runtime.runtime import Recovery, Runtime
 
-__all__ = ["app"]
-
-T = TypeVar("T")
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="keel",
-    help="Keel: a production runtime for AI agents. Run agents and inspect their journals.",
+    help="Keel: a production runtime for AI agents. Run agents, continue and approve their "
+    "runs, and inspect their journals.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(threads_app, name="threads")
+app.add_typer(db_app, name="db")
+register_decisions(app)
 
-EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED = 1, 2, 3
-_STATUSES: tuple[RunStatus, ...] = ("running", "completed", "failed", "paused", "cancelled")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Where runs are kept: a path, sqlite:///path or memory "
-        "[default: $KEEL_DB or keel.db].",
-    ),
+MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
+MaxToolCalls = Annotated[
+    int | None, typer.Option("--max-tool-calls", min=1, help="Raise the tool-call limit.")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+MaxTokens = Annotated[
+    int | None, typer.Option("--max-tokens", min=1, help="Raise the token limit.")
+]
+MaxWallTime = Annotated[
+    float | None, typer.Option("--max-wall-time", min=0.001, help="Seconds of wall time allowed.")
+]
+MaxRepeats = Annotated[
+    int | None,
+    typer.Option("--max-repeated-calls", min=1, help="Raise the limit on identical tool calls."),
+]
 
 
-def _stdout() -> Console:
-    # Off a terminal rich assumes 80 columns and squeezes tables; pipes and logs can be wide.
-    width = None if sys.stdout.isatty() else 200
-    return Console(highlight=False, soft_wrap=True, width=width)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"error: {message}", markup=False, style="red"
-    )
-    raise typer.Exit(code)
-
-
-def _runtime(db: str | None) -> Runtime:
-    settings = KeelSettings.from_environ()
-    if db is not None:
-        settings = settings.model_copy(update={"db": db})
-    return Runtime(settings=settings)
-
-
-def _call(db: str | None, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run ``work`` with a runtime; Keel errors become one clear line on stderr."""
-
-    async def main() -> T:
-        async with _runtime(db) as runtime:
-            return await work(runtime)
-
-    try:
-        return asyncio.run(_coroutine(main()))
-    except (UsageError, RunNotFoundError) as exc:
-        _fail(exc.message)
-    except KeelError as exc:
-        _fail(exc.message, EXIT_FAILED)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-
-
-async def _coroutine(awaitable: Coroutine[Any, Any, T]) -> T:
-    return await awaitable
-
-
-def _result_json(result: RunResult[Any]) -> str:
-    data = asdict(result)
-    data["messages"] = [asdict(m) for m in result.messages]
-    return to_json(data, indent=2, fallback=str).decode()
+def _limits(base: Limits, **overrides: Any) -> Limits | None:
+    chosen = {name: value for name, value in overrides.items() if value is not None}
+    return dataclasses.replace(base, **chosen) if chosen else None
 
 
 @app.command()
@@ -121,120 +83,118 @@ def run(
         str | None,
         typer.Option("--model", "-m", help="Use this model, e.g. openai:gpt-4o-mini or rules."),
     ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", min=1, help="Override the agent's step limit.")
-    ] = None,
+    if_busy: Annotated[
+        str,
+        typer.Option(
+            "--if-busy", help="When the thread has a running run: queue, reject or interrupt."
+        ),
+    ] = "queue",
+    max_steps: MaxSteps = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run an agent once and print its answer."""
-    try:
-        agent = load_agent(target)
-    except KeelError as exc:
-        _fail(exc.message)
-    limits = None
-    if max_steps is not None:
-        limits = Limits(**{**_limit_fields(agent.limits), "max_steps": max_steps})
+    agent = load(target)
+    if if_busy not in ("queue", "reject", "interrupt"):
+        fail(f"--if-busy must be queue, reject or interrupt, got '{if_busy}'")
+    limits = _limits(agent.limits, max_steps=max_steps)
 
     async def work(runtime: Runtime) -> RunResult[Any]:
-        return await runtime.run(agent, input, thread=thread, model=model, limits=limits)
-
-    result = _call(db, work)
-    out = _stdout()
-    if as_json:
-        out.print(_result_json(result), markup=False)
-    elif result.ok:
-        shown = result.output if isinstance(result.output, str) else to_json(result.output).decode()
-        out.print(shown, markup=False)
-    summary = (
-        f"run {result.run_id} {result.status} · {_plural(result.steps, 'step')} · "
-        f"{_plural(result.tool_calls, 'tool call')} · {_plural(result.usage.total_tokens, 'token')}"
-        f" · cost {format_cost(result.cost_usd)}"
-    )
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(summary, markup=False, style="dim")
-    if result.reason is not None:
-        err.print(f"{result.reason.message} [{result.reason.code}]", markup=False)
-    if result.status == "paused":
-        raise typer.Exit(EXIT_PAUSED)
-    if result.status != "completed":
-        raise typer.Exit(EXIT_FAILED)
-
-
-def _limit_fields(limits: Limits) -> dict[str, Any]:
-    return {name: getattr(limits, name) for name in Limits.__dataclass_fields__}
-
-
-@runs_app.command("list")
-def list_runs(
-    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Only this thread.")] = None,
-    status: Annotated[
-        str | None,
-        typer.Option("--status", "-s", help=f"Only this status: {', '.join(_STATUSES)}."),
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
-    db: DbOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """List runs, newest first."""
-    if status is not None and status not in _STATUSES:
-        _fail(f"unknown status '{status}'; use one of {', '.join(_STATUSES)}")
-    records = _call(db, lambda rt: rt.store.list_runs(thread_id=thread, status=status, limit=limit))
-    out = _stdout()
-    if as_json:
-        out.print(json.dumps([asdict(r) for r in records], indent=2), markup=False)
-        return
-    if not records:
-        out.print('no runs yet; start one with: keel run path/to/agent.py:agent "Hello"')
-        return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in (
-        "RUN",
-        "AGENT",
-        "STATUS",
-        "STEPS",
-        "TOOLS",
-        "TOKENS",
-        "COST",
-        "CREATED",
-        "INPUT",
-    ):
-        table.add_column(column, no_wrap=column != "INPUT", overflow="fold")
-    for r in records:
-        table.add_row(
-            r.run_id,
-            r.agent,
-            r.status,
-            str(r.steps),
-            str(r.tool_calls),
-            f"{r.input_tokens + r.output_tokens:,}",
-            format_cost(r.cost_usd),
-            format_time(r.created_at),
-            r.input[:60],
+        return await runtime.run(
+            agent,
+            input,
+            thread=thread,
+            model=model,
+            limits=limits,
+            if_busy=if_busy,  # type: ignore[arg-type]
         )
-    out.print(table)
+
+    report(call(db, work, agents=((agent, target_ref(target)),)), as_json=as_json)
 
 
-@runs_app.command("show")
-def show_run(
-    run_id: Annotated[str, typer.Argument(help="The run's id (from keel runs list).")],
+@app.command()
+def resume(
+    run_id: Annotated[
+        str | None, typer.Argument(help="The run to continue; leave out with --all.")
+    ] = None,
+    *,
+    all_runs: Annotated[
+        bool,
+        typer.Option("--all", help="Continue every run whose process died (status running)."),
+    ] = False,
+    agent: AgentOption = None,
+    max_steps: MaxSteps = None,
+    max_tool_calls: MaxToolCalls = None,
+    max_tokens: MaxTokens = None,
+    max_wall_time: MaxWallTime = None,
+    max_repeated_calls: MaxRepeats = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a run's timeline: model calls, tool calls with arguments and results, latency,
-    tokens and cost."""
+    """Continue a paused or interrupted run from its journal, optionally with higher limits.
 
-    async def work(runtime: Runtime) -> tuple[Any, list[Any]]:
-        return await runtime.store.get_run(run_id), await runtime.store.load(run_id)
-
-    record, events = _call(db, work)
-    out = _stdout()
-    if as_json:
-        data = {"run": asdict(record), "events": [json.loads(to_json(e)) for e in events]}
-        out.print(json.dumps(data, indent=2), markup=False)
+    Completed model and tool calls are not repeated."""
+    if all_runs == (run_id is not None):
+        fail("give a run id, or --all to continue every interrupted run")
+    if all_runs:
+        _resume_all(db, agent, as_json=as_json)
         return
-    for line in [*render_summary(record), "", *render_timeline(events)]:
-        out.print(line, markup=False)
+    assert run_id is not None
+
+    async def work(runtime: Runtime) -> RunResult[Any]:
+        chosen = await agent_of_run(runtime, run_id, agent)
+        state = await runtime.load_state(run_id)
+        limits = _limits(
+            state.limits,
+            max_steps=max_steps,
+            max_tool_calls=max_tool_calls,
+            max_total_tokens=max_tokens,
+            max_wall_time_s=max_wall_time,
+            max_repeated_calls=max_repeated_calls,
+        )
+        return await runtime.resume(run_id, chosen, limits=limits)
+
+    report(call(db, work), as_json=as_json)
+
+
+def _resume_all(db: str | None, target: str | None, *, as_json: bool) -> None:
+    async def work(runtime: Runtime) -> Recovery:
+        for record in await runtime.store.recoverable_runs(limit=1000):
+            try:
+                await agent_of_run(runtime, record.run_id, target)
+            except Exception:  # noqa: BLE001, S112 - reported as skipped by recover()
+                continue
+        return await runtime.recover(limit=1000)
+
+    recovery = call(db, work)
+    out = stdout()
+    if as_json:
+        data = {
+            "resumed": [{"run_id": r.run_id, "status": r.status} for r in recovery.results],
+            "skipped": [{"run_id": i, "reason": why} for i, why in recovery.skipped],
+        }
+        out.print(dumps(data), markup=False)
+        return
+    for result in recovery.results:
+        out.print(f"{result.run_id}  {result.status}", markup=False)
+    for run_id, why in recovery.skipped:
+        out.print(f"{run_id}  skipped: {why}", markup=False)
+    if not recovery.results and not recovery.skipped:
+        out.print("no interrupted runs")
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to end.")],
+    *,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the journal.")] = (
+        "cancelled from the keel command"
+    ),
+    db: DbOption = None,
+) -> None:
+    """End a run for good (status cancelled), whatever it is doing."""
+    result = call(db, lambda rt: rt.cancel(run_id, reason=reason))
+    stdout().print(f"run {result.run_id} {result.status}", markup=False)
 
 
 def main() -> None:

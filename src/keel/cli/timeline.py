@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Sequence
 
 from keel.core.events import (
+    ApprovalRequested,
+    CallDecided,
     Event,
     ModelFailed,
     ModelResponded,
@@ -88,12 +90,25 @@ def render_summary(record: RunRecord) -> list[str]:
 
 def _describe(event: Event) -> list[str]:
     if isinstance(event, RunStarted):
-        return [
+        lines = [
             f"run started    agent {event.agent}, model {event.model}, thread {event.thread_id}, "
             f"{_plural(len(event.tools), 'tool')}, "
             f"{_plural(event.history_count, 'earlier message')}",
-            *_wrapped("input: ", event.input),
         ]
+        if event.forked_from is not None:
+            lines.append(f"{_INDENT}forked from {event.forked_from} after step {event.fork_step}")
+        return [*lines, *_wrapped("input: ", event.input)]
+    if isinstance(event, ApprovalRequested):
+        lines = ["waiting for a person"]
+        for pending in event.calls:
+            why = "needs approval" if pending.kind == "approval" else "was interrupted"
+            call = pending.call
+            lines += _wrapped(f"call {call.id} {why}: ", f"{call.name}({call.arguments})")
+        return lines
+    if isinstance(event, CallDecided):
+        detail = event.reason or event.arguments or event.result or ""
+        lines = [f"decided        {event.decision} call {event.call_id} by {event.by}"]
+        return lines + (_wrapped("", detail) if detail else [])
     if isinstance(event, ModelResponded):
         cost = format_cost(event.cost_usd)
         lines = [
