@@ -1,0 +1,173 @@
+"""Kill test: a worker process running many runs with side effects is killed with SIGKILL at
+random moments, at least 100 times, and restarted each time. At the end every run has
+finished, and the ledger (a separate table the tools write to) shows every effect that is not
+safe to repeat exactly once, or a request to a person about it; never twice.
+
+The number of kills can be raised with ``KEEL_KILL_TEST_KILLS`` (default 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from keel import Runtime
+from keel.core.events import ToolCallFinished, ToolCallStarted
+from keel.ports import Store
+from tests.durability.kill_worker import Ledger, make_agent, open_journal
+
+WORKER = Path(__file__).with_name("kill_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = int(os.environ.get("KEEL_KILL_TEST_KILLS", "100"))
+
+
+@dataclass
+class Outcome:
+    kills: int
+    lives: int
+    interrupted_calls_decided: int
+
+
+def _worker(journal: str, schema: str | None, ledger: Path, jobs: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        str(WORKER),
+        "--journal",
+        journal,
+        "--ledger",
+        str(ledger),
+        "--jobs",
+        str(jobs),
+    ]
+    if schema:
+        command += ["--schema", schema]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) -> Outcome:
+    rng = random.Random(20261124)
+    kills = lives = 0
+    while kills < KILLS:
+        worker = _worker(journal, schema, ledger, jobs)
+        lives += 1
+        time.sleep(rng.uniform(0.35, 1.1))  # start-up takes ~0.35 s; then work is under way
+        if worker.poll() is not None:
+            _, err = worker.communicate()
+            assert worker.returncode == 0, err.decode()
+            break  # all work done before this kill: the job count is too small
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate()
+        kills += 1
+    last = _worker(journal, schema, ledger, jobs)
+    _, err = last.communicate(timeout=300)
+    assert last.returncode == 0, err.decode()
+    return Outcome(kills=kills, lives=lives + 1, interrupted_calls_decided=0)
+
+
+async def _resolve_and_check(store: Store, ledger_path: Path, jobs: int) -> int:
+    """Decide on every interrupted charge by looking at the ledger, finish those runs, then
+    check journals against the ledger. Returns how many decisions a person had to make."""
+    ledger = Ledger(str(ledger_path))
+    decided = 0
+    try:
+        async with Runtime(store=store, agents=[make_agent(ledger)], recover_on_start=False) as rt:
+            for record in await store.list_runs(status="awaiting_approval", limit=100_000):
+                for pending in await rt.pending_calls(record.run_id):
+                    assert pending.kind == "interrupted"  # nothing in this agent needs approval
+                    done = _charges(ledger_path).get(pending.idempotency_key, 0)
+                    if done:  # the effect happened before the crash: say so, do not repeat it
+                        await rt.confirm(
+                            record.run_id, pending.call.id, by="test", result="charged"
+                        )
+                    else:  # it never happened: let it run now
+                        await rt.approve(record.run_id, pending.call.id, by="test")
+                    decided += 1
+            records = await store.list_runs(limit=100_000)
+            assert len(records) == jobs
+            assert sorted(r.thread_id for r in records) == [f"job-{i:04d}" for i in range(jobs)]
+            assert {r.status for r in records} == {"completed"}, Counter(r.status for r in records)
+            charged = _charges(ledger_path)
+            journaled: Counter[str] = Counter()
+            for record in records:
+                events = await store.load(record.run_id)
+                started = [e.idempotency_key for e in events if isinstance(e, ToolCallStarted)]
+                assert len(started) == len(set(started)), f"{record.run_id} started a call twice"
+                for event in events:
+                    if isinstance(event, ToolCallFinished) and event.call.name == "charge":
+                        journaled[f"{record.run_id}:{event.step}:0"] += 1
+            # Every charge the journals hold happened exactly once in the world; none twice.
+            assert charged == journaled
+            assert set(charged.values()) == {1}
+            assert len(charged) == 2 * jobs
+            reserved = _reservations(ledger_path)
+            assert len(reserved) == jobs
+    finally:
+        ledger.close()
+    return decided
+
+
+def _charges(path: Path) -> Counter[str]:
+    with sqlite3.connect(path) as conn:
+        return Counter(
+            key for (key,) in conn.execute("SELECT key FROM effects WHERE kind='charge'")
+        )
+
+
+def _reservations(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {key for (key,) in conn.execute("SELECT key FROM reservations")}
+
+
+@pytest.mark.timeout(900)
+def test_runs_survive_sigkill_on_sqlite(tmp_path: Path) -> None:
+    journal = tmp_path / "keel.db"
+    ledger = tmp_path / "ledger.db"
+    jobs = max(40, 8 * KILLS)
+
+    outcome = _kill_repeatedly(f"sqlite://{journal}", None, ledger, jobs)
+
+    assert outcome.kills >= KILLS, f"the work finished after {outcome.kills} kills; add jobs"
+    decided = asyncio.run(_check_sqlite(journal, ledger, jobs))
+    print(f"sqlite: {outcome.kills} kills, {decided} interrupted charges decided by a person")
+
+
+async def _check_sqlite(journal: Path, ledger: Path, jobs: int) -> int:
+    store = open_journal(f"sqlite://{journal}", None)
+    try:
+        return await _resolve_and_check(store, ledger, jobs)
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(900)
+def test_runs_survive_sigkill_on_postgres(
+    tmp_path: Path, postgres_url: str, postgres_schema: str
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    jobs = max(40, 8 * KILLS)
+
+    outcome = _kill_repeatedly(postgres_url, postgres_schema, ledger, jobs)
+
+    assert outcome.kills >= KILLS, f"the work finished after {outcome.kills} kills; add jobs"
+    decided = asyncio.run(_check_postgres(postgres_url, postgres_schema, ledger, jobs))
+    print(f"postgres: {outcome.kills} kills, {decided} interrupted charges decided by a person")
+
+
+async def _check_postgres(url: str, schema: str, ledger: Path, jobs: int) -> int:
+    store = open_journal(url, schema)
+    try:
+        return await _resolve_and_check(store, ledger, jobs)
+    finally:
+        await store.close()
