@@ -92,7 +92,7 @@ def _agent(steps: int, *, sync_tool: bool = False) -> tuple[Agent[str], InstantM
         name="bench",
         model=model,
         tools=[ping_sync if sync_tool else ping],
-        limits=Limits(max_steps=steps + 1, max_tool_calls=steps + 1),
+        limits=Limits(max_steps=steps + 1, max_tool_calls=steps + 1, max_repeated_calls=steps + 1),
     )
     return agent, model
 
