@@ -130,6 +130,28 @@ def _bare_commit_us(directory: Path, count: int = 300) -> float:
     return elapsed / count * 1e6
 
 
+async def _bare_pg_commit_us(url: str, count: int = 300) -> float:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TEMP TABLE t (k int PRIMARY KEY, v text)")
+        started = time.perf_counter()
+        for i in range(count):
+            await conn.execute("INSERT INTO t VALUES (%s, %s)", (i, "x" * 300), prepare=False)
+        elapsed = time.perf_counter() - started
+    return elapsed / count * 1e6
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
 def _peak_memory_kib(steps: int) -> float:
     agent, model = _agent(steps)
 
@@ -156,6 +178,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs, for a first look")
     parser.add_argument("--smoke", action="store_true", help="tiny runs: checks the script works")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure a PostgreSQL store (a fresh schema, dropped afterwards), e.g. "
+        "postgresql://postgres@127.0.0.1:5432/test",
+    )
     options = parser.parse_args()
     repeats = 1 if options.quick or options.smoke else options.repeats
     budget = 300 if options.quick else 3000  # steps per measurement
@@ -171,6 +199,7 @@ def main() -> None:
         directory = Path(tmp)
         commit = _median(lambda: _bare_commit_us(directory), repeats)
         print(f"bare SQLite FULL commit: {commit:.0f} us")
+        schema = f"keel_bench_{os.getpid()}"
         stores: dict[str, Callable[[], Store]] = {
             "memory": MemoryStore,
             "sqlite-full": lambda: SQLiteStore(directory / f"f{time.perf_counter_ns()}.db"),
@@ -178,6 +207,15 @@ def main() -> None:
                 directory / f"n{time.perf_counter_ns()}.db", synchronous="normal"
             ),
         }
+        baselines = {"sqlite-full": commit}
+        if options.postgres:
+            from keel.stores.postgres import PostgresStore
+
+            stores["postgres"] = lambda: PostgresStore(options.postgres, schema=schema)
+            # A bare commit on the same server, for the ratio.
+            pg_commit = _median(lambda: asyncio.run(_bare_pg_commit_us(options.postgres)), repeats)
+            print(f"bare PostgreSQL commit (one-row insert): {pg_commit:.0f} us")
+            baselines["postgres"] = pg_commit
         print("store          K     us/step   K/10-ratio  commits/step")
         for label, make in stores.items():
             per_k: dict[int, float] = {}
@@ -188,8 +226,12 @@ def main() -> None:
 
                 per_k[k] = _median(measure, repeats)
                 ratio = per_k[k] / per_k[sizes[0]]
-                commits = per_k[k] / commit if label == "sqlite-full" else float("nan")
+                base = baselines.get(label)
+                commits = per_k[k] / base if base else float("nan")
                 print(f"{label:<13} {k:>4} {per_k[k]:>10.1f} {ratio:>11.2f} {commits:>12.2f}")
+
+        if options.postgres:
+            asyncio.run(_drop_schema(options.postgres, schema))
 
         def sync_tool_run() -> float:
             runs = max(1, budget // 100)

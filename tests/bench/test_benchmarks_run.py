@@ -20,3 +20,16 @@ def test_step_overhead_benchmark_runs() -> None:
     assert done.returncode == 0, done.stderr
     for label in ("memory", "sqlite-full", "sqlite-normal", "peak memory"):
         assert label in done.stdout
+
+
+def test_journal_benchmark_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "journal.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bytes/step" in done.stdout
+    assert "resume of a 20-step run" in done.stdout

@@ -442,19 +442,35 @@ def die_before(store: PostgresStore, *, calls: int) -> list[int]:
     return counter
 
 
-async def test_a_second_lost_connection_fails_the_call_and_writes_nothing(
-    store: PostgresStore,
+async def test_connections_that_keep_dying_fail_the_call_after_the_deadline_writing_nothing(
+    postgres_url: str, postgres_schema: str
 ) -> None:
+    async with PostgresStore(
+        postgres_url, schema=postgres_schema, reconnect_timeout_s=0.3
+    ) as store:
+        await store.append("run-1", [started()], expected_seq=0, record=record())
+        counter = die_before(store, calls=1_000)
+        with pytest.raises(StoreError, match=r"append to run 'run-1' failed.*connection was lost"):
+            await store.append("run-1", tool_step(1), expected_seq=1, record=record())
+        assert counter[0] >= 3  # it kept trying on fresh connections until the deadline
+        counter[0] = 0
+        with pytest.raises(
+            StoreError, match=r"load run 'run-1' failed.*connection was lost"
+        ) as read:
+            await store.load("run-1")
+        assert isinstance(read.value.__cause__, psycopg.OperationalError)
+        counter[0] = 1_000  # the connections work again
+        assert await store.load("run-1") == [started()]
+
+
+async def test_a_call_rides_through_several_lost_connections(store: PostgresStore) -> None:
     await store.append("run-1", [started()], expected_seq=0, record=record())
-    die_before(store, calls=2)
-    with pytest.raises(StoreError, match=r"append to run 'run-1' failed.*connection was lost"):
-        await store.append("run-1", tool_step(1), expected_seq=1, record=record())
-    counter = die_before(store, calls=2)
-    with pytest.raises(StoreError, match=r"load run 'run-1' failed.*connection was lost") as read:
-        await store.load("run-1")
-    assert isinstance(read.value.__cause__, psycopg.OperationalError)
-    assert counter[0] == 2
-    assert await store.load("run-1") == [started()]
+    counter = die_before(store, calls=4)
+
+    assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
+
+    assert counter[0] == 5
+    assert len(await store.load("run-1")) == 4
 
 
 async def test_a_lost_start_that_another_process_beat_still_conflicts(

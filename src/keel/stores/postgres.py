@@ -69,6 +69,7 @@ import contextlib
 import math
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -150,6 +151,9 @@ class PostgresStore:
             :meth:`upgrade` (``keel db upgrade``) runs.
         connect_timeout_s: How long to wait for a new connection, or for a free one from the
             pool, before failing.
+        reconnect_timeout_s: How long a call keeps retrying on fresh connections after its
+            connection was lost (a server restart, a failover) before failing. An append that
+            may have committed before the loss is checked, never written twice.
 
     Nothing connects until first use. The store belongs to the event loop that first uses it.
     Errors from PostgreSQL are raised as :class:`keel.errors.StoreError` naming the server
@@ -165,6 +169,7 @@ class PostgresStore:
         max_size: int = 10,
         auto_migrate: bool = True,
         connect_timeout_s: float = 10.0,
+        reconnect_timeout_s: float = 15.0,
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(
@@ -178,6 +183,8 @@ class PostgresStore:
             )
         if not connect_timeout_s > 0:
             raise ValueError(f"connect_timeout_s must be positive, got {connect_timeout_s}")
+        if reconnect_timeout_s < 0:
+            raise ValueError(f"reconnect_timeout_s must be 0 or more, got {reconnect_timeout_s}")
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error:
@@ -192,6 +199,7 @@ class PostgresStore:
         self._max_size = max_size
         self._auto_migrate = auto_migrate
         self._connect_timeout_s = connect_timeout_s
+        self._reconnect_timeout_s = reconnect_timeout_s
         host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
         port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
         dbname = str(params.get("dbname") or os.environ.get("PGDATABASE") or "")
@@ -565,19 +573,9 @@ class PostgresStore:
                 await pool.check()
 
     async def _call(self, action: str, work: Callable[[_Connection], Awaitable[_T]]) -> _T:
-        """Run ``work``, once more on a fresh connection if the first one was lost."""
-        try:
-            return await self._attempt(work)
-        except _DisconnectedError:
-            await self._recover()
-        except psycopg.Error as exc:
-            raise self._error(action, exc) from exc
-        try:
-            return await self._attempt(work)
-        except _DisconnectedError as exc:
-            raise self._error(action, exc.cause) from exc.cause
-        except psycopg.Error as exc:
-            raise self._error(action, exc) from exc
+        """Run ``work``; while the connection is lost (a server restart, a failover), try again
+        on fresh ones until ``reconnect_timeout_s`` has passed."""
+        return await self._retrying(action, work, committed=None)
 
     async def _write_once(
         self,
@@ -587,27 +585,42 @@ class PostgresStore:
     ) -> _T:
         """Run a write that must happen exactly once, such as an append.
 
-        If the connection drops, the write may have committed. It is tried again once; if that
-        conflicts, ``committed`` says whether the conflict is the first attempt's own work
-        (then its result stands) or another writer's (then the conflict is raised).
+        If the connection drops, the write may have committed. It is tried again (until
+        ``reconnect_timeout_s``); if a retry conflicts, ``committed`` says whether the conflict
+        is an earlier attempt's own work (then its result stands) or another writer's (then
+        the conflict is raised).
         """
-        try:
-            return await self._attempt(write)
-        except _DisconnectedError:
-            await self._recover()
-        except psycopg.Error as exc:
-            raise self._error(action, exc) from exc
-        try:
-            return await self._attempt(write)
-        except JournalConflictError:
-            outcome = await self._call(action, committed)
-            if outcome is None:
-                raise
-            return outcome
-        except _DisconnectedError as exc:
-            raise self._error(action, exc.cause) from exc.cause
-        except psycopg.Error as exc:
-            raise self._error(action, exc) from exc
+        return await self._retrying(action, write, committed=committed)
+
+    async def _retrying(
+        self,
+        action: str,
+        work: Callable[[_Connection], Awaitable[_T]],
+        *,
+        committed: Callable[[_Connection], Awaitable[_T | None]] | None,
+    ) -> _T:
+        deadline = time.monotonic() + self._reconnect_timeout_s
+        delay = 0.05
+        retried = False
+        while True:
+            try:
+                return await self._attempt(work)
+            except JournalConflictError:
+                if not retried or committed is None:
+                    raise
+                outcome = await self._call(action, committed)
+                if outcome is None:
+                    raise
+                return outcome
+            except _DisconnectedError as exc:
+                if time.monotonic() >= deadline:
+                    raise self._error(action, exc.cause) from exc.cause
+                retried = True
+                await self._recover()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except psycopg.Error as exc:
+                raise self._error(action, exc) from exc
 
     async def _fetchall(
         self, action: str, statement: str, params: Sequence[Any]
