@@ -44,17 +44,20 @@ def _ensure_up(cluster: list[str]) -> None:
         time.sleep(0.2)
 
 
-@tool(idempotent=True, side_effects="read")
-async def slow_lookup(n: int) -> str:
-    """Look something up, slowly."""
-    await asyncio.sleep(0.25)
-    return f"result {n}"
-
-
 async def test_a_run_rides_through_a_server_restart(
     postgres_url: str, postgres_schema: str
 ) -> None:
     cluster = _cluster()
+    underway = asyncio.Event()
+
+    @tool(idempotent=True, side_effects="read")
+    async def slow_lookup(n: int) -> str:
+        """Look something up, slowly."""
+        if n == 2:
+            underway.set()  # two steps are journaled: restart the server now
+        await asyncio.sleep(0.25)
+        return f"result {n}"
+
     script = [call("slow_lookup", n=n) for n in range(STEPS)] + ["all found"]
     agent = Agent(
         name="restart",
@@ -75,8 +78,7 @@ async def test_a_run_rides_through_a_server_restart(
     try:
         async with Runtime(store=store) as runtime:
             task = asyncio.create_task(runtime.run(agent, "find them all"))
-            while len(await store.list_runs()) == 0 or (await store.list_runs())[0].steps < 2:
-                await asyncio.sleep(0.05)
+            await underway.wait()
             restart = await asyncio.create_subprocess_exec(
                 *cluster,
                 "restart",
