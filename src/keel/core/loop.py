@@ -232,7 +232,8 @@ def _tool_limit_breach(state: RunState, calls: list[ToolCall]) -> LimitBreach | 
             observed=state.tool_calls + len(calls),
         )
     for call in calls:
-        count = state.call_counts.get((call.name, canonical_arguments(call.arguments)), 0)
+        key = state.call_keys.get(call.id) or (call.name, canonical_arguments(call.arguments))
+        count = state.call_counts.get(key, 0)
         if count > limits.max_repeated_calls:
             return LimitBreach(
                 limit="max_repeated_calls",

@@ -93,8 +93,10 @@ class RunState:
     #: Calls of the latest turn waiting for a person, and the decisions made on them.
     pending: dict[str, PendingCall] = field(default_factory=dict)
     decisions: dict[str, CallDecided] = field(default_factory=dict)
-    #: How often each (tool, canonical arguments) pair was asked for in this run.
+    #: How often each (tool, canonical arguments) pair was asked for in this run, and that
+    #: pair for each call of the latest turn (computed once: canonicalizing costs a JSON trip).
     call_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    call_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: Successful tool results in the latest turn, and turns in a row where every call failed.
     turn_successes: int = 0
     turns_without_progress: int = 0
@@ -208,9 +210,11 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
     if calls:
         state.turn_index = len(state.messages)
         state.turn_successes = 0
+        state.call_keys = {}
         for call in calls:
             key = (call.name, canonical_arguments(call.arguments))
             state.call_counts[key] = state.call_counts.get(key, 0) + 1
+            state.call_keys[call.id] = key
     state.messages.append(event.message)
     state.awaiting = {call.id: call for call in calls}
     state.decisions = {}
