@@ -64,9 +64,20 @@ def test_python_examples_run(path: Path, clean_env: Path) -> None:
         loop.close()
 
 
-def _keel_commands(path: Path) -> list[str]:
+EXIT = re.compile(r"#\s*exit (?P<code>\d+)")
+
+
+def _keel_commands(path: Path) -> list[tuple[str, int]]:
+    """Each ``keel`` command of the file's console blocks, with the exit code it should end
+    with: 0, or what a trailing ``# exit N`` comment says."""
     lines = [line.strip() for body in blocks(path, "console") for line in body.splitlines()]
-    return [line.split("#")[0].strip() for line in lines if line.startswith("keel ")]
+    found = []
+    for line in lines:
+        if line.startswith("keel "):
+            command, _, comment = line.partition("#")
+            code = EXIT.search("#" + comment)
+            found.append((command.strip(), int(code["code"]) if code else 0))
+    return found
 
 
 @pytest.mark.parametrize("path", [p for p in DOCS if _keel_commands(p)], ids=name)
@@ -74,7 +85,7 @@ def test_keel_commands_in_the_docs_run(path: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in _PROVIDER_VARIABLES}
     env["KEEL_DB"] = str(tmp_path / "keel.db")
     latest = ""
-    for command in _keel_commands(path):
+    for command, expected in _keel_commands(path):
         args = shlex.split(command)[1:]
         args = [latest if arg == "RUN_ID" else arg for arg in args]
         done = subprocess.run(
@@ -86,7 +97,7 @@ def test_keel_commands_in_the_docs_run(path: Path, tmp_path: Path) -> None:
             timeout=60,
             check=False,
         )
-        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        assert done.returncode == expected, f"{command}\n{done.stderr}"
         found = re.search(r"run (run_[0-9a-f]+) ", done.stderr)
         latest = found.group(1) if found else latest
 
