@@ -11,7 +11,9 @@
     │   ├── ModelHTTPError         the provider answered with an error status
     │   ├── ModelTimeoutError      no answer in time (retryable)
     │   ├── ModelConnectionError   could not reach the provider (retryable)
-    │   └── ModelResponseError     the provider's answer could not be understood
+    │   ├── ModelResponseError     the provider's answer could not be understood
+    │   ├── CircuitOpenError       the model's circuit breaker is open: not even tried
+    │   └── AllModelsFailedError   every model of a fallback chain failed (keeps each cause)
     ├── StoreError                 the journal store failed
     │   ├── RunNotFoundError       no run with that id
     │   ├── JournalConflictError   another writer appended to the run first
@@ -27,7 +29,15 @@ Run failures (a tool raising, a limit reached, invalid output) are not raised ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keel.core.messages import Attempt
+
 __all__ = [
+    "AllModelsFailedError",
+    "CircuitOpenError",
     "ConfigurationError",
     "JournalConflictError",
     "KeelError",
@@ -111,6 +121,8 @@ class ModelError(KeelError):
         self.model = model
         self.retryable = retryable
         self.retry_after = retry_after
+        #: Every try made before giving up, when resilience wrappers were in play.
+        self.attempts: tuple[Attempt, ...] = ()
 
 
 class ModelHTTPError(ModelError):
@@ -168,6 +180,38 @@ class ModelResponseError(ModelError):
 
     def __init__(self, message: str, *, model: str = "", retryable: bool = True) -> None:
         super().__init__(message, model=model, retryable=retryable)
+
+
+class CircuitOpenError(ModelError):
+    """The model was not called: its circuit breaker is open after repeated failures."""
+
+    code = "circuit_open"
+
+    def __init__(self, model: str, *, retry_in_s: float) -> None:
+        super().__init__(
+            f"model '{model}' was not called: its circuit breaker is open after repeated "
+            f"failures, and lets a trial call through in {retry_in_s:.1f}s; configure a "
+            "fallback model to keep answering meanwhile",
+            model=model,
+            retryable=False,
+            retry_after=retry_in_s,
+        )
+        self.retry_in_s = retry_in_s
+
+
+class AllModelsFailedError(ModelError):
+    """Every model of a fallback chain failed; ``errors`` keeps each one's error, in order."""
+
+    code = "all_models_failed"
+
+    def __init__(self, errors: Sequence[ModelError]) -> None:
+        causes = "; ".join(f"{e.model or '?'}: [{e.code}] {e.message}" for e in errors)
+        super().__init__(
+            f"all {len(errors)} models failed: {causes}",
+            model=errors[-1].model if errors else "",
+            retryable=any(e.retryable for e in errors),
+        )
+        self.errors = tuple(errors)
 
 
 class StoreError(KeelError):

@@ -13,6 +13,7 @@ from keel.core.events import (
     Event,
     ModelFailed,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     PendingCall,
     RunFinished,
@@ -23,7 +24,7 @@ from keel.core.events import (
     ToolCallStarted,
 )
 from keel.core.limits import Limits
-from keel.core.messages import AssistantMessage, ToolCall
+from keel.core.messages import AssistantMessage, Attempt, ToolCall
 from keel.core.usage import Usage
 
 # JSON cannot carry lone surrogates; everything else is fair game, including emoji and NULs.
@@ -70,6 +71,18 @@ assistant_messages = st.builds(
     tool_calls=st.lists(tool_calls, max_size=3, unique_by=lambda c: c.id).map(tuple),
 )
 costs = st.none() | st.floats(min_value=0, max_value=100, allow_nan=False)
+attempts = st.lists(
+    st.builds(
+        Attempt,
+        model=short,
+        code=st.none() | short,
+        message=st.none() | text,
+        latency_ms=seconds,
+        waited_ms=seconds,
+        skipped=st.booleans(),
+    ),
+    max_size=3,
+).map(tuple)
 
 run_started = st.builds(
     RunStarted,
@@ -101,6 +114,9 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         cost_usd=costs,
         latency_ms=seconds,
         finish_reason=st.none() | short,
+        attempts=attempts,
+        cached=st.booleans(),
+        route=st.none() | short,
         at=seconds,
     ),
     st.builds(
@@ -110,6 +126,7 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         error=errors,
         retryable=st.booleans(),
         status=st.none() | st.integers(min_value=100, max_value=599),
+        attempts=attempts,
         at=seconds,
     ),
     st.builds(ToolCallStarted, step=steps, call=tool_calls, idempotency_key=short, at=seconds),
@@ -120,6 +137,7 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         result=text,
         error=st.none() | errors,
         latency_ms=seconds,
+        attempts=st.integers(min_value=1, max_value=5),
         at=seconds,
     ),
     st.builds(OutputRejected, step=steps, error=text, at=seconds),
@@ -148,6 +166,14 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         at=seconds,
     ),
     st.builds(RunPaused, reason=errors, at=seconds),
+    st.builds(
+        ModelSwitched,
+        step=steps,
+        model_index=st.integers(min_value=1, max_value=3),
+        reason=errors,
+        correction=st.none() | text,
+        at=seconds,
+    ),
     st.builds(RunResumed, limits=limits, at=seconds),
     st.builds(
         RunFinished,

@@ -8,6 +8,7 @@ from keel.core.events import (
     ApprovalRequested,
     CallDecided,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     PendingCall,
     RunFinished,
@@ -384,7 +385,7 @@ def test_structured_answer_is_validated() -> None:
     assert finished.output == {"status": "shipped"}
 
 
-def test_invalid_structured_answer_is_sent_back_then_fails_after_the_retry_limit() -> None:
+def test_invalid_structured_answer_is_sent_back_then_pauses_after_the_retry_limit() -> None:
     state = new_state(Limits(max_output_retries=1))
     turn(state, text="shipped")
 
@@ -395,14 +396,43 @@ def test_invalid_structured_answer_is_sent_back_then_fails_after_the_retry_limit
     assert "did not match the required output schema" in str(state.messages[-1])
 
     turn(state, text='{"state": "shipped"}')
-    [failed] = decide(state, OUTPUT_SPEC, NOW).events
+    [paused] = decide(state, OUTPUT_SPEC, NOW).events
 
-    assert isinstance(failed, RunFinished)
-    assert failed.status == "failed"
-    assert failed.error is not None
-    assert failed.error.code == "output_invalid"
-    assert "after 2 attempts" in failed.error.message
-    assert "status: Field required" in failed.error.message
+    assert isinstance(paused, RunPaused)
+    assert paused.reason.code == "output_invalid"
+    assert "after 2 attempts" in paused.reason.message
+    assert "status: Field required" in paused.reason.message
+    assert "raise Limits(max_output_retries=...) and resume" in paused.reason.message
+
+
+def test_a_model_that_keeps_failing_validation_hands_over_to_the_next_one() -> None:
+    spec = LoopSpec(output=OutputSpec(Answer), models=2)
+    state = new_state(Limits(max_output_retries=0))
+    turn(state, text="shipped")
+
+    [switched] = decide(state, spec, NOW).events
+
+    assert isinstance(switched, ModelSwitched)
+    assert (switched.model_index, switched.reason.code) == (1, "output_invalid")
+    apply(state, switched)
+    # The next model answers afresh, told what was wrong with the last answer.
+    assert decide(state, spec, NOW).effect == CallModel(step=2)
+    assert "did not match the required output schema" in str(state.messages[-1])
+
+
+def test_turns_without_progress_hand_over_to_the_next_model_before_pausing() -> None:
+    spec = LoopSpec(tools={"lookup_order": LOOKUP}, models=2)
+    state = new_state(Limits(max_turns_without_progress=1))
+    turn(state, ToolCall(id="x", name="nope", arguments="{}"))
+    for event in decide(state, spec, NOW).events:
+        apply(state, event)
+
+    [switched] = decide(state, spec, NOW).events
+
+    assert isinstance(switched, ModelSwitched)
+    assert switched.reason.code == "limit.max_turns_without_progress"
+    apply(state, switched)
+    assert decide(state, spec, NOW).effect == CallModel(step=2)
 
 
 def test_the_step_limit_pauses_before_another_model_call() -> None:

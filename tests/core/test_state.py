@@ -10,6 +10,7 @@ from keel.core.codec import decode_event, encode_event
 from keel.core.events import (
     Event,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     RunStarted,
     ToolCallFinished,
@@ -48,12 +49,17 @@ def test_counters_are_sums_over_the_journal(events: list[Event]) -> None:
     state = fold(events)
     responses = [e for e in events if isinstance(e, ModelResponded)]
     results = [e for e in events if isinstance(e, ToolCallFinished)]
-    corrections = [e for e in events if isinstance(e, OutputRejected)]
+    rejections = [e for e in events if isinstance(e, OutputRejected)]
+    switches = [e for e in events if isinstance(e, ModelSwitched)]
+    corrections = rejections + [e for e in switches if e.correction is not None]
     expected_usage = sum((e.usage for e in responses), Usage())
+    # Each switch to another model starts its count of rejected answers afresh.
+    last_switch = max((i for i, e in enumerate(events) if isinstance(e, ModelSwitched)), default=-1)
+    since_switch = [e for e in events[last_switch + 1 :] if isinstance(e, OutputRejected)]
 
     assert state.usage == expected_usage
     assert state.tool_calls == len(results)
-    assert state.output_retries == len(corrections)
+    assert state.output_retries == len(since_switch)
     assert state.event_count == len(events)
     assert len(state.own_messages) == 1 + len(responses) + len(results) + len(corrections)
 

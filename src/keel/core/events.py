@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from keel.core.limits import Limits
-from keel.core.messages import AssistantMessage, ToolCall
+from keel.core.messages import AssistantMessage, Attempt, ToolCall
 from keel.core.usage import Usage
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Event",
     "ModelFailed",
     "ModelResponded",
+    "ModelSwitched",
     "OutputRejected",
     "PendingCall",
     "RunFinished",
@@ -86,6 +87,12 @@ class ModelResponded:
     cost_usd: float | None = None
     latency_ms: float = 0.0
     finish_reason: str | None = None
+    #: Every try it took (retries, fallbacks), when resilience wrappers were in play.
+    attempts: tuple[Attempt, ...] = ()
+    #: Answered from the response cache: nothing was sent, nothing was paid.
+    cached: bool = False
+    #: The routing rule that chose the model, when a router did.
+    route: str | None = None
     at: float = 0.0
     type: Literal["model_responded"] = "model_responded"
     v: Literal[1] = 1
@@ -101,6 +108,7 @@ class ModelFailed:
     retryable: bool = False
     status: int | None = None
     latency_ms: float = 0.0
+    attempts: tuple[Attempt, ...] = ()
     at: float = 0.0
     type: Literal["model_failed"] = "model_failed"
     v: Literal[1] = 1
@@ -131,6 +139,8 @@ class ToolCallFinished:
     result: str
     error: ErrorInfo | None = None
     latency_ms: float = 0.0
+    #: How many tries it took (tools with retries).
+    attempts: int = 1
     at: float = 0.0
     type: Literal["tool_call_finished"] = "tool_call_finished"
     v: Literal[1] = 1
@@ -190,6 +200,21 @@ class CallDecided:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSwitched:
+    """The run moves on to the next model of its fallback chain (``model_index`` counts from
+    0), because the current one kept producing invalid answers."""
+
+    step: int
+    model_index: int
+    reason: ErrorInfo
+    #: What the next model is told about the last invalid answer (``None``: nothing to say).
+    correction: str | None = None
+    at: float = 0.0
+    type: Literal["model_switched"] = "model_switched"
+    v: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunPaused:
     """The run stopped before finishing and can be resumed (e.g. a limit was reached)."""
 
@@ -230,6 +255,7 @@ Event = Annotated[
     | OutputRejected
     | ApprovalRequested
     | CallDecided
+    | ModelSwitched
     | RunPaused
     | RunResumed
     | RunFinished,

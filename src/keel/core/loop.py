@@ -30,6 +30,7 @@ from keel.core.events import (
     CallDecided,
     ErrorInfo,
     Event,
+    ModelSwitched,
     OutputRejected,
     PendingCall,
     RunFinished,
@@ -40,7 +41,7 @@ from keel.core.events import (
 from keel.core.limits import LimitBreach
 from keel.core.messages import ToolCall
 from keel.core.output import OutputSpec, OutputValidationError
-from keel.core.state import RunState, canonical_arguments
+from keel.core.state import RunState, canonical_arguments, correction_message
 from keel.core.toolspec import ToolArgumentsError, ToolSpec
 
 __all__ = [
@@ -57,10 +58,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSpec:
-    """What the loop needs to know about an agent: its tools and its output type."""
+    """What the loop needs to know about an agent: its tools, its output type, and how many
+    models its fallback chain has (a model that keeps failing validation hands over to the
+    next one)."""
 
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     output: OutputSpec | None = None
+    models: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +144,17 @@ def decide(state: RunState, spec: LoopSpec, now: float) -> Decision:
         return _plan_tools(state, spec, now)
     if state.final_text is not None:
         return _finish(state, spec, now)
+    limits = state.limits
+    if (
+        state.turns_without_progress >= limits.max_turns_without_progress
+        and state.model_index + 1 < spec.models
+    ):
+        error = ErrorInfo(
+            code="limit.max_turns_without_progress",
+            message=f"{state.turns_without_progress} model turns in a row where every tool "
+            "call failed",
+        )
+        return Decision((_fall_back_or_pause(state, spec, error, now),))
     breach = limit_breach(state, now)
     if breach is not None:
         return Decision((_pause(breach.code, breach.message, now),))
@@ -261,6 +276,31 @@ def _positions(state: RunState) -> dict[str, int]:
     return {}
 
 
+def _fall_back_or_pause(
+    state: RunState,
+    spec: LoopSpec,
+    error: ErrorInfo,
+    now: float,
+    *,
+    correction: str | None = None,
+) -> Event:
+    """A model keeps failing validation: hand over to the next model, or pause for a person."""
+    if state.model_index + 1 < spec.models:
+        return ModelSwitched(
+            step=state.step,
+            model_index=state.model_index + 1,
+            reason=error,
+            correction=correction,
+            at=now,
+        )
+    fix = (
+        "raise Limits(max_output_retries=...) and resume, or make the instructions clearer"
+        if error.code == "output_invalid"
+        else "raise Limits(max_turns_without_progress=...) and resume"
+    )
+    return RunPaused(reason=ErrorInfo(code=error.code, message=f"{error.message}; {fix}"), at=now)
+
+
 def _finish(state: RunState, spec: LoopSpec, now: float) -> Decision:
     text = state.final_text or ""
     if spec.output is None:
@@ -275,9 +315,9 @@ def _finish(state: RunState, spec: LoopSpec, now: float) -> Decision:
             code="output_invalid",
             message=(
                 f"the model's answer did not match the output type {spec.output.name} after "
-                f"{attempts} attempt{'s' if attempts > 1 else ''}: {exc.message}; raise "
-                "Limits(max_output_retries=...) or make the instructions clearer"
+                f"{attempts} attempt{'s' if attempts > 1 else ''}: {exc.message}"
             ),
         )
-        return Decision((RunFinished(status="failed", error=error, at=now),))
+        correction = correction_message(exc.message)
+        return Decision((_fall_back_or_pause(state, spec, error, now, correction=correction),))
     return Decision((RunFinished(status="completed", output=output, at=now),))

@@ -17,6 +17,7 @@ from keel.core.usage import Usage
 
 __all__ = [
     "AssistantMessage",
+    "Attempt",
     "Message",
     "ModelRequest",
     "ModelResponse",
@@ -121,14 +122,46 @@ class ModelRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One try at a model call, as resilience wrappers report it.
+
+    ``model`` is the full name of the model tried; ``code`` and ``message`` say why it failed
+    (``None`` for the attempt that answered); ``skipped`` means it was not sent at all (its
+    circuit breaker was open); ``waited_ms`` is the backoff slept before it.
+    """
+
+    model: str
+    code: str | None = None
+    message: str | None = None
+    latency_ms: float = 0.0
+    waited_ms: float = 0.0
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether this attempt answered."""
+        return self.code is None and not self.skipped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelResponse:
-    """A model's reply: the assistant message, what it cost in tokens, and why it stopped."""
+    """A model's reply: the assistant message, what it cost in tokens, and why it stopped.
+
+    Resilience wrappers fill in the rest: ``served_by`` is the full name of the model that
+    actually answered (a fallback may), ``attempts`` every try it took (failed ones first),
+    ``cached`` marks an answer from the response cache, and ``route`` the routing rule that
+    chose the model.
+    """
 
     message: AssistantMessage
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     finish_reason: str | None = None
     provider_response_id: str | None = None
+    served_by: str = ""
+    attempts: tuple[Attempt, ...] = ()
+    cached: bool = False
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,7 @@ from keel.core.events import (
     Event,
     ModelFailed,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     PendingCall,
     RunFinished,
@@ -101,6 +102,8 @@ class RunState:
     #: Successful tool results in the latest turn, and turns in a row where every call failed.
     turn_successes: int = 0
     turns_without_progress: int = 0
+    #: Which model of the agent's fallback chain answers (0: the first).
+    model_index: int = 0
 
     @property
     def own_messages(self) -> list[Message]:
@@ -188,6 +191,14 @@ def apply(state: RunState, event: Event) -> RunState:
         state.pending = {pending.call.id: pending for pending in event.calls}
     elif isinstance(event, CallDecided):
         _call_decided(state, event)
+    elif isinstance(event, ModelSwitched):
+        state.model_index = event.model_index
+        state.output_retries = 0
+        state.turns_without_progress = 0
+        if event.correction is not None:
+            # The next model answers afresh, told what was wrong with the last answer.
+            state.final_text = None
+            state.messages.append(UserMessage(content=event.correction))
     elif isinstance(event, OutputRejected):
         state.output_retries += 1
         state.final_text = None

@@ -73,7 +73,9 @@ class ToolSpec:
     ``idempotent`` declares that calling the tool twice with the same idempotency key has the
     effect of calling it once; only such tools are re-run after a crash or retried.
     ``timeout_s`` overrides the run's default tool timeout. ``requires_approval`` pauses the run
-    for a person before the call.
+    for a person before the call. ``retries`` is how many more times a failed call (an
+    exception or a timeout, not a ``ToolError``) is tried before its error goes to the model;
+    only tools that are safe to repeat may have retries.
     """
 
     name: str
@@ -84,6 +86,7 @@ class ToolSpec:
     side_effects: SideEffects = "write"
     requires_approval: ApprovalRule = False
     timeout_s: float | None = None
+    retries: int = 0
     definition: ToolDefinition = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,14 @@ class ToolSpec:
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ToolDefinitionError(
                 f"tool '{self.name}': timeout_s must be positive, got {self.timeout_s}"
+            )
+        if self.retries < 0:
+            raise ToolDefinitionError(f"tool '{self.name}': retries must be 0 or more")
+        if self.retries and not self.safe_to_repeat:
+            raise ToolDefinitionError(
+                f"tool '{self.name}' has retries={self.retries} but is not safe to repeat: a "
+                "retry could act twice. Declare idempotent=True (and pass ctx.idempotency_key "
+                "on to what it calls), or side_effects='read' if it changes nothing"
             )
         definition = ToolDefinition(
             name=self.name, description=self.description, parameters=self.parameters
@@ -176,6 +187,7 @@ def spec_from_function(
     side_effects: SideEffects = "write",
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
+    retries: int = 0,
 ) -> ToolSpec:
     """Build a :class:`ToolSpec` from ``function``'s signature, type hints and docstring.
 
@@ -250,4 +262,5 @@ def spec_from_function(
         side_effects=side_effects,
         requires_approval=requires_approval,
         timeout_s=timeout_s,
+        retries=retries,
     )
