@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from tests.postgres import admin_conn, postgres_schema, postgres_url
+from tests.redis import redis_url
 
-__all__ = ["admin_conn", "postgres_schema", "postgres_url"]  # fixtures for every test
+# Fixtures for every test.
+__all__ = ["admin_conn", "postgres_schema", "postgres_url", "redis_url"]
 
 
 def _is_local(address: Any) -> bool:

@@ -18,6 +18,8 @@ in a repr, a log line or an error.
 ``LMSTUDIO_BASE_URL``  LM Studio's ``/v1`` root (default ``http://127.0.0.1:1234/v1``)
 ``LLAMACPP_BASE_URL``  llama.cpp server's ``/v1`` root (default ``http://127.0.0.1:8080/v1``)
 ``KEEL_MODEL_TIMEOUT`` seconds per network phase of a model call (default 60)
+``KEEL_REDIS_URL``     Redis shared by processes for circuit breakers and the response cache,
+                       e.g. ``redis://127.0.0.1:6379/0`` (``pip install 'keel[redis]'``)
 =====================  =========================================================
 """
 
@@ -37,6 +39,7 @@ _ENV = {
     "db": ("KEEL_DB",),
     "model": ("KEEL_MODEL",),
     "model_timeout_s": ("KEEL_MODEL_TIMEOUT",),
+    "redis_url": ("KEEL_REDIS_URL",),
     "openai_api_key": ("KEEL_OPENAI_API_KEY", "OPENAI_API_KEY"),
     "openai_base_url": ("KEEL_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
     "anthropic_api_key": ("KEEL_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
@@ -56,6 +59,7 @@ class KeelSettings(BaseModel):
     db: str = "keel.db"
     model: str | None = None
     model_timeout_s: float = 60.0
+    redis_url: str | None = None
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None

@@ -3,12 +3,14 @@ loopback servers that speak the OpenAI and Anthropic wire formats with injectabl
 
 from keel.stores.memory import MemoryStore
 from keel.testing.anthropic_server import AnthropicCompatibleServer
+from keel.testing.chaos import ChaosModel
 from keel.testing.clock import FakeClock
 from keel.testing.models import FunctionModel, Scripted, ScriptedModel, call
 from keel.testing.openai_server import Fault, OpenAICompatibleServer, RecordedRequest, Reply
 
 __all__ = [
     "AnthropicCompatibleServer",
+    "ChaosModel",
     "FakeClock",
     "Fault",
     "FunctionModel",
