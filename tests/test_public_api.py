@@ -72,10 +72,12 @@ ALLOWED = {
     "core": ("keel.core", "keel.errors"),
     "stores": ("keel.core", "keel.errors", "keel.ports", "keel.stores"),
     "models": ("keel.core", "keel.errors", "keel.ports", "keel.models", "keel.settings"),
+    "resilience": ("keel.core", "keel.errors", "keel.ports", "keel.resilience"),
     "runtime": (
         "keel.core",
         "keel.errors",
         "keel.ports",
+        "keel.resilience",
         "keel.runtime",
         "keel.agent",
         "keel.tools",

@@ -118,3 +118,15 @@ def test_plain_functions_become_tools_with_default_options() -> None:
 def test_non_callables_are_refused() -> None:
     with pytest.raises(ToolDefinitionError, match="needs a function"):
         tool(42)  # type: ignore[call-overload]
+
+
+def test_retries_are_refused_for_tools_that_are_not_safe_to_repeat() -> None:
+    def pay(amount_usd: float) -> str:
+        """Pay."""
+        return "paid"
+
+    with pytest.raises(ToolDefinitionError, match="not safe to repeat: a retry could act twice"):
+        tool(retries=2)(pay)
+    assert tool(retries=2, idempotent=True)(pay).spec.retries == 2
+    with pytest.raises(ToolDefinitionError, match="retries must be 0 or more"):
+        tool(retries=-1, side_effects="read")(pay)

@@ -20,9 +20,12 @@ from keel.errors import ConfigurationError, ToolDefinitionError
 from keel.ports import Model
 from keel.tools import Tool, as_tool
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "ModelSpec", "describe_model"]
 
 OutputT = TypeVar("OutputT", default=str)
+
+ModelSpec = str | Model | Sequence[str | Model]
+"""A model name, a model object, or a fallback chain of them (tried in order)."""
 
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -34,7 +37,9 @@ class Agent(Generic[OutputT]):
         name: A short identifier (letters, digits, ``_.-``), shown in run listings.
         instructions: The system prompt.
         model: A model name such as ``"openai:gpt-4o-mini"``, ``"anthropic:claude-sonnet-4-5"``,
-            ``"ollama:llama3.2"`` or ``"rules"``, or a :class:`keel.ports.Model` object.
+            ``"ollama:llama3.2"`` or ``"rules"``, a :class:`keel.ports.Model` object, or a list
+            of them: a fallback chain, tried in order when a model fails or its circuit
+            breaker is open.
             ``None`` uses the runtime's default (``KEEL_MODEL``, else OpenAI when
             ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else the offline ``"rules"``).
         tools: Functions decorated with :func:`keel.tool`, or plain functions.
@@ -51,7 +56,7 @@ class Agent(Generic[OutputT]):
         *,
         name: str,
         instructions: str = "",
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         output_type: None = None,
         limits: Limits | None = None,
@@ -65,7 +70,7 @@ class Agent(Generic[OutputT]):
         *,
         name: str,
         instructions: str = "",
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         output_type: type[OutputT],
         limits: Limits | None = None,
@@ -78,7 +83,7 @@ class Agent(Generic[OutputT]):
         *,
         name: str,
         instructions: str = "",
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         output_type: type[Any] | None = None,
         limits: Limits | None = None,
@@ -90,11 +95,7 @@ class Agent(Generic[OutputT]):
                 f"agent name {name!r} is not allowed: use 1 to 100 letters, digits, '_', '.' "
                 "or '-', starting with a letter or digit"
             )
-        if model is not None and not isinstance(model, str | Model):
-            raise ConfigurationError(
-                f"agent '{name}': model must be a model name like 'openai:gpt-4o-mini' or a "
-                f"keel Model object, got {type(model).__name__}"
-            )
+        _check_model(name, model)
         if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
             raise ConfigurationError(f"agent '{name}': tools must be a list of functions")
         built = tuple(as_tool(t) for t in tools)
@@ -120,5 +121,28 @@ class Agent(Generic[OutputT]):
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.spec.definition for t in built)
 
     def __repr__(self) -> str:
-        model = self.model if isinstance(self.model, str | None) else self.model.name
-        return f"Agent(name={self.name!r}, model={model!r}, tools={list(self.tools_by_name)})"
+        return (
+            f"Agent(name={self.name!r}, model={describe_model(self.model)!r}, "
+            f"tools={list(self.tools_by_name)})"
+        )
+
+
+def describe_model(spec: ModelSpec | None) -> str | None:
+    """A model spec as text: its name, or the names of a fallback chain joined by commas."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, Model):
+        return spec.name
+    return ",".join(str(describe_model(item)) for item in spec)
+
+
+def _check_model(agent: str, model: object) -> None:
+    if model is None or isinstance(model, str | Model):
+        return
+    if isinstance(model, Sequence) and model and all(isinstance(m, str | Model) for m in model):
+        return
+    raise ConfigurationError(
+        f"agent '{agent}': model must be a model name like 'openai:gpt-4o-mini', a keel Model "
+        "object, or a non-empty list of them (a fallback chain, tried in order), got "
+        f"{model!r}"
+    )

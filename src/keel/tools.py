@@ -127,6 +127,7 @@ def _make(
     side_effects: SideEffects,
     requires_approval: ApprovalRule,
     timeout_s: float | None,
+    retries: int,
 ) -> Tool:
     if isinstance(function, Tool):
         return function
@@ -142,6 +143,7 @@ def _make(
         side_effects=side_effects,
         requires_approval=requires_approval,
         timeout_s=timeout_s,
+        retries=retries,
     )
     return Tool(function, spec, context_param)
 
@@ -159,6 +161,7 @@ def tool(
     side_effects: SideEffects = "write",
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
+    retries: int = 0,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -172,6 +175,7 @@ def tool(
     side_effects: SideEffects = "write",
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
+    retries: int = 0,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -184,6 +188,9 @@ def tool(
         requires_approval: ``True``, or a predicate on the validated arguments, to make a
             person approve the call first.
         timeout_s: Per-call timeout; defaults to the run's ``Limits.tool_timeout_s``.
+        retries: Try a call that raised or timed out this many more times (with a short
+            backoff) before its error goes to the model. Only for tools that are safe to
+            repeat: ``idempotent=True`` or ``side_effects`` ``"none"``/``"read"``.
     """
     options: dict[str, Any] = {
         "name": name,
@@ -192,6 +199,7 @@ def tool(
         "side_effects": side_effects,
         "requires_approval": requires_approval,
         "timeout_s": timeout_s,
+        "retries": retries,
     }
     if function is not None:
         return _make(function, **options)

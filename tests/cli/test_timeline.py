@@ -164,3 +164,52 @@ def test_people_decisions_and_forks_are_shown() -> None:
         "     +2.000s  decided        reject call c1 by ana",
         "                too big",
     ]
+
+
+def test_retries_fallbacks_cache_and_routes_are_shown() -> None:
+    from keel.core.events import ModelSwitched
+    from keel.core.messages import Attempt
+
+    events: list[Event] = [
+        ModelResponded(
+            step=1,
+            model="anthropic:claude-x",
+            message=AssistantMessage(content="Hi."),
+            usage=Usage(requests=1, input_tokens=10, output_tokens=2),
+            cost_usd=0.0001,
+            latency_ms=900.0,
+            attempts=(
+                Attempt(model="openai:gpt-4o", code="model_rate_limited", latency_ms=20),
+                Attempt(model="openai:gpt-4o", code="model_server_error", waited_ms=500),
+                Attempt(model="anthropic:claude-x", skipped=True, code="circuit_open"),
+                Attempt(model="anthropic:claude-x"),
+            ),
+            route="long",
+            at=T0,
+        ),
+        ModelResponded(
+            step=2,
+            model="openai:gpt-4o-mini",
+            message=AssistantMessage(content="Again."),
+            usage=Usage(),
+            cost_usd=0.0,
+            cached=True,
+            at=T0 + 1,
+        ),
+        ModelSwitched(
+            step=2, model_index=1, reason=ErrorInfo(code="output_invalid", message="bad"), at=T0 + 2
+        ),
+    ]
+
+    lines = render_timeline(events)
+
+    assert lines[0].endswith(
+        "model  step 1  anthropic:claude-x  (route long)  900.0 ms  10 in / 2 out tokens  $0.000100"
+    )
+    assert lines[1:4] == [
+        "                try openai:gpt-4o: failed [model_rate_limited]",
+        "                try openai:gpt-4o after waiting 500 ms: failed [model_server_error]",
+        "                try anthropic:claude-x: skipped (breaker open)",
+    ]
+    assert lines[5].endswith("0 in / 0 out tokens  cached, free")
+    assert lines[7].endswith("model switched to fallback #1  [output_invalid]")

@@ -85,7 +85,7 @@ async def test_model_names_resolve_through_settings_to_a_local_server() -> None:
     assert "authorization" not in server.requests[0].headers  # no key configured, none sent
 
 
-async def test_a_provider_outage_fails_the_run_with_a_clear_reason() -> None:
+async def test_a_provider_outage_pauses_the_run_with_a_clear_reason() -> None:
     async with OpenAICompatibleServer() as server:
         server.add_fault(Fault.status(503))
         model = OpenAIModel("m", base_url=server.base_url)
@@ -93,10 +93,24 @@ async def test_a_provider_outage_fails_the_run_with_a_clear_reason() -> None:
             result = await runtime.run(agent(model), "Hi")
         await model.aclose()
 
+    # The outage may pass: the run waits to be resumed instead of being lost.
+    assert result.status == "paused"
+    assert result.reason is not None
+    assert result.reason.code == "model_unavailable"
+    assert "HTTP 503" in result.reason.message
+    assert "resume it once the model answers again" in result.reason.message
+
+
+async def test_a_request_the_provider_refuses_fails_the_run() -> None:
+    async with OpenAICompatibleServer(api_key="right-key") as server:
+        model = OpenAIModel("m", base_url=server.base_url, api_key="wrong-key")
+        async with Runtime(store=MemoryStore()) as runtime:
+            result = await runtime.run(agent(model), "Hi")
+        await model.aclose()
+
     assert result.status == "failed"
     assert result.reason is not None
-    assert result.reason.code == "model_server_error"
-    assert "HTTP 503" in result.reason.message
+    assert result.reason.code == "model_authentication"
 
 
 def test_the_example_runs_on_an_openai_compatible_server_when_one_is_configured(

@@ -346,7 +346,7 @@ async def test_structured_output_is_validated_and_typed(runtime: Runtime) -> Non
     assert model.requests[0].output_name == "OrderStatus"
 
 
-async def test_invalid_structured_output_is_retried_then_fails_clearly(runtime: Runtime) -> None:
+async def test_invalid_structured_output_is_retried_then_pauses_clearly(runtime: Runtime) -> None:
     model = ScriptedModel(["shipped", '{"order_id": "123"}', '{"status": "shipped"}'])
     agent = Agent(
         name="support", model=model, output_type=OrderStatus, limits=Limits(max_output_retries=2)
@@ -354,7 +354,7 @@ async def test_invalid_structured_output_is_retried_then_fails_clearly(runtime: 
 
     result = await runtime.run(agent, "Status of 123?")
 
-    assert result.status == "failed"
+    assert result.status == "paused"
     assert result.reason is not None
     assert result.reason.code == "output_invalid"
     assert "after 3 attempts" in result.reason.message

@@ -116,3 +116,47 @@ async def test_cancelling_the_run_cancels_an_async_tool() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cancelled.is_set()
+
+
+async def test_a_repeatable_tool_is_retried_until_it_succeeds() -> None:
+    tries: list[int] = []
+
+    @tool(idempotent=True, retries=2)
+    async def flaky() -> str:
+        """Fail twice, then work."""
+        tries.append(len(tries))
+        if len(tries) < 3:
+            raise ConnectionError("upstream reset")
+        return "ok"
+
+    outcome = await execute_tool(flaky, context(), {}, timeout_s=5)
+
+    assert (outcome.result, outcome.error, outcome.attempts) == ("ok", None, 3)
+
+
+async def test_retries_stop_at_the_limit_and_report_the_last_error() -> None:
+    @tool(side_effects="read", retries=1, timeout_s=0.05)
+    async def hangs() -> str:
+        """Hang."""
+        await asyncio.sleep(10)
+        return "never"
+
+    outcome = await execute_tool(hangs, context(), {}, timeout_s=0.05)
+
+    assert outcome.attempts == 2
+    assert outcome.error is not None
+    assert outcome.error.code == "tool_timeout"
+
+
+async def test_a_tool_error_is_not_retried() -> None:
+    tries: list[int] = []
+
+    @tool(idempotent=True, retries=3)
+    def refuses() -> str:
+        """Refuse."""
+        tries.append(1)
+        raise ToolError("no such order; ask the customer")
+
+    outcome = await execute_tool(refuses, context(), {}, timeout_s=5)
+
+    assert (len(tries), outcome.attempts) == (1, 1)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 
 import typer
 
-from keel.cli._common import DbOption, call, fail, stdout
+from keel.cli._common import DbOption, JsonOption, call, dumps, fail, make_runtime, stdout
+from keel.cli.timeline import format_time
 from keel.runtime.runtime import Runtime
 
-__all__ = ["db_app", "threads_app"]
+__all__ = ["breakers_app", "db_app", "threads_app"]
 
 db_app = typer.Typer(help="The database that keeps runs.", no_args_is_help=True)
 threads_app = typer.Typer(help="Conversation threads.", no_args_is_help=True)
@@ -44,3 +46,52 @@ def delete_thread(
     stdout().print(
         f"deleted thread {thread_id} and {deleted} run{'' if deleted == 1 else 's'}", markup=False
     )
+
+
+breakers_app = typer.Typer(help="Circuit breakers of the models.", no_args_is_help=True)
+
+
+@breakers_app.command("list")
+def list_breakers(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The state of every model's circuit breaker, as shared through Redis."""
+    runtime = make_runtime(db)
+    if runtime.breakers is None or not runtime.settings.redis_url:
+        fail(
+            "circuit breakers are kept per process unless they are shared through Redis; set "
+            "KEEL_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to share them and see them here"
+        )
+    statuses = call(db, lambda rt: rt.breaker_statuses())
+    out = stdout()
+    if as_json:
+        out.print(dumps([asdict(s) for s in statuses]), markup=False)
+        return
+    if not statuses:
+        out.print("no breaker has recorded a call yet", markup=False)
+        return
+    for status in statuses:
+        out.print(_breaker_line(status), markup=False)
+
+
+def _breaker_line(status: Any) -> str:
+    line = f"{status.name}  {status.state}  {status.consecutive_failures} failures in a row"
+    if status.state != "closed" and status.retry_at is not None:
+        line += f", trial call at {format_time(status.retry_at)}"
+    return line
+
+
+@breakers_app.command("reset")
+def reset_breaker(
+    name: Annotated[
+        str, typer.Argument(help="The model whose breaker to close, e.g. openai:gpt-4o.")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Close a model's breaker now, forgetting its failures."""
+
+    async def work(runtime: Runtime) -> None:
+        if runtime.breakers is None:
+            fail("circuit breakers are turned off")
+        await runtime.breakers.reset(name)
+
+    call(db, work)
+    stdout().print(f"breaker of {name} closed", markup=False)

@@ -24,7 +24,7 @@ from keel.cli._common import (
     stdout,
     target_ref,
 )
-from keel.cli.admin import db_app, threads_app
+from keel.cli.admin import breakers_app, db_app, threads_app
 from keel.cli.approvals import approvals_app, register_decisions
 from keel.cli.runs import runs_app
 from keel.core.limits import Limits
@@ -45,6 +45,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(threads_app, name="threads")
 app.add_typer(db_app, name="db")
+app.add_typer(breakers_app, name="breakers")
 register_decisions(app)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]

@@ -17,6 +17,7 @@ from keel.core.events import (
     Event,
     ModelFailed,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     RunFinished,
     RunPaused,
@@ -25,6 +26,7 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from keel.core.messages import Attempt
 from keel.core.usage import Usage
 from keel.ports import RunRecord
 
@@ -70,6 +72,18 @@ def _wrapped(label: str, text: str) -> list[str]:
     return lines or [f"{_INDENT}{label}"]
 
 
+def _attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
+    """The tries that did not answer (the one that did is the event itself)."""
+    lines = []
+    for attempt in attempts:
+        if attempt.ok:
+            continue
+        waited = f" after waiting {attempt.waited_ms:.0f} ms" if attempt.waited_ms else ""
+        what = "skipped (breaker open)" if attempt.skipped else f"failed [{attempt.code}]"
+        lines.append(f"{_INDENT}try {attempt.model}{waited}: {what}")
+    return lines
+
+
 def render_summary(record: RunRecord) -> list[str]:
     """The header of ``keel runs show``."""
     duration = max(0.0, record.updated_at - record.created_at)
@@ -110,10 +124,12 @@ def _describe(event: Event) -> list[str]:
         lines = [f"decided        {event.decision} call {event.call_id} by {event.by}"]
         return lines + (_wrapped("", detail) if detail else [])
     if isinstance(event, ModelResponded):
-        cost = format_cost(event.cost_usd)
+        cost = "cached, free" if event.cached else format_cost(event.cost_usd)
+        via = f"  (route {event.route})" if event.route else ""
         lines = [
-            f"model  step {event.step}  {event.model}  {event.latency_ms:.1f} ms  "
-            f"{_tokens(event.usage)}  {cost}"
+            f"model  step {event.step}  {event.model}{via}  {event.latency_ms:.1f} ms  "
+            f"{_tokens(event.usage)}  {cost}",
+            *_attempt_lines(event.attempts),
         ]
         if event.message.content:
             lines += _wrapped("says: ", event.message.content)
@@ -126,7 +142,13 @@ def _describe(event: Event) -> list[str]:
         return [
             f"model  step {event.step}  {event.model}  FAILED{status} after "
             f"{event.latency_ms:.1f} ms [{event.error.code}]",
+            *_attempt_lines(event.attempts),
             *_wrapped("", event.error.message),
+        ]
+    if isinstance(event, ModelSwitched):
+        return [
+            f"model switched to fallback #{event.model_index}  [{event.reason.code}]",
+            *_wrapped("", event.reason.message),
         ]
     if isinstance(event, ToolCallStarted):
         return [f"tool   {event.call.name} started  (key {event.idempotency_key})"]

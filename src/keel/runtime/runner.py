@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from keel.agent import Agent
@@ -33,10 +34,12 @@ from keel.core.events import (
 from keel.core.limits import LimitBreach
 from keel.core.loop import CallModel, RunTool, RunTools, decide
 from keel.core.messages import AssistantMessage, Message, ModelRequest, ToolCall
-from keel.core.pricing import Price
+from keel.core.pricing import Price, PriceTable
 from keel.core.state import RunState, apply
+from keel.core.usage import Usage
 from keel.errors import ModelError
 from keel.ports import Clock, Model, RunRecord, Store
+from keel.resilience import Fallback
 from keel.runtime.leases import LeaseKeeper
 from keel.runtime.tool_calls import ToolExecutor, ToolOutcome, execute_tool
 from keel.tools import RunContext
@@ -96,8 +99,8 @@ class RunDriver:
         self,
         *,
         agent: Agent[Any],
-        model: Model,
-        price: Price | None,
+        models: Sequence[Model],
+        prices: PriceTable,
         store: Store,
         clock: Clock,
         deps: Any,
@@ -109,8 +112,14 @@ class RunDriver:
         detached: bool = False,
     ) -> None:
         self._agent = agent
-        self._model = model
-        self._price = price
+        if not models:
+            raise ValueError("a run needs at least one model")
+        self._models = list(models)
+        # The model for each position in the chain: from there on, a fallback over the rest.
+        self._from: dict[int, Model] = {}
+        self._prices = prices
+        # Served models are priced by name once: a fallback or router may serve any of several.
+        self._prices_seen: dict[str, Price | None] = {}
         self._store = store
         self._clock = clock
         self._deps = deps
@@ -127,7 +136,7 @@ class RunDriver:
         # the append may wait for the next model answer (see the module docstring).
         self._deferrable = False
         self._tools = agent.tools_by_name
-        self._spec = agent.loop_spec
+        self._spec = replace(agent.loop_spec, models=len(self._models))
         output = agent.loop_spec.output
         self._output_schema = None if output is None else output.schema
         self._output_name = "output" if output is None else output.name
@@ -204,12 +213,13 @@ class RunDriver:
                 settings=agent.model_settings,
             )
         remaining = state.limits.max_wall_time_s - (self._clock.now() - state.active_since)
-        model_name = self._model.name
+        model = self._model_now()
+        model_name = model.name
         started = self._clock.monotonic()
         deadline = asyncio.timeout(max(remaining, 0.0))
         try:
             async with deadline:
-                response = await self._model.request(request)
+                response = await model.request(request)
         except ModelError as exc:
             latency = (self._clock.monotonic() - started) * 1000
             error = ErrorInfo(code=exc.code, message=exc.message)
@@ -217,14 +227,25 @@ class RunDriver:
             now = self._clock.now()
             failed = ModelFailed(
                 step=effect.step,
-                model=model_name,
+                model=exc.model or model_name,
                 error=error,
                 retryable=exc.retryable,
                 status=status if isinstance(status, int) else None,
                 latency_ms=latency,
+                attempts=exc.attempts,
                 at=now,
             )
-            self.record((failed, RunFinished(status="failed", error=error, at=now)))
+            if exc.retryable:
+                # Every retry and fallback failed with errors that may pass (an outage, rate
+                # limits): the run waits to be resumed rather than losing its work.
+                reason = ErrorInfo(
+                    code="model_unavailable",
+                    message=f"{exc.message}; the run is paused: resume it once the model "
+                    "answers again",
+                )
+                self.record((failed, RunPaused(reason=reason, at=now)))
+            else:
+                self.record((failed, RunFinished(status="failed", error=error, at=now)))
             return
         except TimeoutError:
             if not deadline.expired():
@@ -247,21 +268,40 @@ class RunDriver:
             self.record((failed, RunFinished(status="failed", error=error, at=now)))
             return
         latency = (self._clock.monotonic() - started) * 1000
-        price = self._price
+        served = response.served_by or model_name
         message = response.message
         if message.tool_calls:
             message = _normalize_calls(message, effect.step)
         event = ModelResponded(
             step=effect.step,
-            model=model_name,
+            model=served,
             message=message,
             usage=response.usage,
-            cost_usd=None if price is None else price.cost(response.usage),
+            # A cached answer was not paid for; an unknown price is an unknown cost, not 0.
+            cost_usd=0.0 if response.cached else self._cost(served, response.usage),
             latency_ms=latency,
             finish_reason=response.finish_reason,
+            attempts=response.attempts,
+            cached=response.cached,
+            route=response.route,
             at=self._clock.now(),
         )
         self.record((event,))
+
+    def _model_now(self) -> Model:
+        """The model the run is on: its chain from the current position (``model_index``)."""
+        index = min(self.state.model_index, len(self._models) - 1)
+        model = self._from.get(index)
+        if model is None:
+            rest = self._models[index:]
+            model = self._from[index] = rest[0] if len(rest) == 1 else Fallback(*rest)
+        return model
+
+    def _cost(self, model: str, usage: Usage) -> float | None:
+        if model not in self._prices_seen:
+            self._prices_seen[model] = self._prices.price(model)
+        price = self._prices_seen[model]
+        return None if price is None else price.cost(usage)
 
     async def _run_tools(self, effect: RunTools) -> None:
         calls = effect.calls
@@ -279,6 +319,7 @@ class RunDriver:
                     result=outcome.result,
                     error=outcome.error,
                     latency_ms=latency,
+                    attempts=outcome.attempts,
                     at=now,
                 )
                 for planned, (outcome, latency) in zip(calls, outcomes, strict=True)

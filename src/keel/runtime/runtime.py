@@ -29,7 +29,7 @@ from typing import Any, Final, Literal, cast
 from typing_extensions import TypeVar
 
 from keel._ids import new_run_id
-from keel.agent import Agent
+from keel.agent import Agent, ModelSpec
 from keel.core.events import (
     CallDecided,
     Decision,
@@ -55,6 +55,17 @@ from keel.errors import (
 )
 from keel.models.registry import ModelRegistry
 from keel.ports import Clock, Lease, Model, RunRecord, Store, SystemClock, ThreadHistory
+from keel.resilience import (
+    BreakerBoard,
+    BreakerPolicy,
+    BreakerStatus,
+    CircuitBreaker,
+    Fallback,
+    MemoryBreakerBoard,
+    Retrying,
+    RetryPolicy,
+)
+from keel.resilience.cache import Caching, ResponseCache
 from keel.runtime.leases import LeaseKeeper, new_owner_id
 from keel.runtime.result import RunResult
 from keel.runtime.runner import RunDriver, record_of
@@ -71,6 +82,8 @@ IfBusy = Literal["reject", "queue", "interrupt"]
 ``ThreadBusyError``, wait for it, or cancel it."""
 
 _UNSET: Final[Any] = object()
+_DEFAULT_RETRY = RetryPolicy()
+_DEFAULT_BREAKER = BreakerPolicy()
 _MAX_THREAD_ID = 200
 _FINISHED = ("completed", "failed", "cancelled")
 _log = logging.getLogger("keel.runtime")
@@ -147,6 +160,15 @@ class Runtime:
         recover_on_start: Recover interrupted runs of ``agents`` on ``async with`` entry.
         lease_ttl_s: How long a run's lease lasts without renewal; a process that stalls
             longer loses the run to another one.
+        retry: How models named by string are retried (backoff with jitter, ``Retry-After``,
+            deadlines); ``None`` turns retries off. Model objects are used as they are.
+        breaker: The circuit breakers' policy for models named by string; ``None`` turns them
+            off. Their state is per process, or shared through Redis when ``KEEL_REDIS_URL`` is
+            set (or ``breakers`` is given).
+        breakers: Where breaker state lives, instead of what ``breaker`` and the settings say.
+        cache: A response cache for models named by string (off by default); only requests
+            with deterministic settings (temperature 0 or a seed) are cached.
+        cache_ttl_s: How long a cached answer is reused.
     """
 
     def __init__(
@@ -160,6 +182,11 @@ class Runtime:
         agents: Iterable[Agent[Any]] = (),
         recover_on_start: bool = True,
         lease_ttl_s: float = 30.0,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
+        breaker: BreakerPolicy | None = _DEFAULT_BREAKER,
+        breakers: BreakerBoard | None = None,
+        cache: ResponseCache | None = None,
+        cache_ttl_s: float = 3600.0,
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
         if lease_ttl_s <= 0:
@@ -177,6 +204,11 @@ class Runtime:
         self.lease_ttl_s = lease_ttl_s
         self._new_id = new_id
         self._resolved: dict[str, Model] = {}
+        self.retry = retry
+        self._owns_breakers = breakers is None and breaker is not None
+        self.breakers = breakers if breakers is not None else self._board(breaker)
+        self.cache = cache
+        self.cache_ttl_s = cache_ttl_s
         self._agents: dict[str, Agent[Any]] = {}
         self._refs: dict[str, str] = {}
         self._recover_on_start = recover_on_start
@@ -196,6 +228,8 @@ class Runtime:
         models, self._resolved = list(self._resolved.values()), {}
         for model in models:
             await model.aclose()
+        if self._owns_breakers and self.breakers is not None:
+            await self.breakers.close()
         if self._owns_store:
             await self.store.close()
 
@@ -213,16 +247,62 @@ class Runtime:
         if ref is not None:
             self._refs[agent.name] = ref
 
-    def model_for(self, agent: Agent[Any], override: str | Model | None = None) -> Model:
-        """The model object a run of ``agent`` uses."""
-        chosen = override or agent.model or self.settings.default_model
-        if isinstance(chosen, Model):
-            return chosen
-        model = self._resolved.get(chosen)
-        if model is None:
-            model = self.models.resolve(chosen)
-            self._resolved[chosen] = model
+    def model_for(self, agent: Agent[Any], override: ModelSpec | None = None) -> Model:
+        """The model object a run of ``agent`` uses: names resolved and made resilient, a list
+        turned into a fallback chain."""
+        chain = self.chain_for(agent, override)
+        return chain[0] if len(chain) == 1 else Fallback(*chain)
+
+    def chain_for(self, agent: Agent[Any], override: ModelSpec | None = None) -> list[Model]:
+        """The models a run of ``agent`` may use, in order: one, or a fallback chain."""
+        spec = override or agent.model or self.settings.default_model
+        if isinstance(spec, str | Model):
+            return [self._compose(spec)]
+        return [self._compose(item) for item in spec]
+
+    def _compose(self, spec: ModelSpec) -> Model:
+        if isinstance(spec, Model):
+            return spec  # an object is used as it is: its owner chose its wrappers
+        if isinstance(spec, str):
+            return self._named(spec)
+        chain = [self._compose(item) for item in spec]
+        return chain[0] if len(chain) == 1 else Fallback(*chain)
+
+    def model(self, name: str) -> Model:
+        """The model ``name`` resolves to, as runs of this runtime use it: retried, behind its
+        circuit breaker, cached if a cache is configured. One object per name; use it to build
+        a :class:`keel.resilience.Router` or a custom chain."""
+        return self._named(name)
+
+    def _named(self, name: str) -> Model:
+        """The model a name resolves to, retried and behind its breaker; one per name."""
+        model = self._resolved.get(name)
+        if model is not None:
+            return model
+        model = self.models.resolve(name)
+        if name != "rules":  # the offline model has nothing to retry and nothing to break
+            if self.breakers is not None:
+                model = CircuitBreaker(model, self.breakers)
+            if self.retry is not None:
+                model = Retrying(model, self.retry)
+        if self.cache is not None:
+            model = Caching(model, self.cache, ttl_s=self.cache_ttl_s)
+        self._resolved[name] = model
         return model
+
+    def _board(self, policy: BreakerPolicy | None) -> BreakerBoard | None:
+        if policy is None:
+            return None
+        if self.settings.redis_url:
+            from keel.resilience import RedisBreakerBoard
+
+            return RedisBreakerBoard(self.settings.redis_url, policy)
+        return MemoryBreakerBoard(policy)
+
+    async def breaker_statuses(self) -> list[BreakerStatus]:
+        """The state of every circuit breaker this runtime (or, through Redis, any process)
+        has used: closed, open or half-open, with recent failures."""
+        return [] if self.breakers is None else await self.breakers.statuses()
 
     # -- running ------------------------------------------------------------------------------
 
@@ -234,7 +314,7 @@ class Runtime:
         thread: str | None = None,
         deps: Any = _UNSET,
         limits: Limits | None = None,
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         if_busy: IfBusy = "queue",
         queue_timeout_s: float = 300.0,
     ) -> RunResult[OutputT]:
@@ -288,7 +368,7 @@ class Runtime:
                 at=self.clock.now(),
             ),
         )
-        return await self._advance(agent, state, lease, last_seq=1, model=chosen, deps=deps)
+        return await self._advance(agent, state, lease, last_seq=1, model=model, deps=deps)
 
     async def _start(
         self,
@@ -357,7 +437,7 @@ class Runtime:
         thread: str | None = None,
         deps: Any = _UNSET,
         limits: Limits | None = None,
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         if_busy: IfBusy = "queue",
     ) -> RunResult[OutputT]:
         """:meth:`run` for code without an event loop (scripts, notebooks without one)."""
@@ -370,7 +450,7 @@ class Runtime:
                 "run_sync() was called from a running event loop; use 'await runtime.run(...)'"
             )
         _check_agent(agent)
-        chosen = self.model_for(agent, model)
+        chain = self.chain_for(agent, model)
 
         async def run_then_release() -> RunResult[OutputT]:
             try:
@@ -380,13 +460,14 @@ class Runtime:
                     thread=thread,
                     deps=deps,
                     limits=limits,
-                    model=chosen,
+                    model=model,
                     if_busy=if_busy,
                 )
             finally:
                 # This loop ends when run_sync returns: connections opened on it must close
-                # now. The model stays usable and reconnects on the next loop.
-                await chosen.aclose()
+                # now. The models stay usable and reconnect on the next loop.
+                for used in chain:
+                    await used.aclose()
 
         return asyncio.run(run_then_release())
 
@@ -397,20 +478,20 @@ class Runtime:
         lease: Lease,
         *,
         last_seq: int,
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
         deps: Any = _UNSET,
         new_events: tuple[Event, ...] = (),
         executor: ToolExecutor = execute_tool,
         detached: bool = False,
     ) -> RunResult[OutputT]:
         """Drive a run this process holds the lease of, then give the lease up."""
-        chosen = model if isinstance(model, Model) else self.model_for(agent, model)
+        chain = self.chain_for(agent, model)
         keeper = LeaseKeeper(self.store, lease, ttl_s=self.lease_ttl_s)
         async with keeper:
             driver = RunDriver(
                 agent=agent,
-                model=chosen,
-                price=self.prices.price(chosen.name),
+                models=chain,
+                prices=self.prices,
                 store=self.store,
                 clock=self.clock,
                 deps=agent.deps if deps is _UNSET else deps,
@@ -443,7 +524,7 @@ class Runtime:
         *,
         limits: Limits | None = None,
         deps: Any = _UNSET,
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
     ) -> RunResult[OutputT]:
         """Continue a paused or interrupted run from its journal, optionally with new limits.
 
@@ -660,7 +741,7 @@ class Runtime:
         chosen = self._agent_for(record, agent)
         events = await self.store.load(run_id)
         history = await self._history_of(events[0])
-        return await replay(chosen, events, history, self.prices.price(record.model))
+        return await replay(chosen, events, history, self.prices)
 
     async def fork(
         self,
@@ -672,7 +753,7 @@ class Runtime:
         tool_results: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         deps: Any = _UNSET,
-        model: str | Model | None = None,
+        model: ModelSpec | None = None,
     ) -> RunResult[OutputT]:
         """Start a new run from a copy of ``run_id``'s steps ``1..at_step`` and continue it.
 
@@ -712,7 +793,7 @@ class Runtime:
             ),
         )
         return await self._advance(
-            chosen, state, lease, last_seq=1 + len(copied), model=chosen_model, deps=deps
+            chosen, state, lease, last_seq=1 + len(copied), model=model, deps=deps
         )
 
     async def diff(self, run_a: str, run_b: str) -> RunDiff:

@@ -25,6 +25,7 @@ from keel.core.events import (
     Event,
     ModelFailed,
     ModelResponded,
+    ModelSwitched,
     OutputRejected,
     RunFinished,
     RunResumed,
@@ -33,7 +34,7 @@ from keel.core.events import (
     ToolCallStarted,
 )
 from keel.core.messages import Message, ModelRequest, ModelResponse, ToolCall
-from keel.core.pricing import Price
+from keel.core.pricing import PriceTable
 from keel.core.state import RunState, start
 from keel.errors import ModelError, UsageError
 from keel.ports import Model
@@ -189,7 +190,7 @@ def _fields(event: Event) -> dict[str, Any]:
 
 
 async def replay(
-    agent: Agent[Any], events: Sequence[Event], history: Sequence[Message], price: Price | None
+    agent: Agent[Any], events: Sequence[Event], history: Sequence[Message], prices: PriceTable
 ) -> Replay:
     """Drive ``agent``'s loop over a journal without calling any model or tool."""
     from keel.stores.memory import MemoryStore
@@ -198,12 +199,15 @@ async def replay(
     if not isinstance(first, RunStarted):
         raise UsageError("a journal must begin with RunStarted")
     external = [e for e in events if isinstance(e, CallDecided | RunResumed)]
+    switches = max((e.model_index for e in events if isinstance(e, ModelSwitched)), default=0)
     store = MemoryStore()
     state = start(first, history)
     driver = RunDriver(
         agent=agent,
-        model=_ReplayModel(first.model, events),
-        price=price,
+        # As many models as the original went through, so fallbacks replay as they happened:
+        # the journaled answers come back in order whichever "model" is asked.
+        models=[_ReplayModel(first.model, events)] * (1 + switches),
+        prices=prices,
         store=store,
         clock=_StillClock(first.at),
         deps=agent.deps,

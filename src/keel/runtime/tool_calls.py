@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pydantic_core import PydanticSerializationError, to_json
@@ -24,14 +25,17 @@ from keel.tools import RunContext, Tool, ToolError
 __all__ = ["ToolExecutor", "ToolOutcome", "execute_tool", "render_result"]
 
 _MESSAGE_LIMIT = 2000
+_RETRY_BACKOFF_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """What a call produced: the text the model sees, and the error if it failed."""
+    """What a call produced: the text the model sees, the error if it failed, and how many
+    tries it took."""
 
     result: str
     error: ErrorInfo | None = None
+    attempts: int = 1
 
 
 class ToolExecutor(Protocol):
@@ -81,12 +85,26 @@ async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
 async def execute_tool(
     tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
 ) -> ToolOutcome:
-    """Run ``tool`` once with validated ``arguments``; never raises for a tool's failure.
+    """Run ``tool`` with validated ``arguments``; never raises for a tool's failure.
 
-    Cancellation of the caller propagates (the run is being stopped); everything else, from a
-    ``ToolError`` to a timeout to an unserializable return value, becomes a :class:`ToolOutcome`
-    with an error.
+    A call that raises or times out is tried again ``tool.spec.retries`` times (only tools
+    that are safe to repeat have retries), after a short jittered backoff. Cancellation of the
+    caller propagates (the run is being stopped); everything else, from a ``ToolError`` to a
+    timeout to an unserializable return value, becomes a :class:`ToolOutcome` with an error.
     """
+    attempts = 1 + tool.spec.retries
+    for attempt in range(1, attempts + 1):
+        outcome, retryable = await _run_once(tool, context, arguments, timeout_s=timeout_s)
+        if not retryable or attempt == attempts:
+            return replace(outcome, attempts=attempt)
+        await asyncio.sleep(random.uniform(0, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _run_once(
+    tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+) -> tuple[ToolOutcome, bool]:
+    """One try; the flag says whether trying again could help (exceptions and timeouts)."""
     name = tool.name
     call = tool.bind(context, arguments)
     deadline = asyncio.timeout(timeout_s)
@@ -94,22 +112,23 @@ async def execute_tool(
         async with deadline:
             value = await call() if tool.is_async else await _in_daemon_thread(call)
     except ToolError as exc:
-        return _failure("tool_error", exc.message)
+        return _failure("tool_error", exc.message), False
     except TimeoutError as exc:
         if not deadline.expired():  # the tool's own TimeoutError, not our deadline
-            return _failure("tool_exception", f"tool '{name}' raised TimeoutError: {exc}")
+            return _failure("tool_exception", f"tool '{name}' raised TimeoutError: {exc}"), True
         return _failure(
             "tool_timeout",
             f"tool '{name}' did not finish within {timeout_s:g}s and was stopped; "
             "try again later or with a smaller request",
-        )
+        ), True
     except Exception as exc:  # noqa: BLE001 - any tool failure is reported to the model
-        return _failure("tool_exception", f"tool '{name}' raised {type(exc).__name__}: {exc}")
+        message = f"tool '{name}' raised {type(exc).__name__}: {exc}"
+        return _failure("tool_exception", message), True
     try:
-        return ToolOutcome(result=render_result(value))
+        return ToolOutcome(result=render_result(value)), False
     except PydanticSerializationError as exc:
         return _failure(
             "tool_result_invalid",
             f"tool '{name}' returned a {type(value).__name__} that cannot be sent to the model "
             f"as JSON ({exc}); return a str, dict, list, dataclass or pydantic model",
-        )
+        ), False
