@@ -6,30 +6,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_step_overhead_benchmark_runs() -> None:
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("step_overhead.py", ("memory", "sqlite-full", "sqlite-normal", "peak memory")),
+        ("journal.py", ("bytes/step", "resume of a 20-step run")),
+        ("chaos.py", ("completed: ", "none hung past it")),
+    ],
+)
+def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "step_overhead.py"), "--smoke"],
+        [sys.executable, str(ROOT / "bench" / script), "--smoke"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for label in ("memory", "sqlite-full", "sqlite-normal", "peak memory"):
-        assert label in done.stdout
-
-
-def test_journal_benchmark_runs() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "journal.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "bytes/step" in done.stdout
-    assert "resume of a 20-step run" in done.stdout
+    for text in expected:
+        assert text in done.stdout
