@@ -31,6 +31,7 @@ EXPECTED = [
     "RunStatus",
     "Runtime",
     "StoreError",
+    "ThreadBusyError",
     "Tool",
     "ToolError",
     "Usage",

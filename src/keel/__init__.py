@@ -26,6 +26,7 @@ from keel.errors import (
     RunFailedError,
     RunNotFoundError,
     StoreError,
+    ThreadBusyError,
     UsageError,
 )
 from keel.ports import Model
@@ -53,6 +54,7 @@ __all__ = [
     "RunStatus",
     "Runtime",
     "StoreError",
+    "ThreadBusyError",
     "Tool",
     "ToolError",
     "Usage",
