@@ -31,7 +31,7 @@ class Item:
 
 
 class Opaque:
-    pass
+    """A type pydantic cannot describe as JSON schema."""
 
 
 def lookup_order(order_id: str, include_items: bool = False) -> dict[str, str]:

@@ -444,7 +444,7 @@ class Runtime:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            pass
+            pass  # no loop is running: exactly what run_sync is for
         else:
             raise UsageError(
                 "run_sync() was called from a running event loop; use 'await runtime.run(...)'"
