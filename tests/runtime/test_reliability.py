@@ -211,16 +211,30 @@ async def test_breakers_are_shared_through_redis_and_listed_by_the_cli(
             assert listed.returncode == 0, err.decode()
             states = {b["name"]: b["state"] for b in json.loads(out)}
             assert states[name] == "open"  # another process sees this one's breaker
+            reset = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "keel", "breakers", "reset", name, "--db", "memory"),
+                env={**os.environ, "KEEL_REDIS_URL": redis_url},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await reset.communicate()
+            assert reset.returncode == 0, err.decode()
+            assert (await runtime.breakers.status(name)).state == "closed"
         finally:
             await runtime.breakers.reset(name)
 
 
-def test_the_cli_says_breakers_need_redis_to_be_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", [["list"], ["reset", "openai:gpt-4o"]])
+def test_the_cli_says_breakers_need_redis_to_be_seen_or_reset(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
     from typer.testing import CliRunner
 
     from keel.cli.main import app
 
     monkeypatch.delenv("KEEL_REDIS_URL", raising=False)
-    listed = CliRunner().invoke(app, ["breakers", "list", "--db", "memory"])
-    assert listed.exit_code == 2
-    assert "set KEEL_REDIS_URL" in listed.output
+    done = CliRunner().invoke(app, ["breakers", *command, "--db", "memory"])
+    assert done.exit_code == 2
+    assert "set KEEL_REDIS_URL" in done.output
+    assert "closed" not in done.output  # no claim that a breaker nobody shares was reset

@@ -51,15 +51,20 @@ def delete_thread(
 breakers_app = typer.Typer(help="Circuit breakers of the models.", no_args_is_help=True)
 
 
-@breakers_app.command("list")
-def list_breakers(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """The state of every model's circuit breaker, as shared through Redis."""
+def _require_shared_breakers(db: str | None) -> None:
+    """Breakers kept per process cannot be seen or changed from another process: say so."""
     runtime = make_runtime(db)
     if runtime.breakers is None or not runtime.settings.redis_url:
         fail(
             "circuit breakers are kept per process unless they are shared through Redis; set "
             "KEEL_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to share them and see them here"
         )
+
+
+@breakers_app.command("list")
+def list_breakers(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The state of every model's circuit breaker, as shared through Redis."""
+    _require_shared_breakers(db)
     statuses = call(db, lambda rt: rt.breaker_statuses())
     out = stdout()
     if as_json:
@@ -86,11 +91,11 @@ def reset_breaker(
     ],
     db: DbOption = None,
 ) -> None:
-    """Close a model's breaker now, forgetting its failures."""
+    """Close a model's breaker now, forgetting its failures (breakers shared through Redis)."""
+    _require_shared_breakers(db)
 
     async def work(runtime: Runtime) -> None:
-        if runtime.breakers is None:
-            fail("circuit breakers are turned off")
+        assert runtime.breakers is not None  # checked above
         await runtime.breakers.reset(name)
 
     call(db, work)
