@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel import Agent, KeelSettings, Limits, Model, Runtime, tool
-from keel.core.events import ModelResponded
-from keel.core.usage import Usage
-from keel.models.openai import OpenAIModel
+from keel._core.events import ModelResponded
+from keel._core.usage import Usage
+from keel.models._openai import OpenAIModel
 from keel.resilience import BreakerPolicy, RetryPolicy
 from keel.stores import MemoryStore
 from keel.testing import Fault, OpenAICompatibleServer

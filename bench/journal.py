@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keel import Agent, Limits, Runtime, tool
-from keel.core.codec import encode_event
-from keel.core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
-from keel.core.usage import Usage
+from keel._core.codec import encode_event
+from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
+from keel._core.usage import Usage
 from keel.ports import Model, Store
 from keel.stores import SQLiteStore
 
@@ -161,7 +161,7 @@ def main() -> None:
             f"max {max(timings):.1f} ms"
         )
         if options.postgres:
-            from keel.stores.postgres import PostgresStore
+            from keel.stores._postgres import PostgresStore
 
             schema = f"keel_bench_{os.getpid()}"
 

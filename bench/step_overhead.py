@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keel import Agent, Limits, Runtime, tool
-from keel.core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
-from keel.core.usage import Usage
+from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
+from keel._core.usage import Usage
 from keel.ports import Model, Store
 from keel.stores import MemoryStore, SQLiteStore
 
@@ -211,7 +211,7 @@ def main() -> None:
         }
         baselines = {"sqlite-full": commit}
         if options.postgres:
-            from keel.stores.postgres import PostgresStore
+            from keel.stores._postgres import PostgresStore
 
             stores["postgres"] = lambda: PostgresStore(options.postgres, schema=schema)
             # A bare commit on the same server, for the ratio.

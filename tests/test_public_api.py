@@ -70,21 +70,21 @@ def _modules(package: str) -> list[Path]:
 
 # What each layer may import from Keel (besides itself). Imports point one way: down.
 ALLOWED = {
-    "core": ("keel.core", "keel.errors"),
-    "stores": ("keel.core", "keel.errors", "keel.ports", "keel.stores"),
-    "models": ("keel.core", "keel.errors", "keel.ports", "keel.models", "keel.settings"),
-    "resilience": ("keel.core", "keel.errors", "keel.ports", "keel.resilience"),
+    "core": ("keel._core", "keel.errors"),
+    "stores": ("keel._core", "keel.errors", "keel.ports", "keel.stores"),
+    "models": ("keel._core", "keel.errors", "keel.ports", "keel.models", "keel._settings"),
+    "resilience": ("keel._core", "keel.errors", "keel.ports", "keel.resilience"),
     "runtime": (
-        "keel.core",
+        "keel._core",
         "keel.errors",
         "keel.ports",
         "keel.resilience",
-        "keel.runtime",
-        "keel.agent",
-        "keel.tools",
+        "keel._runtime",
+        "keel._agent",
+        "keel._tools",
         "keel.models",
         "keel.stores",
-        "keel.settings",
+        "keel._settings",
         "keel._ids",
     ),
 }

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from keel import RunContext, Tool, tool
-from keel.core.usage import Usage
+from keel._core.usage import Usage
+from keel._tools import as_tool
 from keel.errors import ToolDefinitionError
-from keel.tools import as_tool
 
 
 def context(deps: Any = None) -> RunContext[Any]:

@@ -13,12 +13,16 @@
     result = Runtime().run_sync(agent, "Where is order 123?", thread="customer-42")
 """
 
-from keel.agent import Agent
-from keel.core.events import ErrorInfo, RunStatus
-from keel.core.limits import Limits
-from keel.core.messages import ModelSettings
-from keel.core.pricing import Price, PriceTable
-from keel.core.usage import Usage
+from keel._agent import Agent
+from keel._core.events import ErrorInfo, RunStatus
+from keel._core.limits import Limits
+from keel._core.messages import ModelSettings
+from keel._core.pricing import Price, PriceTable
+from keel._core.usage import Usage
+from keel._runtime.result import RunResult
+from keel._runtime.runtime import Runtime
+from keel._settings import KeelSettings
+from keel._tools import RunContext, Tool, ToolError, tool
 from keel.errors import (
     ConfigurationError,
     KeelError,
@@ -30,10 +34,6 @@ from keel.errors import (
     UsageError,
 )
 from keel.ports import Model
-from keel.runtime.result import RunResult
-from keel.runtime.runtime import Runtime
-from keel.settings import KeelSettings
-from keel.tools import RunContext, Tool, ToolError, tool
 
 __all__ = [
     "Agent",

@@ -1,3 +1,3 @@
-from keel.cli.main import main
+from keel._cli.main import main
 
 main()

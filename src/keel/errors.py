@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from keel.core.messages import Attempt
+    from keel._core.messages import Attempt
 
 __all__ = [
     "AllModelsFailedError",

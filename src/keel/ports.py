@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from keel.core.events import Event, RunStatus
-from keel.core.messages import (
+from keel._core.events import Event, RunStatus
+from keel._core.messages import (
     Message,
     ModelRequest,
     ModelResponse,

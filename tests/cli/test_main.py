@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from keel.cli.main import app
+from keel._cli.main import app
 
 AGENT = '''
 from keel import Agent, Limits, tool

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from keel.cli.timeline import format_cost, render_summary, render_timeline
-from keel.core.events import (
+from keel._cli.timeline import format_cost, render_summary, render_timeline
+from keel._core.events import (
     ErrorInfo,
     Event,
     ModelFailed,
@@ -16,9 +16,9 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.limits import Limits
-from keel.core.messages import AssistantMessage, ToolCall
-from keel.core.usage import Usage
+from keel._core.limits import Limits
+from keel._core.messages import AssistantMessage, ToolCall
+from keel._core.usage import Usage
 from keel.ports import RunRecord
 
 T0 = 1_700_000_000.0
@@ -135,7 +135,7 @@ def test_the_summary_says_cost_is_unknown_rather_than_zero() -> None:
 
 
 def test_people_decisions_and_forks_are_shown() -> None:
-    from keel.core.events import ApprovalRequested, CallDecided, PendingCall
+    from keel._core.events import ApprovalRequested, CallDecided, PendingCall
 
     events: list[Event] = [
         RunStarted(
@@ -167,8 +167,8 @@ def test_people_decisions_and_forks_are_shown() -> None:
 
 
 def test_retries_fallbacks_cache_and_routes_are_shown() -> None:
-    from keel.core.events import ModelSwitched
-    from keel.core.messages import Attempt
+    from keel._core.events import ModelSwitched
+    from keel._core.messages import Attempt
 
     events: list[Event] = [
         ModelResponded(

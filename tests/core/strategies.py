@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from keel.core.events import (
+from keel._core.events import (
     ApprovalRequested,
     CallDecided,
     ErrorInfo,
@@ -23,9 +23,9 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.limits import Limits
-from keel.core.messages import AssistantMessage, Attempt, ToolCall
-from keel.core.usage import Usage
+from keel._core.limits import Limits
+from keel._core.messages import AssistantMessage, Attempt, ToolCall
+from keel._core.usage import Usage
 
 # JSON cannot carry lone surrogates; everything else is fair game, including emoji and NULs.
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)

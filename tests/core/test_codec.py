@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given, settings
 from pydantic import ValidationError
 
-from keel.core.codec import (
+from keel._core.codec import (
     decode_event,
     decode_messages,
     encode_event,
     encode_messages,
     event_to_dict,
 )
-from keel.core.events import ErrorInfo as Info
-from keel.core.events import Event, RunPaused
-from keel.core.messages import (
+from keel._core.events import ErrorInfo as Info
+from keel._core.events import Event, RunPaused
+from keel._core.messages import (
     AssistantMessage,
     Message,
     ToolCall,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel.core.limits import LimitBreach, Limits
+from keel._core.limits import LimitBreach, Limits
 
 
 def test_every_default_is_finite() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from keel.core.events import (
+from keel._core.events import (
     ApprovalRequested,
     CallDecided,
     ModelResponded,
@@ -18,13 +18,13 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.limits import Limits
-from keel.core.loop import CallModel, Decision, LoopSpec, RunTools, decide, idempotency_key
-from keel.core.messages import AssistantMessage, ToolCall
-from keel.core.output import OutputSpec
-from keel.core.state import RunState, apply, start
-from keel.core.toolspec import spec_from_function
-from keel.core.usage import Usage
+from keel._core.limits import Limits
+from keel._core.loop import CallModel, Decision, LoopSpec, RunTools, decide, idempotency_key
+from keel._core.messages import AssistantMessage, ToolCall
+from keel._core.output import OutputSpec
+from keel._core.state import RunState, apply, start
+from keel._core.toolspec import spec_from_function
+from keel._core.usage import Usage
 
 NOW = 1_000.0
 

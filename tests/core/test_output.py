@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from keel.core.output import OutputSpec, OutputValidationError
+from keel._core.output import OutputSpec, OutputValidationError
 
 
 class Refund(BaseModel):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keel.core.pricing import DEFAULT_PRICES, Price, PriceTable
-from keel.core.usage import Usage
+from keel._core.pricing import DEFAULT_PRICES, Price, PriceTable
+from keel._core.usage import Usage
 
 
 def test_cached_input_is_charged_at_its_own_price() -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keel.core.codec import decode_event, encode_event
-from keel.core.events import (
+from keel._core.codec import decode_event, encode_event
+from keel._core.events import (
     Event,
     ModelResponded,
     ModelSwitched,
@@ -15,10 +15,10 @@ from keel.core.events import (
     RunStarted,
     ToolCallFinished,
 )
-from keel.core.limits import Limits
-from keel.core.messages import SystemMessage, UserMessage
-from keel.core.state import apply, fold, start
-from keel.core.usage import Usage
+from keel._core.limits import Limits
+from keel._core.messages import SystemMessage, UserMessage
+from keel._core.state import apply, fold, start
+from keel._core.usage import Usage
 from tests.core.strategies import journals
 
 PROPERTY = settings(max_examples=150, deadline=None)

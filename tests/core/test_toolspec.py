@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from keel.core.toolspec import ToolArgumentsError, spec_from_function
+from keel._core.toolspec import ToolArgumentsError, spec_from_function
 from keel.errors import ToolDefinitionError
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from keel import Agent, Limits, RunContext, Runtime, tool
-from keel.core.messages import ModelRequest, ToolResultMessage, UserMessage
+from keel._core.messages import ModelRequest, ToolResultMessage, UserMessage
 from keel.ports import Store
 from keel.testing import FunctionModel, call
 
@@ -121,10 +121,10 @@ def make_agent(ledger: Ledger | None = None) -> Agent[str]:
 def open_journal(url: str, schema: str | None) -> Store:
     """The journal store for ``url`` (``sqlite:///path`` or ``postgresql://...``)."""
     if url.startswith("postgresql://"):
-        from keel.stores.postgres import PostgresStore
+        from keel.stores._postgres import PostgresStore
 
         return PostgresStore(url, schema=schema or "keel")
-    from keel.stores.sqlite import SQLiteStore
+    from keel.stores._sqlite import SQLiteStore
 
     return SQLiteStore(Path(url.removeprefix("sqlite://")))
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from keel import Agent, Limits, Runtime, tool
-from keel.core.messages import ModelRequest, ToolResultMessage
+from keel._core.messages import ModelRequest, ToolResultMessage
 from keel.errors import KeelError
-from keel.stores.sqlite import SQLiteStore
+from keel.stores._sqlite import SQLiteStore
 from keel.testing import FunctionModel, call
 
 TRACE: Path | None = None

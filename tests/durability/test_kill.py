@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from keel import Runtime
-from keel.core.events import ToolCallFinished, ToolCallStarted
+from keel._core.events import ToolCallFinished, ToolCallStarted
 from keel.ports import Store
 from tests.durability.kill_worker import Ledger, make_agent, open_journal
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from keel import Limits, Runtime
-from keel.core.events import RunResumed, ToolCallFinished, ToolCallStarted
-from keel.core.state import fold
-from keel.stores.sqlite import SQLiteStore
+from keel._core.events import RunResumed, ToolCallFinished, ToolCallStarted
+from keel._core.state import fold
+from keel.stores._sqlite import SQLiteStore
 from tests.durability import race_worker
 from tests.durability.race_worker import make_agent
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     ModelRequest,
     ModelSettings,
@@ -23,7 +23,7 @@ from keel.core.messages import (
     ToolResultMessage,
     UserMessage,
 )
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 from keel.errors import (
     ModelConnectionError,
     ModelError,
@@ -31,8 +31,8 @@ from keel.errors import (
     ModelResponseError,
     ModelTimeoutError,
 )
-from keel.models.anthropic import ANTHROPIC_VERSION, AnthropicModel
-from keel.testing.anthropic_server import AnthropicCompatibleServer, Fault
+from keel.models._anthropic import ANTHROPIC_VERSION, AnthropicModel
+from keel.testing._anthropic_server import AnthropicCompatibleServer, Fault
 
 API_KEY = "sk-ant-test-9d8c7b6a5f4e3d2c1b0a"
 HELLO = ModelRequest(messages=[UserMessage(content="Where is my order?")])

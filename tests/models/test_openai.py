@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     ModelRequest,
     ModelSettings,
@@ -24,7 +24,7 @@ from keel.core.messages import (
     ToolResultMessage,
     UserMessage,
 )
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 from keel.errors import (
     ConfigurationError,
     ModelConnectionError,
@@ -33,8 +33,8 @@ from keel.errors import (
     ModelResponseError,
     ModelTimeoutError,
 )
-from keel.models.openai import OpenAIModel
-from keel.testing.openai_server import Fault, OpenAICompatibleServer
+from keel.models._openai import OpenAIModel
+from keel.testing._openai_server import Fault, OpenAICompatibleServer
 
 API_KEY = "sk-test-4f1c2b9a7e3d5c6b8a9f0e1d"
 HELLO = ModelRequest(messages=[UserMessage(content="Where is my order?")])

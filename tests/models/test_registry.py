@@ -7,10 +7,10 @@ from pydantic import SecretStr
 
 from keel import KeelSettings
 from keel.errors import ConfigurationError
-from keel.models.anthropic import AnthropicModel
-from keel.models.openai import OpenAIModel
-from keel.models.registry import ModelRegistry
-from keel.models.rules import RulesModel
+from keel.models._anthropic import AnthropicModel
+from keel.models._openai import OpenAIModel
+from keel.models._registry import ModelRegistry
+from keel.models._rules import RulesModel
 from keel.ports import Model
 from keel.testing import ScriptedModel
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     Message,
     ModelRequest,
@@ -28,7 +28,7 @@ from keel.core.messages import (
     UserMessage,
 )
 from keel.errors import ConfigurationError
-from keel.models.rules import Rule, RulesModel
+from keel.models._rules import Rule, RulesModel
 
 
 def tool(name: str, description: str, properties: dict[str, Any], *required: str) -> ToolDefinition:
@@ -825,8 +825,8 @@ async def test_same_request_always_gives_an_equal_response() -> None:
 
 def test_responses_do_not_depend_on_the_hash_seed() -> None:
     script = (
-        "from keel.core.messages import *\n"
-        "from keel.models.rules import RulesModel\n"
+        "from keel._core.messages import *\n"
+        "from keel.models._rules import RulesModel\n"
         "import tests.models.test_rules as t\n"
         "for text in ['Where is order 123? Also, what is your return policy?',\n"
         "             'Hi, my order #4512 never arrived, can I get a refund of $30?', 'blah']:\n"

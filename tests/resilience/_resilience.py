@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     ModelRequest,
     ModelResponse,
@@ -18,10 +18,10 @@ from keel.core.messages import (
     TextDelta,
     UserMessage,
 )
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 from keel.errors import ModelError, ModelHTTPError
 from keel.ports import Model
-from keel.testing.clock import FakeClock
+from keel.testing._clock import FakeClock
 
 HELLO = ModelRequest(messages=[UserMessage(content="Where is my order?")])
 

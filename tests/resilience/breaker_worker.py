@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from keel.core.messages import ModelRequest, UserMessage
+from keel._core.messages import ModelRequest, UserMessage
 from keel.errors import CircuitOpenError, ModelHTTPError
 from keel.resilience import BreakerPolicy, CircuitBreaker, RedisBreakerBoard
 from keel.testing import FunctionModel

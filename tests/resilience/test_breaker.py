@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keel.core.messages import Attempt, StreamComplete, StreamEvent
+from keel._core.messages import Attempt, StreamComplete, StreamEvent
 from keel.errors import (
     AllModelsFailedError,
     CircuitOpenError,
@@ -27,7 +27,7 @@ from keel.resilience import (
     RedisBreakerBoard,
     counts_as_failure,
 )
-from keel.testing.clock import FakeClock
+from keel.testing._clock import FakeClock
 from tests.redis import delete_prefix, require_redis
 from tests.resilience._resilience import (
     HELLO,

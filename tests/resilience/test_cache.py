@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     Attempt,
     ModelRequest,
@@ -29,9 +29,9 @@ from keel.core.messages import (
     ToolDefinition,
     UserMessage,
 )
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 from keel.errors import MissingExtraError, ModelHTTPError, UsageError
-from keel.resilience.cache import (
+from keel.resilience._cache import (
     CacheStats,
     Caching,
     MemoryResponseCache,
@@ -41,8 +41,8 @@ from keel.resilience.cache import (
     cache_key,
     is_deterministic,
 )
-from keel.testing.clock import FakeClock
-from keel.testing.models import ScriptedModel, call
+from keel.testing._clock import FakeClock
+from keel.testing._models import ScriptedModel, call
 from tests.redis import delete_prefix, require_redis
 
 DETERMINISTIC = ModelSettings(temperature=0)
@@ -224,7 +224,7 @@ def test_memory_cache_refuses_a_bad_size(max_entries: int) -> None:
 async def test_sqlite_cache_shares_the_journal_file_and_other_processes_see_it(
     tmp_path: Path,
 ) -> None:
-    from keel.stores.sqlite import SQLiteStore
+    from keel.stores._sqlite import SQLiteStore
 
     path = tmp_path / "keel.db"
     store = SQLiteStore(path)

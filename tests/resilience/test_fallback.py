@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keel.core.messages import StreamComplete, StreamEvent, TextDelta
+from keel._core.messages import StreamComplete, StreamEvent, TextDelta
 from keel.errors import (
     AllModelsFailedError,
     CircuitOpenError,

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from keel.core.messages import ModelSettings, StreamComplete, StreamEvent, TextDelta
+from keel._core.messages import ModelSettings, StreamComplete, StreamEvent, TextDelta
 from keel.errors import CircuitOpenError, ModelConnectionError, ModelError, ModelTimeoutError
-from keel.models.openai import OpenAIModel
-from keel.models.rules import RulesModel
+from keel.models._openai import OpenAIModel
+from keel.models._rules import RulesModel
 from keel.resilience import (
     BreakerPolicy,
     CircuitBreaker,
@@ -21,8 +21,8 @@ from keel.resilience import (
     Retrying,
     RetryPolicy,
 )
-from keel.testing.clock import FakeClock
-from keel.testing.openai_server import Fault, OpenAICompatibleServer
+from keel.testing._clock import FakeClock
+from keel.testing._openai_server import Fault, OpenAICompatibleServer
 from tests.resilience._resilience import HELLO, collect_into
 
 API_KEY = "sk-test-resilience-0123456789"

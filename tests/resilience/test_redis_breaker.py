@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis
 from keel.errors import CircuitOpenError, MissingExtraError
 from keel.resilience import BreakerPolicy, CircuitBreaker, RedisBreakerBoard
-from keel.testing.clock import FakeClock
+from keel.testing._clock import FakeClock
 from tests.redis import delete_prefix, require_redis
 from tests.resilience._resilience import (
     HELLO,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keel.core.messages import Attempt, StreamComplete, StreamEvent, TextDelta
+from keel._core.messages import Attempt, StreamComplete, StreamEvent, TextDelta
 from keel.errors import (
     CircuitOpenError,
     ModelConnectionError,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     Attempt,
     ModelRequest,
@@ -21,7 +21,7 @@ from keel.core.messages import (
     UserMessage,
 )
 from keel.errors import ModelHTTPError
-from keel.resilience.routing import (
+from keel.resilience._routing import (
     DEFAULT_ROUTE,
     Route,
     RouteContext,
@@ -33,7 +33,7 @@ from keel.resilience.routing import (
     no_tools,
     short_input,
 )
-from keel.testing.models import ScriptedModel
+from keel.testing._models import ScriptedModel
 
 
 def tool(name: str) -> ToolDefinition:

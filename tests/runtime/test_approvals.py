@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keel import Agent, RunContext, Runtime, tool
-from keel.core.events import CallDecided
+from keel._core.events import CallDecided
 from keel.errors import UsageError
 from keel.testing import FakeClock, MemoryStore, ScriptedModel, call
 

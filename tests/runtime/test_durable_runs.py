@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from keel import Agent, Limits, RunContext, Runtime, tool
-from keel.core.events import RunResumed, ToolCallFinished, ToolCallStarted
+from keel._core.events import RunResumed, ToolCallFinished, ToolCallStarted
 from keel.errors import RunLeasedError, ThreadBusyError, UsageError
 from keel.testing import MemoryStore, ScriptedModel, call
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from keel import Agent, KeelSettings, Model, Price, Runtime, tool
-from keel.models.anthropic import AnthropicModel
-from keel.models.openai import OpenAIModel
+from keel.models._anthropic import AnthropicModel
+from keel.models._openai import OpenAIModel
 from keel.testing import AnthropicCompatibleServer, Fault, MemoryStore, OpenAICompatibleServer
 
 ROOT = Path(__file__).resolve().parents[2]

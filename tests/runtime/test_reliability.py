@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from keel import Agent, KeelSettings, Limits, Model, ModelSettings, Runtime, tool
-from keel.core.events import ModelResponded, ModelSwitched
-from keel.models.openai import OpenAIModel
+from keel._core.events import ModelResponded, ModelSwitched
+from keel.models._openai import OpenAIModel
 from keel.resilience import (
     BreakerPolicy,
     MemoryResponseCache,
@@ -231,7 +231,7 @@ def test_the_cli_says_breakers_need_redis_to_be_seen_or_reset(
 ) -> None:
     from typer.testing import CliRunner
 
-    from keel.cli.main import app
+    from keel._cli.main import app
 
     monkeypatch.delenv("KEEL_REDIS_URL", raising=False)
     done = CliRunner().invoke(app, ["breakers", *command, "--db", "memory"])

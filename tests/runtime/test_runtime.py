@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from keel import Agent, Limits, Price, RunContext, Runtime, StoreError, ToolError, UsageError, tool
-from keel.core.events import (
+from keel._core.events import (
     ModelFailed,
     ModelResponded,
     OutputRejected,
@@ -24,8 +24,8 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolResultMessage
-from keel.core.usage import Usage
+from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolResultMessage
+from keel._core.usage import Usage
 from keel.errors import ModelHTTPError, RunFailedError
 from keel.ports import Model
 from keel.testing import FakeClock, FunctionModel, MemoryStore, ScriptedModel, call

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from keel import Agent, Limits, Runtime, tool
-from keel.core.codec import event_to_dict
-from keel.core.events import Event, RunStarted
+from keel._core.codec import event_to_dict
+from keel._core.events import Event, RunStarted
 from keel.errors import UsageError
 from keel.testing import MemoryStore, ScriptedModel, call
 

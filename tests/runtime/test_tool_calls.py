@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from keel import RunContext, ToolError, tool
-from keel.core.usage import Usage
-from keel.runtime.tool_calls import execute_tool, render_result
+from keel._core.usage import Usage
+from keel._runtime.tool_calls import execute_tool, render_result
 
 
 def context() -> RunContext[None]:

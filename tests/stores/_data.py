@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from keel.core.events import (
+from keel._core.events import (
     ErrorInfo,
     Event,
     ModelResponded,
@@ -15,9 +15,9 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.limits import Limits
-from keel.core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage, UserMessage
-from keel.core.usage import Usage
+from keel._core.limits import Limits
+from keel._core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage, UserMessage
+from keel._core.usage import Usage
 from keel.ports import RunRecord
 
 T0 = 1_700_000_000.0

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keel.core.events import (
+from keel._core.events import (
     ErrorInfo,
     Event,
     ModelResponded,
@@ -35,8 +35,8 @@ from keel.core.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from keel.core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage, UserMessage
-from keel.core.usage import Usage
+from keel._core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage, UserMessage
+from keel._core.usage import Usage
 from keel.errors import (
     JournalConflictError,
     LeaseLostError,
@@ -88,7 +88,7 @@ async def sqlite_store(directory: Path) -> AsyncIterator[Store]:
 
 @asynccontextmanager
 async def postgres_store(url: str) -> AsyncIterator[Store]:
-    from keel.stores.postgres import PostgresStore
+    from keel.stores._postgres import PostgresStore
 
     schema = new_schema_name()
     store = PostgresStore(url, schema=schema)

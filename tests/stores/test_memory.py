@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel.core.events import RunFinished
+from keel._core.events import RunFinished
 from keel.errors import RunLeasedError
 from keel.stores import MemoryStore
 

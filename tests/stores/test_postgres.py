@@ -24,11 +24,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from keel.core.events import ToolCallFinished
+from keel._core.events import ToolCallFinished
 from keel.errors import JournalConflictError, MissingExtraError, StoreError, ThreadBusyError
 from keel.ports import Lease, ThreadHistory
+from keel.stores._postgres import PostgresStore
 from keel.stores._postgres_schema import LATEST_VERSION, MIGRATIONS
-from keel.stores.postgres import PostgresStore
 from tests.postgres import drop_schema, new_schema_name, postgres_where
 from tests.services import port_open, require_service
 
@@ -773,9 +773,9 @@ async def test_the_store_works_behind_pgbouncer_in_transaction_mode(
 
 def test_without_psycopg_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    monkeypatch.delitem(sys.modules, "keel.stores.postgres")
+    monkeypatch.delitem(sys.modules, "keel.stores._postgres")
     with pytest.raises(MissingExtraError) as caught:
-        importlib.import_module("keel.stores.postgres")
+        importlib.import_module("keel.stores._postgres")
     assert (caught.value.package, caught.value.extra) == ("psycopg", "postgres")
     assert "The PostgreSQL store needs the 'psycopg' package" in str(caught.value)
     assert "pip install 'keel[postgres]'" in str(caught.value)

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from keel import Agent, Limits, Runtime, tool
-from keel.core.events import ToolCallFinished, ToolCallStarted
-from keel.core.state import fold
-from keel.stores.postgres import PostgresStore
+from keel._core.events import ToolCallFinished, ToolCallStarted
+from keel._core.state import fold
+from keel.stores._postgres import PostgresStore
 from keel.testing import ScriptedModel, call
 from tests.services import port_open, require_service
 

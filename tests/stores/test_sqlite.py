@@ -16,12 +16,12 @@ from typing import Literal
 
 import pytest
 
-from keel.core.codec import encode_event, encode_message, event_to_dict
-from keel.core.events import Event, RunFinished, RunStarted, ToolCallFinished
+from keel._core.codec import encode_event, encode_message, event_to_dict
+from keel._core.events import Event, RunFinished, RunStarted, ToolCallFinished
 from keel.errors import JournalConflictError, RunLeasedError, RunNotFoundError, StoreError
 from keel.ports import ThreadHistory
 from keel.stores import SQLiteStore, _sqlite_schema
-from keel.stores import sqlite as sqlite_module
+from keel.stores import _sqlite as sqlite_module
 from keel.stores._sqlite_schema import LATEST_VERSION, MIGRATIONS
 
 from ._data import conversation, finishing_step, record, started, tool_step
@@ -83,9 +83,9 @@ def test_another_process_reads_the_journal(tmp_path: Path) -> None:
     events = asyncio.run(write_run(path))
     script = """
 import asyncio, json, sys
-from keel.core.codec import encode_event, encode_message, event_to_dict
+from keel._core.codec import encode_event, encode_message, event_to_dict
 from keel.stores import SQLiteStore
-from keel.stores import sqlite as sqlite_module
+from keel.stores import _sqlite as sqlite_module
 
 async def main():
     async with SQLiteStore(sys.argv[1]) as store:
@@ -370,12 +370,12 @@ async def test_two_stores_racing_from_threads_one_wins(tmp_path: Path) -> None:
 # The child opens the store, says it is ready, waits for "go", then does what argv says.
 CHILD = """
 import asyncio, json, sys
-from keel.core.events import RunStarted, ToolCallFinished
-from keel.core.messages import ToolCall
+from keel._core.events import RunStarted, ToolCallFinished
+from keel._core.messages import ToolCall
 from keel.errors import JournalConflictError
 from keel.ports import RunRecord
 from keel.stores import SQLiteStore
-from keel.stores import sqlite as sqlite_module
+from keel.stores import _sqlite as sqlite_module
 
 path, mode, label, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 RECORD = RunRecord(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     ModelRequest,
     ModelResponse,
@@ -26,8 +26,8 @@ from keel.errors import (
     ModelTimeoutError,
 )
 from keel.ports import Model
-from keel.testing.chaos import FAULTS, ChaosModel
-from keel.testing.models import FunctionModel, ScriptedModel, call
+from keel.testing._chaos import FAULTS, ChaosModel
+from keel.testing._models import FunctionModel, ScriptedModel, call
 
 REQUEST = ModelRequest(messages=[UserMessage(content="hi")])
 

@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
+from keel.testing._anthropic_server import AnthropicCompatibleServer
 from keel.testing._loopback import LoopbackServer
-from keel.testing.anthropic_server import AnthropicCompatibleServer
-from keel.testing.openai_server import Fault, OpenAICompatibleServer
+from keel.testing._openai_server import Fault, OpenAICompatibleServer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {**CHAT, "max_tokens": 10}

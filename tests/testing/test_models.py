@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from keel.core.messages import (
+from keel._core.messages import (
     AssistantMessage,
     ModelRequest,
     ModelResponse,
@@ -14,7 +14,7 @@ from keel.core.messages import (
     TextDelta,
     UserMessage,
 )
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 from keel.errors import ModelTimeoutError
 from keel.testing import FakeClock, FunctionModel, ScriptedModel, call
 

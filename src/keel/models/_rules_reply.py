@@ -1,4 +1,4 @@
-"""What :class:`keel.models.rules.RulesModel` says: questions, capability lists, result summaries.
+"""What :class:`keel.models._rules.RulesModel` says: questions, capability lists, result summaries.
 
 Pure functions of their inputs, so every reply is deterministic.
 """
@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from keel.core.messages import ToolDefinition, ToolResultMessage
+from keel._core.messages import ToolDefinition, ToolResultMessage
 from keel.models._rules_schema import MISSING
 from keel.models._rules_text import Analysis, is_id_name, name_words
 

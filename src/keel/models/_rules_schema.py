@@ -1,4 +1,4 @@
-"""JSON-schema helpers for :mod:`keel.models.rules`: resolving schemas and building instances.
+"""JSON-schema helpers for :mod:`keel.models._rules`: resolving schemas and building instances.
 
 Only what a tool's parameters or an agent's output schema need in practice is understood:
 local ``$ref`` (``#/$defs/...``, ``#/definitions/...``), ``anyOf``/``oneOf`` (the first branch

@@ -1,4 +1,4 @@
-"""Text analysis for :mod:`keel.models.rules`: words, terms, and values found in a message.
+"""Text analysis for :mod:`keel.models._rules`: words, terms, and values found in a message.
 
 Everything here is pure and deterministic; the regular expressions are compiled once.
 """

@@ -9,18 +9,18 @@
         RulesModel(),
     )
 
-- :class:`Retrying` (:mod:`keel.resilience.retry`): sends a request again after a retryable
+- :class:`Retrying` (:mod:`keel.resilience._retry`): sends a request again after a retryable
   failure, with exponential backoff and full jitter, honouring ``Retry-After``, within
   per-attempt and overall time limits.
-- :class:`CircuitBreaker` (:mod:`keel.resilience.breaker`): stops calling a model that keeps
+- :class:`CircuitBreaker` (:mod:`keel.resilience._breaker`): stops calling a model that keeps
   failing and lets a trial call through after a cooldown; its state lives on a
   :class:`BreakerBoard`, in memory or in Redis (:class:`RedisBreakerBoard`, shared by every
   process and host).
-- :class:`Fallback` (:mod:`keel.resilience.fallback`): tries models in order until one
+- :class:`Fallback` (:mod:`keel.resilience._fallback`): tries models in order until one
   answers.
-- :class:`Caching` (:mod:`keel.resilience.cache`): answers repeated deterministic requests
+- :class:`Caching` (:mod:`keel.resilience._cache`): answers repeated deterministic requests
   from a :class:`ResponseCache` (memory, SQLite or Redis) without calling the model.
-- :class:`Router` (:mod:`keel.resilience.routing`): chooses a model per request by declared
+- :class:`Router` (:mod:`keel.resilience._routing`): chooses a model per request by declared
   rules (:func:`short_input`, :func:`few_tools`, ...), so cheap models take simple work.
 
 Every wrapper keeps the wrapped model's ``name`` (a fallback names its chain), passes
@@ -32,7 +32,7 @@ parses messages.
 """
 
 from keel.resilience._attempts import Sleeper
-from keel.resilience.breaker import (
+from keel.resilience._breaker import (
     BreakerBoard,
     BreakerPolicy,
     BreakerState,
@@ -42,7 +42,7 @@ from keel.resilience.breaker import (
     RedisBreakerBoard,
     counts_as_failure,
 )
-from keel.resilience.cache import (
+from keel.resilience._cache import (
     CacheStats,
     Caching,
     MemoryResponseCache,
@@ -50,9 +50,9 @@ from keel.resilience.cache import (
     ResponseCache,
     SQLiteResponseCache,
 )
-from keel.resilience.fallback import Fallback
-from keel.resilience.retry import Retrying, RetryPolicy
-from keel.resilience.routing import (
+from keel.resilience._fallback import Fallback
+from keel.resilience._retry import Retrying, RetryPolicy
+from keel.resilience._routing import (
     Route,
     RouteContext,
     RoutePredicate,
@@ -63,7 +63,7 @@ from keel.resilience.routing import (
     no_tools,
     short_input,
 )
-from keel.resilience.wrapper import WrapperModel
+from keel.resilience._wrapper import WrapperModel
 
 __all__ = [
     "BreakerBoard",

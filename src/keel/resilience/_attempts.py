@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from keel.core.messages import Attempt, ModelResponse, StreamEvent
+from keel._core.messages import Attempt, ModelResponse, StreamEvent
 from keel.errors import ModelError
 
 __all__ = [

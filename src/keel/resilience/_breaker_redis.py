@@ -38,7 +38,7 @@ from keel.ports import Clock
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from keel.resilience.breaker import BreakerPolicy, BreakerState, BreakerStatus
+    from keel.resilience._breaker import BreakerPolicy, BreakerState, BreakerStatus
 
 __all__ = ["RedisBreakerBoard"]
 
@@ -208,7 +208,7 @@ class RedisBreakerBoard:
             raise MissingExtraError(
                 package="redis", extra="redis", feature="Circuit breakers shared through Redis"
             ) from exc
-        from keel.resilience.breaker import BreakerPolicy
+        from keel.resilience._breaker import BreakerPolicy
 
         if not prefix:
             raise ValueError("prefix must not be empty: statuses() reads every key it starts")
@@ -302,7 +302,7 @@ class RedisBreakerBoard:
 
     async def status(self, name: str) -> BreakerStatus:
         """The breaker's current status."""
-        from keel.resilience.breaker import BreakerStatus
+        from keel.resilience._breaker import BreakerStatus
 
         raw = await self._status(keys=[self._prefix + name], args=[self._now()])
         now, state_raw, failures, window_raw, opened_at, retry_at, trials = (_text(v) for v in raw)

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import TypeAdapter, ValidationError
 
-from keel.core.messages import ModelResponse
+from keel._core.messages import ModelResponse
 
 __all__ = ["CacheStats", "ResponseCache", "check_ttl", "decode_response", "encode_response"]
 
@@ -26,7 +26,7 @@ class CacheStats:
 
     ``saved_input_tokens`` and ``saved_output_tokens`` sum the usage of every response served
     from the cache: tokens the cached answer would have cost had it been asked again.
-    ``errors`` counts cache operations that failed (the :class:`keel.resilience.cache.Caching`
+    ``errors`` counts cache operations that failed (the :class:`keel.resilience._cache.Caching`
     wrapper then answers without the cache). A shared cache (SQLite, Redis) counts only what
     this process's instance did.
     """
@@ -57,7 +57,7 @@ class CacheStats:
 
 @runtime_checkable
 class ResponseCache(Protocol):
-    """Where :class:`keel.resilience.cache.Caching` keeps model responses, by key.
+    """Where :class:`keel.resilience._cache.Caching` keeps model responses, by key.
 
     ``get`` returns the response stored under ``key`` if it has not expired (counting a hit or
     a miss in ``stats``), ``put`` stores one for ``ttl_s`` seconds (replacing any entry with

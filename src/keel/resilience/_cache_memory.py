@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from keel.core.messages import ModelResponse
+from keel._core.messages import ModelResponse
 from keel.errors import UsageError
 from keel.ports import Clock, SystemClock
 from keel.resilience._cache_base import CacheStats, check_ttl

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from keel.core.messages import ModelResponse
+from keel._core.messages import ModelResponse
 from keel.errors import MissingExtraError, UsageError
 from keel.resilience._cache_base import CacheStats, check_ttl, decode_response, encode_response
 
@@ -37,7 +37,7 @@ class RedisResponseCache:
             cleared) in a database shared with other data.
 
     Redis errors are raised as ``redis.RedisError``; the
-    :class:`keel.resilience.cache.Caching` wrapper answers without the cache when they occur.
+    :class:`keel.resilience._cache.Caching` wrapper answers without the cache when they occur.
     """
 
     def __init__(self, url_or_client: str | Redis, *, prefix: str = "keel:cache:") -> None:

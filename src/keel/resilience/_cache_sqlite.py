@@ -7,7 +7,7 @@ with ``synchronous = NORMAL``: a power cut may lose the last entries stored, whi
 a model call, so the cache does not pay an fsync per entry. (``synchronous`` is a setting of
 the connection, not of the file: the journal's own connection keeps its durability.)
 
-As in :mod:`keel.stores.sqlite`, the statements run inline on the event loop's thread (a
+As in :mod:`keel.stores._sqlite`, the statements run inline on the event loop's thread (a
 handoff to a worker thread costs more than the statement), one connection guarded by a
 ``threading.Lock``. Each statement is its own transaction; a write waits up to
 ``busy_timeout_s`` for another connection's write lock, the journal's included.
@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from keel.core.messages import ModelResponse
+from keel._core.messages import ModelResponse
 from keel.errors import UsageError
 from keel.ports import Clock, SystemClock
 from keel.resilience._cache_base import CacheStats, check_ttl, decode_response, encode_response
@@ -64,7 +64,7 @@ class SQLiteResponseCache:
         busy_timeout_s: How long a write waits for another connection's write lock.
 
     The file is opened on first use. SQLite errors are raised as ``sqlite3.Error``; the
-    :class:`keel.resilience.cache.Caching` wrapper answers without the cache when they occur.
+    :class:`keel.resilience._cache.Caching` wrapper answers without the cache when they occur.
     """
 
     def __init__(

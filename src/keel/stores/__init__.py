@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keel.stores.memory import MemoryStore
-from keel.stores.sqlite import SQLiteStore
+from keel.stores._memory import MemoryStore
+from keel.stores._sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from keel.stores.postgres import PostgresStore
+    from keel.stores._postgres import PostgresStore
 
 __all__ = ["MemoryStore", "PostgresStore", "SQLiteStore"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "PostgresStore":
-        from keel.stores.postgres import PostgresStore
+        from keel.stores._postgres import PostgresStore
 
         return PostgresStore
     raise AttributeError(f"module 'keel.stores' has no attribute {name!r}")

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from keel.core.codec import decode_event, decode_message
-from keel.core.events import Event, RunStarted
-from keel.core.messages import Message
+from keel._core.codec import decode_event, decode_message
+from keel._core.events import Event, RunStarted
+from keel._core.messages import Message
 from keel.errors import (
     JournalConflictError,
     LeaseLostError,

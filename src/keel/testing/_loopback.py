@@ -1,6 +1,6 @@
 """A real HTTP/1.1 server on 127.0.0.1 with scripted replies and injectable faults.
 
-The provider servers (:mod:`keel.testing.openai_server`, :mod:`keel.testing.anthropic_server`)
+The provider servers (:mod:`keel.testing._openai_server`, :mod:`keel.testing._anthropic_server`)
 build on :class:`LoopbackServer`: they only say how a reply looks on their wire. Everything else
 is here: the listening socket on an ephemeral port, one thread per connection, a record of every
 request, the reply script, and faults (error statuses, delays, malformed bodies, cut streams),
@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from keel.core.usage import Usage
+from keel._core.usage import Usage
 
 __all__ = [
     "Fault",

@@ -1,0 +1,134 @@
+"""Running one validated tool call: timeouts, threads for sync tools, errors as results.
+
+Every outcome becomes a result the model can read. Async tools are cancelled at their timeout.
+Sync tools run in a fresh daemon thread: Python cannot stop a thread, so at the timeout the
+call is abandoned with a clear error and the thread is left to finish on its own. A daemon
+thread (rather than a pool's) is what makes that safe: a hung tool never keeps the process
+from exiting, and never occupies a pool slot other runs need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from pydantic_core import PydanticSerializationError, to_json
+
+from keel._core.events import ErrorInfo
+from keel._tools import RunContext, Tool, ToolError
+
+__all__ = ["ToolExecutor", "ToolOutcome", "execute_tool", "render_result"]
+
+_MESSAGE_LIMIT = 2000
+_RETRY_BACKOFF_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What a call produced: the text the model sees, the error if it failed, and how many
+    tries it took."""
+
+    result: str
+    error: ErrorInfo | None = None
+    attempts: int = 1
+
+
+class ToolExecutor(Protocol):
+    """Runs one validated call; :func:`execute_tool` is the real one, replay has another."""
+
+    async def __call__(
+        self, tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+    ) -> ToolOutcome: ...
+
+
+def render_result(value: Any) -> str:
+    """A tool's return value as the text the model reads: str as is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return to_json(value).decode()
+
+
+def _failure(code: str, message: str) -> ToolOutcome:
+    message = message if len(message) <= _MESSAGE_LIMIT else message[:_MESSAGE_LIMIT] + "..."
+    return ToolOutcome(result=f"Error: {message}", error=ErrorInfo(code=code, message=message))
+
+
+async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():  # abandoned at its timeout, or the run was cancelled
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, function())
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine as is
+            outcome = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed while the tool ran
+            loop.call_soon_threadsafe(deliver, *outcome)
+
+    threading.Thread(target=work, name="keel-tool", daemon=True).start()
+    return await future
+
+
+async def execute_tool(
+    tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+) -> ToolOutcome:
+    """Run ``tool`` with validated ``arguments``; never raises for a tool's failure.
+
+    A call that raises or times out is tried again ``tool.spec.retries`` times (only tools
+    that are safe to repeat have retries), after a short jittered backoff. Cancellation of the
+    caller propagates (the run is being stopped); everything else, from a ``ToolError`` to a
+    timeout to an unserializable return value, becomes a :class:`ToolOutcome` with an error.
+    """
+    attempts = 1 + tool.spec.retries
+    for attempt in range(1, attempts + 1):
+        outcome, retryable = await _run_once(tool, context, arguments, timeout_s=timeout_s)
+        if not retryable or attempt == attempts:
+            return replace(outcome, attempts=attempt)
+        await asyncio.sleep(random.uniform(0, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _run_once(
+    tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+) -> tuple[ToolOutcome, bool]:
+    """One try; the flag says whether trying again could help (exceptions and timeouts)."""
+    name = tool.name
+    call = tool.bind(context, arguments)
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            value = await call() if tool.is_async else await _in_daemon_thread(call)
+    except ToolError as exc:
+        return _failure("tool_error", exc.message), False
+    except TimeoutError as exc:
+        if not deadline.expired():  # the tool's own TimeoutError, not our deadline
+            return _failure("tool_exception", f"tool '{name}' raised TimeoutError: {exc}"), True
+        return _failure(
+            "tool_timeout",
+            f"tool '{name}' did not finish within {timeout_s:g}s and was stopped; "
+            "try again later or with a smaller request",
+        ), True
+    except Exception as exc:  # noqa: BLE001 - any tool failure is reported to the model
+        message = f"tool '{name}' raised {type(exc).__name__}: {exc}"
+        return _failure("tool_exception", message), True
+    try:
+        return ToolOutcome(result=render_result(value)), False
+    except PydanticSerializationError as exc:
+        return _failure(
+            "tool_result_invalid",
+            f"tool '{name}' returned a {type(value).__name__} that cannot be sent to the model "
+            f"as JSON ({exc}); return a str, dict, list, dataclass or pydantic model",
+        ), False

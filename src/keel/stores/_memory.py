@@ -1,0 +1,414 @@
+"""An in-memory journal store, for tests and ephemeral runs.
+
+It keeps the event objects themselves (frozen dataclasses) rather than their encoding, so an
+append costs a few dictionary operations. It follows the same contract as the SQLite and
+PostgreSQL stores, down to the error types and messages; the contract suite in
+``tests/stores`` runs over all of them. Lease times come from the injected
+:class:`keel.ports.Clock`, so tests can expire a lease without sleeping.
+
+One difference cannot be avoided without encoding: data that has no JSON form (a
+``RunFinished.output`` holding an arbitrary object) is kept as it is here, where a durable store
+rejects it, and a tuple comes back as a tuple here and as a list from a durable store. Pass
+``check_json=True`` to round-trip every event and message through :mod:`keel._core.codec` on
+append, as a durable store does: tests then fail on data that would not survive one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from keel._core.codec import decode_event, decode_message, encode_event, encode_message
+from keel._core.events import Event, RunStatus
+from keel._core.messages import Message
+from keel.errors import (
+    JournalConflictError,
+    RunLeasedError,
+    RunNotFoundError,
+    ThreadBusyError,
+    ThreadChangedError,
+)
+from keel.ports import Clock, Lease, RunRecord, SystemClock, ThreadHistory
+from keel.stores._common import (
+    LeaseState,
+    check_append,
+    check_limit,
+    check_ttl,
+    closed_error,
+    granted_token,
+    lease_lost,
+    refusal,
+    started_after,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Run:
+    record: RunRecord
+    events: list[Event]
+    lease_owner: str | None = None
+    lease_token: int = 0
+    lease_expires_at: float | None = None
+
+    def state(self) -> LeaseState:
+        return LeaseState(
+            last_seq=len(self.events),
+            owner=self.lease_owner,
+            token=self.lease_token,
+            expires_at=self.lease_expires_at,
+        )
+
+    def lease(self) -> Lease:
+        assert self.lease_owner is not None
+        assert self.lease_expires_at is not None
+        return Lease(
+            run_id=self.record.run_id,
+            owner=self.lease_owner,
+            token=self.lease_token,
+            expires_at=self.lease_expires_at,
+        )
+
+
+@dataclass(slots=True)
+class _Thread:
+    # The highest sequence number ever given to a message of the thread: kept when messages
+    # are deleted, so that a number is never handed out twice.
+    last_seq: int = 0
+    messages: list[tuple[int, str, Message]] = field(default_factory=list)  # seq, run_id, msg
+
+
+class MemoryStore:
+    """A :class:`keel.ports.Store` that keeps everything in this process's memory.
+
+    Args:
+        clock: The clock that lease times are measured by; the system clock by default.
+        check_json: Round-trip every appended event and message through its JSON encoding, so
+            that data a durable store would reject (or return changed) fails here too. Meant
+            for tests; it makes appends a few times slower.
+
+    Safe to share between threads and tasks: every method holds a lock for its whole work, so
+    two writers racing with the same ``expected_seq`` see exactly one success. Nothing survives
+    the object; use :class:`keel.stores.SQLiteStore` for durable runs.
+    """
+
+    def __init__(self, *, clock: Clock | None = None, check_json: bool = False) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._check_json = check_json
+        self._lock = threading.Lock()
+        self._runs: dict[str, _Run] = {}
+        self._threads: dict[str, _Thread] = {}
+        self._closed = False
+
+    async def start_run(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        record: RunRecord,
+        owner: str,
+        ttl_s: float,
+        exclusive: bool = False,
+    ) -> Lease:
+        """Create a run from its first events, leased to ``owner`` (fencing token 1).
+
+        With ``exclusive``, raises :class:`keel.errors.ThreadBusyError` if another run of the
+        thread is ``running``. Raises :class:`keel.errors.JournalConflictError` if the run
+        exists.
+        """
+        check_append(run_id, events, 0, record)
+        check_ttl(ttl_s)
+        events = self._copy_events(events)
+        with self._lock:
+            self._check_open()
+            if exclusive and (active := self._active(record.thread_id, but=run_id)) is not None:
+                raise ThreadBusyError(record.thread_id, active_run_id=active.run_id)
+            expected = started_after(events)
+            if exclusive and expected is not None:
+                thread = self._threads.get(record.thread_id)
+                actual = 0 if thread is None else thread.last_seq
+                if actual != expected:
+                    raise ThreadChangedError(record.thread_id, expected=expected, actual=actual)
+            existing = self._runs.get(run_id)
+            if existing is not None:
+                raise JournalConflictError(run_id, expected=0, actual=len(existing.events))
+            run = _Run(
+                record=_with_last_seq(record, len(events)),
+                events=list(events),
+                lease_owner=owner,
+                lease_token=1,
+                lease_expires_at=self._clock.now() + ttl_s,
+            )
+            self._runs[run_id] = run
+            return run.lease()
+
+    async def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int,
+        record: RunRecord,
+        thread_messages: Sequence[Message] = (),
+        lease: Lease | None = None,
+    ) -> int:
+        """Append ``events`` after event ``expected_seq``, upsert ``record``; return last seq.
+
+        Raises, changing nothing: :class:`keel.errors.LeaseLostError` if ``lease`` is not the
+        run's current lease; :class:`keel.errors.RunLeasedError` if there is no ``lease`` and
+        another process holds an unexpired one; :class:`keel.errors.JournalConflictError` if the
+        journal does not hold exactly ``expected_seq`` events.
+        """
+        check_append(run_id, events, expected_seq, record, lease)
+        events = self._copy_events(events)
+        messages = self._copy_messages(thread_messages)
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(run_id)
+            state = None if run is None else run.state()
+            error = refusal(
+                run_id, expected_seq=expected_seq, lease=lease, state=state, now=self._clock.now()
+            )
+            if error is not None:
+                raise error
+            if run is None:
+                run = self._runs[run_id] = _Run(record=record, events=[])
+            run.events.extend(events)
+            last_seq = len(run.events)
+            run.record = _with_last_seq(record, last_seq)
+            if messages:
+                thread = self._threads.setdefault(record.thread_id, _Thread())
+                thread.messages.extend(
+                    (seq, run_id, message)
+                    for seq, message in enumerate(messages, thread.last_seq + 1)
+                )
+                thread.last_seq += len(messages)
+            return last_seq
+
+    async def acquire_lease(
+        self, run_id: str, *, owner: str, ttl_s: float, force: bool = False
+    ) -> Lease:
+        """Take the run's lease if it is free, expired or ``owner``'s own; ``force`` takes it
+        from another owner. See :meth:`keel.ports.Store.acquire_lease`."""
+        check_ttl(ttl_s)
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            now = self._clock.now()
+            run.lease_token = granted_token(run_id, run.state(), owner=owner, force=force, now=now)
+            run.lease_owner = owner
+            run.lease_expires_at = now + ttl_s
+            return run.lease()
+
+    async def renew_lease(self, lease: Lease, *, ttl_s: float) -> Lease:
+        """Extend ``lease`` to ``ttl_s`` from now; :class:`keel.errors.LeaseLostError` if it is
+        no longer current."""
+        check_ttl(ttl_s)
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(lease.run_id)
+            state = None if run is None else run.state()
+            if run is None or state is None or not state.is_current(lease):
+                raise lease_lost(lease, state)
+            run.lease_expires_at = self._clock.now() + ttl_s
+            return run.lease()
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Give ``lease`` up if it is still current; otherwise do nothing."""
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(lease.run_id)
+            if run is not None and run.state().is_current(lease):
+                run.lease_owner = None
+                run.lease_expires_at = None
+
+    async def load(self, run_id: str) -> list[Event]:
+        """All events of a run, in order; raises :class:`keel.errors.RunNotFoundError`."""
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            return list(run.events)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The latest summary of a run; raises :class:`keel.errors.RunNotFoundError`."""
+        with self._lock:
+            self._check_open()
+            run = self._runs.get(run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            return run.record
+
+    async def list_runs(
+        self,
+        *,
+        thread_id: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs newest first (``created_at``, then ``run_id``, descending), optionally filtered."""
+        check_limit(limit)
+        return self._select(
+            lambda r: (
+                (thread_id is None or r.thread_id == thread_id)
+                and (status is None or r.status == status)
+            ),
+            newest_first=True,
+            limit=limit,
+        )
+
+    async def recoverable_runs(self, *, limit: int = 100) -> list[RunRecord]:
+        """Runs ``running`` with no unexpired lease, oldest first (``created_at``, ``run_id``)."""
+        check_limit(limit)
+        now = self._clock.now()
+        with self._lock:
+            self._check_open()
+            ids = {
+                run_id
+                for run_id, run in self._runs.items()
+                if run.record.status == "running" and run.state().holder(now) is None
+            }
+        return self._select(lambda r: r.run_id in ids, newest_first=False, limit=limit)
+
+    async def active_run(self, thread_id: str) -> RunRecord | None:
+        """The newest run of the thread with status ``running``, or ``None``."""
+        with self._lock:
+            self._check_open()
+            return self._active(thread_id)
+
+    async def thread_history(self, thread_id: str, *, upto_seq: int | None = None) -> ThreadHistory:
+        """The thread's messages up to ``upto_seq`` (all if ``None``) and its last seq."""
+        with self._lock:
+            self._check_open()
+            thread = self._threads.get(thread_id)
+            if thread is None:
+                return ThreadHistory(messages=[], last_seq=0)
+            return ThreadHistory(
+                messages=[
+                    message
+                    for seq, _, message in thread.messages
+                    if upto_seq is None or seq <= upto_seq
+                ],
+                last_seq=thread.last_seq,
+            )
+
+    async def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete runs with their events, leases and thread messages; return how many existed.
+
+        Raises :class:`keel.errors.RunLeasedError`, deleting nothing, if one has a live lease.
+        """
+        with self._lock:
+            self._check_open()
+            return self._delete({run_id for run_id in run_ids if run_id in self._runs})
+
+    async def delete_runs_before(self, before: float) -> int:
+        """Delete runs created before ``before``, except ``running`` or leased ones."""
+        now = self._clock.now()
+        with self._lock:
+            self._check_open()
+            return self._delete(
+                {
+                    run_id
+                    for run_id, run in self._runs.items()
+                    if run.record.created_at < before
+                    and run.record.status != "running"
+                    and run.state().holder(now) is None
+                }
+            )
+
+    async def delete_thread(self, thread_id: str) -> int:
+        """Delete the thread's messages and runs; return how many runs.
+
+        Raises :class:`keel.errors.RunLeasedError`, deleting nothing, if a run has a live lease.
+        The thread's message counter stays, so its numbers are never handed out again.
+        """
+        with self._lock:
+            self._check_open()
+            ids = {
+                run_id for run_id, run in self._runs.items() if run.record.thread_id == thread_id
+            }
+            deleted = self._delete(ids)
+            thread = self._threads.get(thread_id)
+            if thread is not None:
+                # The counter stays, so that the thread's numbers are never handed out again.
+                thread.messages.clear()
+            return deleted
+
+    async def close(self) -> None:
+        """Drop everything. Closing twice is fine; any other use afterwards raises."""
+        with self._lock:
+            self._closed = True
+            self._runs.clear()
+            self._threads.clear()
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise closed_error("MemoryStore")
+
+    def _copy_events(self, events: Sequence[Event]) -> Sequence[Event]:
+        if not self._check_json:
+            return events
+        return [decode_event(encode_event(event)) for event in events]
+
+    def _copy_messages(self, messages: Sequence[Message]) -> Sequence[Message]:
+        if not self._check_json:
+            return messages
+        return [decode_message(encode_message(message)) for message in messages]
+
+    def _select(
+        self, keep: Callable[[RunRecord], bool], *, newest_first: bool, limit: int
+    ) -> list[RunRecord]:
+        with self._lock:
+            self._check_open()
+            records = [run.record for run in self._runs.values() if keep(run.record)]
+        records.sort(key=lambda r: (r.created_at, r.run_id), reverse=newest_first)
+        return records[:limit]
+
+    def _active(self, thread_id: str, *, but: str | None = None) -> RunRecord | None:
+        """Called with the lock held."""
+        running = [
+            run.record
+            for run in self._runs.values()
+            if run.record.thread_id == thread_id
+            and run.record.status == "running"
+            and run.record.run_id != but
+        ]
+        return max(running, key=lambda r: (r.created_at, r.run_id), default=None)
+
+    def _delete(self, run_ids: set[str]) -> int:
+        """Called with the lock held: check every lease first, then delete."""
+        now = self._clock.now()
+        for run_id in sorted(run_ids):
+            holder = self._runs[run_id].state().holder(now)
+            if holder is not None:
+                raise RunLeasedError(run_id, owner=holder[0], expires_at=holder[1])
+        for run_id in run_ids:
+            del self._runs[run_id]
+        if run_ids:
+            for thread in self._threads.values():
+                thread.messages = [item for item in thread.messages if item[1] not in run_ids]
+        return len(run_ids)
+
+
+def _with_last_seq(record: RunRecord, last_seq: int) -> RunRecord:
+    return record if record.last_seq == last_seq else dataclasses.replace(record, last_seq=last_seq)
