@@ -12,6 +12,8 @@ from typing import Any, Generic, overload
 
 from typing_extensions import TypeVar
 
+from keel._checks import Check, CheckFunction, as_check
+from keel._core.history import History
 from keel._core.limits import Limits
 from keel._core.loop import LoopSpec
 from keel._core.messages import ModelSettings, ToolDefinition
@@ -40,14 +42,21 @@ class Agent(Generic[OutputT]):
             ``"ollama:llama3.2"`` or ``"rules"``, a :class:`keel.ports.Model` object, or a list
             of them: a fallback chain, tried in order when a model fails or its circuit
             breaker is open.
-            ``None`` uses the runtime's default (``KEEL_MODEL``, else OpenAI when
-            ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else the offline ``"rules"``).
+            ``None`` uses the runtime's default: ``KEEL_MODEL``, else OpenAI when
+            ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set; with neither, running the agent
+            is refused with a clear error (the offline ``"rules"`` model runs only where it
+            is named).
         tools: Functions decorated with :func:`keel.tool`, or plain functions.
         output_type: The type of the final answer (``str`` by default); any type pydantic
             validates. An answer that fails validation goes back to the model.
         limits: Hard limits on each run; reaching one pauses the run.
         model_settings: Temperature, max tokens and other sampling settings.
         deps: Default dependencies handed to tools as ``ctx.deps`` when a run passes none.
+        checks: Policies and guardrails consulted on the input, before model calls, before
+            tool calls and on tool results (:func:`keel.check`); the runtime's own checks run
+            first.
+        history: How much of the thread's conversation a run sends to the model (default:
+            the latest 100 messages).
     """
 
     @overload
@@ -62,6 +71,8 @@ class Agent(Generic[OutputT]):
         limits: Limits | None = None,
         model_settings: ModelSettings | None = None,
         deps: Any = None,
+        checks: Sequence[Check | CheckFunction] = (),
+        history: History | None = None,
     ) -> None: ...
 
     @overload
@@ -76,6 +87,8 @@ class Agent(Generic[OutputT]):
         limits: Limits | None = None,
         model_settings: ModelSettings | None = None,
         deps: Any = None,
+        checks: Sequence[Check | CheckFunction] = (),
+        history: History | None = None,
     ) -> None: ...
 
     def __init__(
@@ -89,6 +102,8 @@ class Agent(Generic[OutputT]):
         limits: Limits | None = None,
         model_settings: ModelSettings | None = None,
         deps: Any = None,
+        checks: Sequence[Check | CheckFunction] = (),
+        history: History | None = None,
     ) -> None:
         if not isinstance(name, str) or not _AGENT_NAME.match(name):
             raise ConfigurationError(
@@ -115,6 +130,14 @@ class Agent(Generic[OutputT]):
         self.limits = limits or Limits()
         self.model_settings = model_settings or ModelSettings()
         self.deps = deps
+        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
+            raise ConfigurationError(f"agent '{name}': checks must be a list of checks")
+        self.checks: tuple[Check, ...] = tuple(as_check(c) for c in checks)
+        if history is not None and not isinstance(history, History):
+            raise ConfigurationError(
+                f"agent '{name}': history must be a keel.History, got {type(history).__name__}"
+            )
+        self.history = history or History()
         output = None if self.output_type is str else OutputSpec(self.output_type)
         self.loop_spec = LoopSpec(tools={t.name: t.spec for t in built}, output=output)
         self.tools_by_name: dict[str, Tool] = {t.name: t for t in built}

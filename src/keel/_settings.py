@@ -6,8 +6,12 @@ tests) and handed to the :class:`keel.Runtime`. API keys are ``SecretStr`` so th
 in a repr, a log line or an error.
 
 =====================  =========================================================
-``KEEL_DB``            where runs are kept: a path (default ``keel.db``), ``sqlite:///path``
-                       or ``memory``
+``KEEL_DB``            where runs are kept: a path (default ``keel.db``), ``sqlite:///path``,
+                       ``postgresql://user:password@host/db`` or ``memory``
+``KEEL_DB_SCHEMA``     PostgreSQL: the schema of Keel's tables (default ``keel``)
+``KEEL_DB_POOL_SIZE``  PostgreSQL: the most connections the pool opens (default 10)
+``KEEL_APP``           the agents the ``keel`` command may run and continue: a Python file or
+                       module (every agent it defines), or ``module:attribute``
 ``KEEL_MODEL``         the model of agents that name none
 ``OPENAI_API_KEY``     key for ``openai:*`` models (``KEEL_OPENAI_API_KEY`` wins if set)
 ``OPENAI_BASE_URL``    an OpenAI-compatible server for ``openai:*`` models (vLLM, LM Studio...)
@@ -27,16 +31,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from keel._redact import redact_url
 from keel.errors import ConfigurationError
 
 __all__ = ["KeelSettings"]
 
 _ENV = {
     "db": ("KEEL_DB",),
+    "db_schema": ("KEEL_DB_SCHEMA",),
+    "db_pool_size": ("KEEL_DB_POOL_SIZE",),
+    "app": ("KEEL_APP",),
     "model": ("KEEL_MODEL",),
     "model_timeout_s": ("KEEL_MODEL_TIMEOUT",),
     "redis_url": ("KEEL_REDIS_URL",),
@@ -57,6 +65,9 @@ class KeelSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     db: str = "keel.db"
+    db_schema: str = "keel"
+    db_pool_size: int = 10
+    app: str | None = None
     model: str | None = None
     model_timeout_s: float = 60.0
     redis_url: str | None = None
@@ -91,12 +102,20 @@ class KeelSettings(BaseModel):
                 f"invalid Keel settings in the environment: {problems}"
             ) from None
 
+    def __repr_args__(self) -> Any:
+        # URLs may carry passwords (postgresql://user:secret@host/db): never show them.
+        for name, value in super().__repr_args__():
+            if name in ("db", "redis_url") and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
+
     @property
-    def default_model(self) -> str:
+    def default_model(self) -> str | None:
         """The model for agents that name none: ``KEEL_MODEL``, else OpenAI when it is
-        configured, else the offline ``rules`` model."""
+        configured; ``None`` otherwise (the offline ``rules`` model is never chosen silently)."""
         if self.model:
             return self.model
         if self.openai_api_key is not None or self.openai_base_url:
             return "openai:gpt-4o-mini"
-        return "rules"
+        return None

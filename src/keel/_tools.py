@@ -53,6 +53,8 @@ class RunContext(Generic[DepsT]):
     tool_call_id: str
     idempotency_key: str
     usage: Usage
+    #: 1 for a call's first attempt; more when a person let an interrupted call run again.
+    attempt: int = 1
 
 
 class ToolError(Exception):
@@ -128,6 +130,8 @@ def _make(
     requires_approval: ApprovalRule,
     timeout_s: float | None,
     retries: int,
+    coerce: bool = False,
+    max_result_chars: int | None = None,
 ) -> Tool:
     if isinstance(function, Tool):
         return function
@@ -144,6 +148,8 @@ def _make(
         requires_approval=requires_approval,
         timeout_s=timeout_s,
         retries=retries,
+        coerce=coerce,
+        max_result_chars=max_result_chars,
     )
     return Tool(function, spec, context_param)
 
@@ -162,6 +168,8 @@ def tool(
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
     retries: int = 0,
+    coerce: bool = False,
+    max_result_chars: int | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -176,6 +184,8 @@ def tool(
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
     retries: int = 0,
+    coerce: bool = False,
+    max_result_chars: int | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a :class:`Tool`; usable bare or with options.
 
@@ -191,6 +201,12 @@ def tool(
         retries: Try a call that raised or timed out this many more times (with a short
             backoff) before its error goes to the model. Only for tools that are safe to
             repeat: ``idempotent=True`` or ``side_effects`` ``"none"``/``"read"``.
+            A call of a tool that is not safe to repeat that times out is not retried: its
+            effect is in doubt, and the run asks a person, as after a crash.
+        coerce: Let pydantic convert arguments that do not match the schema exactly (``"3"``
+            for an ``int``); by default they are refused and the model is told why.
+        max_result_chars: Cut results longer than this (default: the run's
+            ``Limits.max_tool_result_chars``); the model is told the result was cut.
     """
     options: dict[str, Any] = {
         "name": name,
@@ -200,6 +216,8 @@ def tool(
         "requires_approval": requires_approval,
         "timeout_s": timeout_s,
         "retries": retries,
+        "coerce": coerce,
+        "max_result_chars": max_result_chars,
     }
     if function is not None:
         return _make(function, **options)

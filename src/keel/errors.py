@@ -20,8 +20,9 @@
     │   ├── RunLeasedError         another process is advancing the run right now
     │   ├── LeaseLostError         this process's lease was taken over; it must stop
     │   └── ThreadChangedError     the thread got messages after a new run read its history
-    ├── ThreadBusyError            a run of the thread is still running (policy "reject")
-    └── RunFailedError             raised by ``RunResult.raise_for_status()``
+    ├── ThreadBusyError            a run of the thread has not ended (policy "reject")
+    ├── RunFailedError             raised by ``RunResult.raise_for_status()``
+    └── RunNotCompletedError       ``RunResult.output`` of a run that did not complete
 
 Run failures (a tool raising, a limit reached, invalid output) are not raised out of
 ``Runtime.run``: they end the run with a status and a reason, recorded in the journal.
@@ -50,6 +51,7 @@ __all__ = [
     "ModelTimeoutError",
     "RunFailedError",
     "RunLeasedError",
+    "RunNotCompletedError",
     "RunNotFoundError",
     "StoreError",
     "ThreadBusyError",
@@ -75,8 +77,8 @@ class UsageError(KeelError):
     code = "usage_error"
 
 
-class ConfigurationError(UsageError):
-    """Settings are missing or invalid."""
+class ConfigurationError(UsageError, ValueError):
+    """Settings or arguments are missing or invalid (also a ``ValueError``)."""
 
     code = "configuration_error"
 
@@ -293,17 +295,21 @@ class ThreadChangedError(StoreError):
 
 
 class ThreadBusyError(KeelError):
-    """A new run was refused because a run of the same thread is still running."""
+    """A new run was refused because a run of the same thread has not ended."""
 
     code = "thread_busy"
 
-    def __init__(self, thread_id: str, *, active_run_id: str) -> None:
-        super().__init__(
-            f"thread '{thread_id}' is busy: run {active_run_id} is still running; wait for it, "
-            "run with if_busy='queue' to wait automatically, or if_busy='interrupt' to cancel it"
+    def __init__(
+        self, thread_id: str, *, active_run_id: str, status: str = "running", why: str = ""
+    ) -> None:
+        advice = why or (
+            "wait for it, run with if_busy='queue' to wait automatically, or "
+            "if_busy='interrupt' to cancel it"
         )
+        super().__init__(f"thread '{thread_id}' is busy: run {active_run_id} is {status}; {advice}")
         self.thread_id = thread_id
         self.active_run_id = active_run_id
+        self.status = status
 
 
 class RunFailedError(KeelError):
@@ -316,3 +322,15 @@ class RunFailedError(KeelError):
         self.run_id = run_id
         self.status = status
         self.reason_code = reason_code
+
+
+class RunNotCompletedError(KeelError):
+    """The output of a run that did not complete was read: it has none."""
+
+    code = "run_not_completed"
+
+    def __init__(self, run_id: str, *, status: str, reason: str | None, how: str) -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"run {run_id} has no output: it is {status}{why}; {how}")
+        self.run_id = run_id
+        self.status = status

@@ -1,15 +1,28 @@
 """The seams between Keel's core and the outside world.
 
-Each port has one required ability; optional ones have a default that either works in a
-simpler way (``Model.stream`` falls back to one ``request``) or says clearly it is missing.
+Each port is a small protocol; optional abilities either work in a simpler way when missing
+(``Model.stream`` falls back to one ``request``) or say clearly that they are missing.
 Adapters (providers, stores) implement these; the runtime depends only on them.
+
+The store is four small protocols, one per concern, and :class:`Store` is all four:
+
+- :class:`Journal`: create a run, append its events, load them (from any sequence number);
+- :class:`Leases`: who advances a run (leases with fencing tokens) and claiming runs from the
+  queue;
+- :class:`Threads`: a conversation's messages, and which run holds the thread;
+- :class:`Admin`: listing, deletion and retention, closing.
+
+A store may also offer :class:`Watchable` (``watch``), so that followers of a run and idle
+workers wake when something changes instead of polling.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -23,7 +36,21 @@ from keel._core.messages import (
     TextDelta,
 )
 
-__all__ = ["Clock", "Lease", "Model", "RunRecord", "Store", "SystemClock", "ThreadHistory"]
+__all__ = [
+    "Admin",
+    "Change",
+    "Clock",
+    "Journal",
+    "Lease",
+    "Leases",
+    "Model",
+    "RunRecord",
+    "Store",
+    "SystemClock",
+    "ThreadHistory",
+    "Threads",
+    "Watchable",
+]
 
 
 class Model(abc.ABC):
@@ -59,7 +86,14 @@ class Model(abc.ABC):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunRecord:
-    """The summary row of a run, kept beside its journal for listing and filtering."""
+    """The summary row of a run, kept beside its journal for listing, filtering and the
+    queue.
+
+    ``holds_thread`` says whether the run keeps its thread busy (it has not ended, is not a
+    fork, is not being cancelled): later runs of the thread wait behind it. ``lease_owner``
+    and ``lease_expires_at`` are what the store knows of the run's lease when it is read
+    (ignored on writes).
+    """
 
     run_id: str
     thread_id: str
@@ -78,6 +112,9 @@ class RunRecord:
     reason_code: str | None = None
     reason: str | None = None
     last_seq: int = 0
+    holds_thread: bool = False
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,19 +146,15 @@ class ThreadHistory:
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Durable home of run journals, run summaries, leases and thread histories.
+class Journal(Protocol):
+    """Runs and their events: created once, appended to, read from any point.
 
     ``append`` is the only write on the hot path: one call per step, atomic, durable before it
     returns. ``expected_seq`` is the number of events the writer believes the journal holds; if
     another writer got there first the store raises :class:`keel.errors.JournalConflictError`
-    and writes nothing.
-
-    **Leases.** One process advances a run at a time. It holds the run's :class:`Lease`, renews
-    it before ``expires_at``, and passes it to every ``append``. An append under a lease whose
-    token is no longer current raises :class:`keel.errors.LeaseLostError`; an append without a
-    lease to a run whose lease is held and unexpired raises :class:`keel.errors.RunLeasedError`.
-    Lease times are the store's own clock, so processes on several hosts agree on them.
+    and writes nothing. An append under a lease whose token is no longer current raises
+    :class:`keel.errors.LeaseLostError`; one without a lease to a run whose lease is held and
+    unexpired raises :class:`keel.errors.RunLeasedError`.
     """
 
     async def start_run(
@@ -130,19 +163,20 @@ class Store(Protocol):
         events: Sequence[Event],
         *,
         record: RunRecord,
-        owner: str,
+        owner: str | None,
         ttl_s: float,
         exclusive: bool = False,
-    ) -> Lease:
-        """Create a run from its first events, leased to ``owner`` for ``ttl_s`` seconds.
+    ) -> Lease | None:
+        """Create a run from its first events; return its lease, or ``None`` without
+        ``owner``.
 
-        With ``exclusive``, refuse with :class:`keel.errors.ThreadBusyError` (writing nothing)
-        if another run of ``record.thread_id`` has status ``running``, and with
+        With an ``owner`` the run is leased to it for ``ttl_s`` seconds (fencing token 1);
+        without one it is created unleased (a queued run, which any driver may claim). With
+        ``exclusive``, refuse with :class:`keel.errors.ThreadBusyError` (writing nothing) if
+        another run of ``record.thread_id`` holds the thread (``holds_thread``), and with
         :class:`keel.errors.ThreadChangedError` if the first event's ``history_seq`` is set and
-        is no longer the thread's last message (a run of the thread ended after this one read
-        its history). The checks and the insert are one atomic step, so two runs racing for an
-        idle thread cannot both start, nor start with a stale history. A ``run_id`` that exists
-        raises ``JournalConflictError``.
+        is no longer the thread's last message. The checks and the insert are one atomic step.
+        A ``run_id`` that exists raises ``JournalConflictError``.
         """
         ...
 
@@ -156,11 +190,26 @@ class Store(Protocol):
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
     ) -> int:
-        """Append events (and the run's new thread messages, if it finished); return last seq.
-
-        ``expected_seq == 0`` creates the run without a lease (tests and imports use this).
-        """
+        """Append events (and the run's new thread messages, if it completed); return the last
+        sequence number. ``expected_seq == 0`` creates the run without a lease (imports)."""
         ...
+
+    async def load(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's events numbered above ``after_seq``, in order (all by default). Raises
+        ``RunNotFoundError`` if there is no such run."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The summary of a run. Raises ``RunNotFoundError`` if there is no such run."""
+        ...
+
+
+@runtime_checkable
+class Leases(Protocol):
+    """Who advances a run: one lease holder at a time, fenced by tokens; and the queue.
+
+    Lease times are the store's own clock, so processes on several hosts agree on them.
+    """
 
     async def acquire_lease(
         self, run_id: str, *, owner: str, ttl_s: float, force: bool = False
@@ -168,11 +217,10 @@ class Store(Protocol):
         """Take the run's lease: free, expired, or already ``owner``'s (then it is renewed).
 
         A new holder gets ``token`` one higher than the last; so does the same owner when its
-        lease had expired (now >= ``expires_at``), and every ``force`` (used to interrupt a
-        run: whoever held it, the earlier lease object is fenced out). Raises
-        ``RunLeasedError`` if another owner holds an unexpired lease and ``force`` is false,
-        and ``RunNotFoundError`` for an unknown run. Appending under a lease of a run that was
-        deleted raises ``LeaseLostError``.
+        lease had expired, and every ``force`` (used to cancel a run: whoever held it, the
+        earlier lease object is fenced out). Raises ``RunLeasedError`` if another owner holds
+        an unexpired lease and ``force`` is false, and ``RunNotFoundError`` for an unknown run.
+        Owners are per driver, never shared by two drivers of one run.
         """
         ...
 
@@ -184,36 +232,54 @@ class Store(Protocol):
         """Give a lease up; does nothing if it is no longer current."""
         ...
 
-    async def load(self, run_id: str) -> list[Event]:
-        """All events of a run, in order. Raises ``RunNotFoundError`` if there is no such run."""
+    async def claim_runs(
+        self,
+        *,
+        owner: str,
+        ttl_s: float,
+        limit: int,
+        agents: Collection[str] | None = None,
+        run_ids: Collection[str] | None = None,
+    ) -> list[Lease]:
+        """Lease up to ``limit`` runs that a driver should advance now, oldest first:
+
+        - runs with status ``running`` whose lease is missing or expired (their process died);
+        - runs with status ``queued`` and no live lease, that are first in their thread: no
+          older run of the thread holds it.
+
+        ``agents`` keeps to runs of those agents, ``run_ids`` to those runs. Each claim is atomic: two claimers never get
+        the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one write transaction).
+        """
         ...
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        """The summary of a run. Raises ``RunNotFoundError`` if there is no such run."""
+
+@runtime_checkable
+class Threads(Protocol):
+    """A thread's conversation, and the run that holds it."""
+
+    async def thread_history(self, thread_id: str, *, upto_seq: int | None = None) -> ThreadHistory:
+        """The thread's messages with sequence number ``<= upto_seq`` (all when ``None``), and
+        the thread's last sequence number. An unknown thread has no messages and last seq 0."""
         ...
+
+    async def active_run(self, thread_id: str) -> RunRecord | None:
+        """The run that holds the thread now: the oldest of its runs with ``holds_thread``."""
+        ...
+
+
+@runtime_checkable
+class Admin(Protocol):
+    """Listing, deletion, retention and closing."""
 
     async def list_runs(
         self,
         *,
         thread_id: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 50,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        limit: int | None = 50,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
-        ...
-
-    async def recoverable_runs(self, *, limit: int = 100) -> list[RunRecord]:
-        """Runs with status ``running`` whose lease is missing or expired: their process died.
-        Oldest first."""
-        ...
-
-    async def active_run(self, thread_id: str) -> RunRecord | None:
-        """The newest run of the thread with status ``running``, if any."""
-        ...
-
-    async def thread_history(self, thread_id: str, *, upto_seq: int | None = None) -> ThreadHistory:
-        """The thread's messages with sequence number ``<= upto_seq`` (all when ``None``), and
-        the thread's last sequence number. An unknown thread has no messages and last seq 0."""
+        """Runs, newest first, optionally filtered by thread and status (one or several);
+        ``limit=None`` lists them all."""
         ...
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
@@ -223,8 +289,8 @@ class Store(Protocol):
         ...
 
     async def delete_runs_before(self, before: float) -> int:
-        """Delete runs created before ``before`` (seconds since the epoch), except runs with
-        status ``running`` and runs with a live lease; return how many."""
+        """Delete runs created before ``before`` (seconds since the epoch) that have ended and
+        have no live lease; return how many."""
         ...
 
     async def delete_thread(self, thread_id: str) -> int:
@@ -238,8 +304,34 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class Store(Journal, Leases, Threads, Admin, Protocol):
+    """Durable home of run journals, leases, the queue, thread histories: all four parts."""
+
+
+class Change(Protocol):
+    """A registration for changes, made before reading so that no change is missed."""
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait until something changed since the registration (or the last ``wait``), or
+        ``timeout_s`` passed; return whether something changed."""
+        ...
+
+
+@runtime_checkable
+class Watchable(Protocol):
+    """A store that says when a run, or the queue, may have changed."""
+
+    def watch(self, run_id: str | None) -> AbstractAsyncContextManager[Change]:
+        """Register for changes to ``run_id`` (its events or summary), or with ``None`` to
+        the queue (a run became claimable). Wake-ups may be spurious; none are missed."""
+        ...
+
+
 class Clock(Protocol):
-    """Wall time (for timestamps) and a monotonic timer (for durations and deadlines)."""
+    """Wall time (for timestamps), a monotonic timer (for durations and deadlines), and a way
+    to wait. Everything in Keel that waits or times out goes through the runtime's clock, so a
+    test clock (:class:`keel.testing.FakeClock`) makes every timing path instant."""
 
     def now(self) -> float:
         """Seconds since the Unix epoch."""
@@ -247,6 +339,10 @@ class Clock(Protocol):
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin, never going backwards."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
         ...
 
 
@@ -260,3 +356,7 @@ class SystemClock:
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin."""
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (``asyncio.sleep``)."""
+        await asyncio.sleep(seconds)

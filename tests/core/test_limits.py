@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from keel._core.limits import LimitBreach, Limits
+from keel.errors import ConfigurationError, KeelError
 
 
 def test_every_default_is_finite() -> None:
@@ -17,18 +18,25 @@ def test_every_default_is_finite() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        ("max_steps", 0, "Limits.max_steps must be at least 1, got 0"),
-        ("max_tool_calls", -1, "Limits.max_tool_calls must be at least 1"),
-        ("max_tool_calls_per_turn", 0, "max_tool_calls_per_turn must be at least 1"),
-        ("max_total_tokens", 0, "max_total_tokens must be at least 1"),
-        ("max_output_retries", -1, "max_output_retries must be 0 or more"),
-        ("max_wall_time_s", 0, "must be positive"),
-        ("tool_timeout_s", -5, "must be positive"),
+        ("max_steps", 0, "Limits.max_steps must be an int of at least 1, got 0"),
+        ("max_tool_calls", -1, "Limits.max_tool_calls must be an int of at least 1"),
+        ("max_tool_calls_per_turn", 0, "max_tool_calls_per_turn must be an int of at least 1"),
+        ("max_total_tokens", 0, "max_total_tokens must be an int of at least 1"),
+        ("max_output_retries", -1, "max_output_retries must be an int of at least 0"),
+        ("max_tool_result_chars", 0, "max_tool_result_chars must be an int of at least 1"),
+        ("max_steps", 2.5, "Limits.max_steps must be an int of at least 1, got 2.5"),
+        ("max_wall_time_s", 0, "must be a positive number of seconds"),
+        ("tool_timeout_s", -5, "must be a positive number of seconds"),
+        ("tool_timeout_s", float("nan"), "must be a positive number of seconds"),
     ],
 )
-def test_nonsense_values_are_refused(field: str, value: float, expected: str) -> None:
-    with pytest.raises(ValueError, match=expected):
+def test_nonsense_values_are_refused_as_keel_configuration_errors(
+    field: str, value: float, expected: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=expected) as caught:
         Limits(**{field: value})  # type: ignore[arg-type]
+    assert isinstance(caught.value, KeelError)
+    assert isinstance(caught.value, ValueError)  # still a ValueError for older callers
 
 
 def test_a_breach_names_the_limit_the_value_and_the_fix() -> None:

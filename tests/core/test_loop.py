@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from keel._core.events import (
     ApprovalRequested,
     CallDecided,
+    ErrorInfo,
     ModelResponded,
     ModelSwitched,
     OutputRejected,
@@ -16,13 +17,15 @@ from keel._core.events import (
     RunResumed,
     RunStarted,
     ToolCallFinished,
+    ToolCallInDoubt,
     ToolCallStarted,
 )
+from keel._core.fold import apply, start
 from keel._core.limits import Limits
 from keel._core.loop import CallModel, Decision, LoopSpec, RunTools, decide, idempotency_key
 from keel._core.messages import AssistantMessage, ToolCall
 from keel._core.output import OutputSpec
-from keel._core.state import RunState, apply, start
+from keel._core.state import RunState
 from keel._core.toolspec import spec_from_function
 from keel._core.usage import Usage
 
@@ -293,16 +296,58 @@ def test_a_confirmed_interrupted_call_gets_the_result_the_person_gives() -> None
     assert (finished.result, finished.error) == ("refund rf_9", None)
 
 
-def test_an_approved_interrupted_call_runs_again_with_its_key() -> None:
+def test_an_approved_interrupted_call_runs_again_as_a_new_attempt_with_its_key() -> None:
     state = interrupted_refund()
 
     apply(state, CallDecided(call_id="r", decision="approve", by="ops", at=NOW))
     apply(state, RunResumed(limits=state.limits, at=NOW))
     decision = decide(state, SPEC, NOW)
 
-    assert decision.events == ()  # it was journaled as started already
+    # A decision covers one attempt: the new attempt is journaled as started before it runs.
+    [restarted] = decision.events
+    assert isinstance(restarted, ToolCallStarted)
+    assert (restarted.attempt, restarted.idempotency_key) == (2, "run_1:1:0")
     assert isinstance(decision.effect, RunTools)
     assert decision.effect.calls[0].idempotency_key == "run_1:1:0"
+    assert decision.effect.calls[0].attempt == 2
+
+
+def test_an_approved_attempt_that_is_interrupted_again_goes_back_to_a_person() -> None:
+    state = interrupted_refund()
+    apply(state, CallDecided(call_id="r", decision="approve", by="ops", at=NOW))
+    apply(state, RunResumed(limits=state.limits, at=NOW))
+    for event in decide(state, SPEC, NOW).events:
+        apply(state, event)  # attempt 2 started... and the process dies before its result
+
+    apply(state, RunResumed(limits=state.limits, at=NOW))
+    decision = decide(state, SPEC, NOW)
+
+    [requested] = decision.events
+    assert isinstance(requested, ApprovalRequested)
+    assert [(p.call.id, p.kind) for p in requested.calls] == [("r", "interrupted")]
+    assert decision.effect is None
+
+
+def test_a_call_that_timed_out_in_doubt_waits_for_a_person_with_the_reason() -> None:
+    state = new_state()
+    call = ToolCall(id="r", name="refund", arguments='{"order_id": "1", "amount_usd": 5}')
+    turn(state, call)
+    apply(state, ToolCallStarted(step=1, call=call, idempotency_key="run_1:1:0", at=NOW))
+    apply(
+        state,
+        ToolCallInDoubt(
+            step=1,
+            call=call,
+            reason=ErrorInfo(code="tool_timeout", message="did not finish within 5s"),
+            at=NOW,
+        ),
+    )
+    decision = decide(state, SPEC, NOW)
+
+    [requested] = decision.events
+    assert isinstance(requested, ApprovalRequested)
+    [pending] = requested.calls
+    assert (pending.kind, pending.reason) == ("interrupted", "did not finish within 5s")
 
 
 def test_the_same_call_asked_for_too_often_pauses_the_run() -> None:

@@ -15,9 +15,9 @@ from keel._core.events import (
     RunStarted,
     ToolCallFinished,
 )
+from keel._core.fold import apply, fold, start
 from keel._core.limits import Limits
 from keel._core.messages import SystemMessage, UserMessage
-from keel._core.state import apply, fold, start
 from keel._core.usage import Usage
 from tests.core.strategies import journals
 
@@ -91,7 +91,8 @@ def started(history_count: int = 0, instructions: str = "Be brief.") -> RunStart
 def test_messages_are_instructions_then_history_then_input() -> None:
     history = [UserMessage(content="hi"), UserMessage(content="again"), UserMessage(content="x")]
 
-    state = start(started(history_count=2), history)
+    # The loader selects the run's history (here: the first two, a journal without history_seq).
+    state = start(started(history_count=2), history[:2])
 
     assert state.messages == [
         SystemMessage(content="Be brief."),

@@ -15,7 +15,7 @@ from typing import Any
 
 from keel import Limits, Runtime
 from keel._core.events import RunResumed, ToolCallFinished, ToolCallStarted
-from keel._core.state import fold
+from keel._core.fold import fold
 from keel.stores._sqlite import SQLiteStore
 from tests.durability import race_worker
 from tests.durability.race_worker import make_agent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from keel import Agent, Limits, Runtime, tool
 from keel._core.events import ToolCallFinished, ToolCallStarted
-from keel._core.state import fold
+from keel._core.fold import fold
 from keel.stores._postgres import PostgresStore
 from keel.testing import ScriptedModel, call
 from tests.services import port_open, require_service

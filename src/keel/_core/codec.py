@@ -1,5 +1,6 @@
 """JSON encoding of events and messages. No pickle, no class reconstruction from data:
-every payload is validated against the explicit schemas of :mod:`keel._core.events`."""
+every payload is validated against the explicit schema of a registered event kind
+(:mod:`keel._core.eventbase`), chosen by its ``type`` tag."""
 
 from __future__ import annotations
 
@@ -8,29 +9,40 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from keel._core.events import Event
+from keel._core import events as _events  # noqa: F401 - registers the built-in kinds
+from keel._core.eventbase import Event, registry
 from keel._core.messages import Message
 
-__all__ = ["decode_event", "decode_message", "encode_event", "encode_message", "event_to_dict"]
+__all__ = [
+    "decode_event",
+    "decode_message",
+    "decode_messages",
+    "encode_event",
+    "encode_message",
+    "encode_messages",
+    "event_to_dict",
+]
 
-_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 _MESSAGES: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 
 
 def encode_event(event: Event) -> bytes:
     """Serialize an event to compact JSON bytes."""
-    return _EVENT.dump_json(event)
+    data: bytes = registry.adapter(type(event)).dump_json(event)
+    return data
 
 
 def decode_event(data: str | bytes) -> Event:
-    """Parse and validate an event; raises ``pydantic.ValidationError`` on bad data."""
-    return _EVENT.validate_json(data)
+    """Parse and validate an event; raises ``pydantic.ValidationError`` on bad data,
+    including a ``type`` tag no registered kind has."""
+    event: Event = registry.union().validate_json(data)
+    return event
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     """An event as plain JSON-compatible data (for display and diffing)."""
-    result: dict[str, Any] = _EVENT.dump_python(event, mode="json")
+    result: dict[str, Any] = registry.adapter(type(event)).dump_python(event, mode="json")
     return result
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from keel.errors import ConfigurationError
 
 __all__ = ["LimitBreach", "Limits"]
 
@@ -21,6 +24,9 @@ class Limits:
     ``max_repeated_calls`` is how many times one tool may be called with the same arguments in
     a run, and ``max_turns_without_progress`` how many model turns in a row may end with every
     tool call failing.
+
+    ``max_tool_result_chars`` caps what one tool result may put in front of the model (and in
+    the journal): a longer result is cut, and the model is told so. A tool may set its own cap.
     """
 
     max_steps: int = 25
@@ -32,6 +38,7 @@ class Limits:
     tool_timeout_s: float = 60.0
     max_repeated_calls: int = 4
     max_turns_without_progress: int = 5
+    max_tool_result_chars: int = 20_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -41,15 +48,26 @@ class Limits:
             "max_total_tokens",
             "max_repeated_calls",
             "max_turns_without_progress",
+            "max_output_retries",
+            "max_tool_result_chars",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_output_retries < 0:
-            raise ValueError(
-                f"Limits.max_output_retries must be 0 or more, got {self.max_output_retries}"
-            )
-        if self.max_wall_time_s <= 0 or self.tool_timeout_s <= 0:
-            raise ValueError("Limits.max_wall_time_s and Limits.tool_timeout_s must be positive")
+            value = getattr(self, name)
+            low = 0 if name == "max_output_retries" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(
+                    f"Limits.{name} must be an int of at least {low}, got {value!r}"
+                )
+        for name in ("max_wall_time_s", "tool_timeout_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"Limits.{name} must be a positive number of seconds, got {value!r}"
+                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

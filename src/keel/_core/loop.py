@@ -1,53 +1,61 @@
 """The agent loop as a pure state machine.
 
 ``decide(state, spec, now)`` looks at a run's state and returns the events to journal now and
-the one effect (call the model, run tools) the runtime must perform next, if any. It does no I/O
-and reads no clock (``now`` is passed in), so the loop is the same on every backend, replayable,
-and testable without asyncio. The runtime's job is small: apply the events, make them durable,
-perform the effect, turn its outcome into events, and ask again.
+the one effect the runtime must perform next, if any: call the model, run tools, or run the
+checks of a point. It does no I/O and reads no clock (``now`` is passed in), so the loop is the
+same on every backend, replayable, and testable without asyncio. The runtime's job is small:
+apply the events, make them durable, perform the effect, turn its outcome into events, and ask
+again. Effects are data (:class:`Effect` subclasses); the runtime keeps one handler per kind.
 
 Order of decisions for a running run:
 
-1. Tool calls of the latest model turn that have no result: refuse those past the per-turn
+1. The input's checks, before the first model call.
+2. Tool calls of the latest model turn that have no result: refuse those past the per-turn
    limit, unknown ones and those with invalid arguments (the model gets an error it can act on);
-   pause if the run's tool-call budget would be exceeded or a call repeats too often; apply a
-   person's decisions (reject, confirm an interrupted effect, edit, approve); stop for a person
-   (``ApprovalRequested``) if a call needs approval, or started before a crash and is not safe
-   to repeat; otherwise start the valid ones.
-2. A final answer (a turn with no tool calls): validate it against the output type; finish, or
+   pause if the run's tool-call budget would be exceeded or a call repeats too often; run the
+   tool-call checks; apply a person's decisions (reject, confirm an interrupted effect, edit,
+   approve); stop for a person (``ApprovalRequested``) if a call needs approval, was escalated
+   by a check, or started before a crash (or timed out) and is not safe to repeat; otherwise
+   start the valid ones. A decision covers one attempt: a call that runs again after one is
+   journaled as started again, so an interruption of that attempt goes back to a person.
+3. The tool-result checks of the calls that ran.
+4. A final answer (a turn with no tool calls): validate it against the output type; finish, or
    send it back with the validation error a bounded number of times, then fail.
-3. Otherwise the model must be called: pause if a limit (steps, tokens, turns without progress,
-   wall time) is reached.
+5. Otherwise the model must be called: pause if a limit (steps, tokens, turns without
+   progress, wall time) is reached; run the model-call checks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from keel._core.events import (
+from keel._core.checks import CheckPoint, subject_of
+from keel._core.eventbase import FINISHED, ErrorInfo, Event
+from keel._core.events_checks import ChecksDecided
+from keel._core.events_model import ModelSwitched, OutputRejected
+from keel._core.events_run import RunFinished, RunPaused
+from keel._core.events_tools import (
     ApprovalRequested,
     CallDecided,
-    ErrorInfo,
-    Event,
-    ModelSwitched,
-    OutputRejected,
     PendingCall,
-    RunFinished,
-    RunPaused,
     ToolCallFinished,
     ToolCallStarted,
 )
 from keel._core.limits import LimitBreach
-from keel._core.messages import ToolCall
+from keel._core.messages import ToolCall, ToolResultMessage
 from keel._core.output import OutputSpec, OutputValidationError
 from keel._core.state import RunState, canonical_arguments, correction_message
 from keel._core.toolspec import ToolArgumentsError, ToolSpec
 
 __all__ = [
     "CallModel",
+    "CheckSubject",
     "Decision",
+    "Effect",
     "LoopSpec",
+    "RunChecks",
     "RunTool",
     "RunTools",
     "decide",
@@ -58,17 +66,24 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSpec:
-    """What the loop needs to know about an agent: its tools, its output type, and how many
+    """What the loop needs to know about an agent: its tools, its output type, how many
     models its fallback chain has (a model that keeps failing validation hands over to the
-    next one)."""
+    next one), and the names of the checks at each point."""
 
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     output: OutputSpec | None = None
     models: int = 1
+    checks: Mapping[CheckPoint, tuple[str, ...]] = field(default_factory=dict)
+
+
+class Effect:
+    """Base of the effects the loop asks the runtime to perform."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CallModel:
+class CallModel(Effect):
     """Effect: ask the model for turn ``step``."""
 
     step: int
@@ -76,23 +91,41 @@ class CallModel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunTool:
-    """One validated tool call, ready to run."""
+    """One validated tool call, ready to run (``attempt`` counts from 1)."""
 
     call: ToolCall
     spec: ToolSpec
     arguments: dict[str, object]
     idempotency_key: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RunTools:
+class RunTools(Effect):
     """Effect: run these calls (concurrently if more than one), then journal their results."""
 
     step: int
     calls: tuple[RunTool, ...]
 
 
-Effect = CallModel | RunTools
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckSubject:
+    """What a point's checks look at: its id, and the text, call or arguments in question."""
+
+    subject: str
+    text: str | None = None
+    call: ToolCall | None = None
+    arguments: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunChecks(Effect):
+    """Effect: run the checks of ``point`` on each subject, then journal their answers
+    (one ``ChecksDecided`` per subject)."""
+
+    step: int
+    point: CheckPoint
+    subjects: tuple[CheckSubject, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +171,21 @@ def limit_breach(state: RunState, now: float) -> LimitBreach | None:
 
 def decide(state: RunState, spec: LoopSpec, now: float) -> Decision:
     """The events to journal and the next effect for ``state``; see the module docstring."""
+    if state.cancelling is not None:
+        return _finish_cancelled(state, now)
     if state.status != "running":
         return _NOTHING
+    checks = spec.checks
+    if checks and state.step == 0 and checks.get("input"):
+        gate = _input_gate(state, now)
+        if gate is not None:
+            return gate
     if state.awaiting:
         return _plan_tools(state, spec, now)
+    if checks and checks.get("tool_result"):
+        gate = _result_gate(state, now)
+        if gate is not None:
+            return gate
     if state.final_text is not None:
         return _finish(state, spec, now)
     limits = state.limits
@@ -158,7 +202,12 @@ def decide(state: RunState, spec: LoopSpec, now: float) -> Decision:
     breach = limit_breach(state, now)
     if breach is not None:
         return Decision((_pause(breach.code, breach.message, now),))
-    return Decision(effect=CallModel(step=state.step + 1))
+    step = state.step + 1
+    if checks and checks.get("model_call"):
+        gate = _model_call_gate(state, step, now)
+        if gate is not None:
+            return gate
+    return Decision(effect=CallModel(step=step))
 
 
 def _pause(code: str, message: str, now: float) -> RunPaused:
@@ -173,6 +222,119 @@ def _reject(state: RunState, call: ToolCall, code: str, message: str, now: float
         error=ErrorInfo(code=code, message=message),
         at=now,
     )
+
+
+def _escalated(subject: ToolCall, checked: ChecksDecided, key: str = "") -> PendingCall:
+    return PendingCall(
+        call=subject,
+        kind="escalated",
+        idempotency_key=key,
+        reason=checked.reason,
+        check=checked.deciding_check,
+    )
+
+
+def _denial(checked: ChecksDecided) -> str:
+    why = f": {checked.reason}" if checked.reason else ""
+    return f"check '{checked.deciding_check}' denied this{why}"
+
+
+def _rejection(decision: CallDecided, what: str) -> str:
+    why = f": {decision.reason}" if decision.reason else ""
+    return f"a person ({decision.by}) rejected this {what}{why}"
+
+
+# -- checks of the input, the results and the model call ------------------------------------
+
+
+def _input_gate(state: RunState, now: float) -> Decision | None:
+    """Before the first model call: the input's checks, and what they said."""
+    checked = state.checks.get(("input", "input"))
+    if checked is None:
+        text = state.messages[state.first_own_message].content
+        subject = CheckSubject(subject="input", text=text if isinstance(text, str) else None)
+        return Decision(effect=RunChecks(step=0, point="input", subjects=(subject,)))
+    if checked.verdict == "deny":
+        error = ErrorInfo(code="check.denied", message=f"the input was refused: {_denial(checked)}")
+        return Decision((RunFinished(status="failed", error=error, at=now),))
+    if checked.verdict == "escalate":
+        decision = state.decisions.get("input")
+        if decision is None:
+            pseudo = ToolCall(id="input", name="input", arguments=_text_json(state.input))
+            return Decision(
+                (ApprovalRequested(step=0, calls=(_escalated(pseudo, checked),), at=now),)
+            )
+        if decision.decision == "reject":
+            error = ErrorInfo(
+                code="check.rejected",
+                message=f"the input was refused: {_rejection(decision, 'input')}",
+            )
+            return Decision((RunFinished(status="failed", error=error, at=now),))
+    return None
+
+
+def _result_gate(state: RunState, now: float) -> Decision | None:
+    """The checks of the latest turn's tool results, and what waits for a person."""
+    unchecked: list[CheckSubject] = []
+    waiting: list[PendingCall] = []
+    for index in range(max(state.turn_index, 0), len(state.messages)):
+        message = state.messages[index]
+        if not isinstance(message, ToolResultMessage) or message.tool_call_id not in state.ran:
+            continue
+        subject = subject_of("tool_result", call_id=message.tool_call_id)
+        checked = state.checks.get(("tool_result", subject))
+        if checked is None:
+            call = ToolCall(id=message.tool_call_id, name=message.name)
+            unchecked.append(CheckSubject(subject=subject, text=message.content, call=call))
+        elif checked.verdict == "escalate" and subject in state.withheld:
+            pseudo = ToolCall(
+                id=subject, name=message.name, arguments=_text_json(state.withheld[subject])
+            )
+            waiting.append(_escalated(pseudo, checked))
+    if unchecked:
+        return Decision(
+            effect=RunChecks(step=state.step, point="tool_result", subjects=tuple(unchecked))
+        )
+    if waiting:
+        return Decision((ApprovalRequested(step=state.step, calls=tuple(waiting), at=now),))
+    return None
+
+
+def _model_call_gate(state: RunState, step: int, now: float) -> Decision | None:
+    subject = subject_of("model_call", step=step)
+    checked = state.checks.get(("model_call", subject))
+    if checked is None:
+        return Decision(
+            effect=RunChecks(
+                step=step, point="model_call", subjects=(CheckSubject(subject=subject),)
+            )
+        )
+    if checked.verdict == "deny":
+        message = f"a model call was refused: {_denial(checked)}; resume the run to ask again"
+        return Decision((_pause("check.denied", message, now),))
+    if checked.verdict == "escalate":
+        decision = state.decisions.get(subject)
+        if decision is None:
+            pseudo = ToolCall(id=subject, name="model_call")
+            return Decision(
+                (ApprovalRequested(step=state.step, calls=(_escalated(pseudo, checked),), at=now),)
+            )
+        if decision.decision == "reject":
+            error = ErrorInfo(
+                code="check.rejected",
+                message=f"a model call was refused: {_rejection(decision, 'model call')}",
+            )
+            return Decision((RunFinished(status="failed", error=error, at=now),))
+    return None
+
+
+def _text_json(text: str) -> str:
+    from pydantic_core import to_json
+
+    return to_json({"text": text}).decode()
+
+
+# -- tool calls -------------------------------------------------------------------------------
 
 
 def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
@@ -195,12 +357,15 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     breach = _tool_limit_breach(state, [call for call, _ in runnable])
     if breach is not None:
         return Decision((*events, _pause(breach.code, breach.message, now)))
+    checked_calls = bool(spec.checks and spec.checks.get("tool_call"))
     to_run: list[RunTool] = []
     starts: list[Event] = []
     waiting: list[PendingCall] = []
+    unchecked: list[CheckSubject] = []
     for call, index in runnable:
         tool = spec.tools.get(call.name)
         decision = state.decisions.get(call.id)
+        started = state.started.get(call.id)
         if tool is None:
             known = ", ".join(sorted(spec.tools)) or "none"
             message = f"there is no tool named '{call.name}'; available tools: {known}"
@@ -215,19 +380,52 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
             events.append(_reject(state, call, "tool_arguments_invalid", exc.message, now))
             continue
         key = idempotency_key(state.run_id, state.step, index)
-        started = state.started.get(call.id)
-        if decision is None and started is not None and not tool.safe_to_repeat:
-            # It may or may not have had its effect before the process stopped: only a person
-            # can tell, and running it again could do it twice.
-            waiting.append(PendingCall(call=call, kind="interrupted", idempotency_key=key))
-        elif decision is None and started is None and tool.needs_approval(arguments):
+        if checked_calls and started is None:
+            checked = state.checks.get(("tool_call", call.id))
+            if checked is None:
+                unchecked.append(CheckSubject(subject=call.id, call=call, arguments=arguments))
+                continue
+            if checked.verdict == "deny":
+                events.append(_reject(state, call, "check.denied", _denial(checked), now))
+                continue
+            if checked.verdict == "escalate" and decision is None:
+                waiting.append(_escalated(call, checked, key))
+                continue
+        if started is not None and decision is None:
+            if tool.safe_to_repeat:  # run again after a crash, with the same key
+                to_run.append(_planned(call, tool, arguments, key, started.attempt))
+                continue
+            # It may or may not have had its effect before the process stopped (or the call
+            # timed out): only a person can tell, and running it again could do it twice.
+            doubt = state.in_doubt.get(call.id)
+            waiting.append(
+                PendingCall(
+                    call=call,
+                    kind="interrupted",
+                    idempotency_key=key,
+                    reason=None if doubt is None else doubt.message,
+                )
+            )
+        elif started is None and decision is None and tool.needs_approval(arguments):
             waiting.append(PendingCall(call=call, kind="approval", idempotency_key=key))
         else:
-            if started is None:
-                starts.append(
-                    ToolCallStarted(step=state.step, call=call, idempotency_key=key, at=now)
+            # A first attempt, or a new one that a person's decision allows: journaled as
+            # started before it runs, and the decision is used up by it.
+            attempt = 1 if started is None else started.attempt + 1
+            starts.append(
+                ToolCallStarted(
+                    step=state.step,
+                    call=call,
+                    idempotency_key=key,
+                    attempt=attempt,
+                    repeatable=tool.safe_to_repeat,
+                    at=now,
                 )
-            to_run.append(RunTool(call=call, spec=tool, arguments=arguments, idempotency_key=key))
+            )
+            to_run.append(_planned(call, tool, arguments, key, attempt))
+    if unchecked:
+        effect = RunChecks(step=state.step, point="tool_call", subjects=tuple(unchecked))
+        return Decision(tuple(events), effect)
     if waiting:
         # Nothing of this turn starts: a call journaled as started but not run would look
         # interrupted on resume.
@@ -236,6 +434,12 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     if not to_run:
         return Decision(tuple(events))
     return Decision((*events, *starts), RunTools(step=state.step, calls=tuple(to_run)))
+
+
+def _planned(
+    call: ToolCall, tool: ToolSpec, arguments: dict[str, Any], key: str, attempt: int
+) -> RunTool:
+    return RunTool(call=call, spec=tool, arguments=arguments, idempotency_key=key, attempt=attempt)
 
 
 def _tool_limit_breach(state: RunState, calls: list[ToolCall]) -> LimitBreach | None:
@@ -263,9 +467,7 @@ def _decided(state: RunState, call: ToolCall, decision: CallDecided, now: float)
     """The result of a call a person rejected, or whose interrupted effect they confirmed."""
     if decision.decision == "done":
         return ToolCallFinished(step=state.step, call=call, result=decision.result or "", at=now)
-    why = f": {decision.reason}" if decision.reason else ""
-    message = f"a person ({decision.by}) rejected this call{why}"
-    return _reject(state, call, "call_rejected", message, now)
+    return _reject(state, call, "call_rejected", _rejection(decision, "call"), now)
 
 
 def _positions(state: RunState) -> dict[str, int]:
@@ -274,6 +476,41 @@ def _positions(state: RunState) -> dict[str, int]:
         if message.role == "assistant" and message.tool_calls:
             return {call.id: i for i, call in enumerate(message.tool_calls)}
     return {}
+
+
+def _finish_cancelled(state: RunState, now: float) -> Decision:
+    """A run cancelled while effects were in doubt: once people have said what became of
+    them, their results are journaled and the run ends as cancelled."""
+    if state.pending or state.status in FINISHED:
+        return _NOTHING
+    events: list[Event] = []
+    for call_id, started in state.started.items():
+        decision = state.decisions.get(call_id)
+        if decision is not None and decision.decision == "done":
+            events.append(
+                ToolCallFinished(
+                    step=started.step, call=started.call, result=decision.result or "", at=now
+                )
+            )
+        else:
+            message = "the run was cancelled; this call's effect did not happen"
+            if decision is not None and decision.decision == "reject":
+                message = _rejection(decision, "call") + "; the run was cancelled"
+            events.append(
+                ToolCallFinished(
+                    step=started.step,
+                    call=started.call,
+                    result=f"Error: {message}",
+                    error=ErrorInfo(code="cancelled", message=message),
+                    at=now,
+                )
+            )
+    reason = state.cancelling
+    events.append(RunFinished(status="cancelled", error=reason, at=now))
+    return Decision(tuple(events))
+
+
+# -- the end ------------------------------------------------------------------------------------
 
 
 def _fall_back_or_pause(

@@ -1,56 +1,32 @@
-"""A run's state as a fold over its journal.
+"""A run's state: everything known about it, derived from its events.
 
-``fold(events, history)`` rebuilds the state from scratch; ``apply(state, event)`` advances it by
-one event. ``apply`` updates the state in place and returns it: a run's message list is appended
-to, never copied, so the cost of a step does not grow with the length of the run. Callers that
-need an unchanged copy fold again from the journal.
+:mod:`keel._core.fold` builds it (``fold(events, history)``) and advances it (``apply``): each
+event kind says how it changes the state (its ``fold`` method). The state is updated in place:
+a run's message list is appended to, never copied, so the cost of a step does not grow with the
+length of the run. Callers that need an unchanged copy fold again from the journal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, assert_never
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json, to_json
 
-from keel._core.events import (
-    ApprovalRequested,
-    CallDecided,
-    ErrorInfo,
-    Event,
-    ModelFailed,
-    ModelResponded,
-    ModelSwitched,
-    OutputRejected,
-    PendingCall,
-    RunFinished,
-    RunPaused,
-    RunResumed,
-    RunStarted,
-    RunStatus,
-    ToolCallFinished,
-    ToolCallStarted,
-)
+from keel._core.eventbase import OPEN, ErrorInfo, RunStatus
 from keel._core.limits import Limits
-from keel._core.messages import (
-    AssistantMessage,
-    Message,
-    SystemMessage,
-    ToolCall,
-    ToolResultMessage,
-    UserMessage,
-)
+from keel._core.messages import Message, ToolCall
 from keel._core.usage import Usage
+
+if TYPE_CHECKING:
+    from keel._core.events_checks import ChecksDecided
+    from keel._core.events_tools import CallDecided, PendingCall, ToolCallStarted
 
 __all__ = [
     "CORRECTION_PREFIX",
     "RunState",
-    "apply",
     "canonical_arguments",
     "correction_message",
-    "fold",
-    "start",
 ]
 
 
@@ -65,6 +41,10 @@ class RunState:
     input: str
     limits: Limits
     status: RunStatus = "running"
+    #: The names of the models the run uses, in fallback order, as recorded at its start (or
+    #: its latest resume with another model); empty for model objects that have no name to
+    #: resolve again.
+    models: tuple[str, ...] = ()
     messages: list[Message] = field(default_factory=list)
     history_count: int = 0
     #: Index in ``messages`` of this run's own first message (its user input).
@@ -75,8 +55,10 @@ class RunState:
     cost_usd: float | None = 0.0
     #: Tool calls of the latest model turn that have no result yet, in the model's order.
     awaiting: dict[str, ToolCall] = field(default_factory=dict)
-    #: Calls journaled as started whose result is not journaled.
+    #: Calls journaled as started whose result is not journaled (the latest attempt of each).
     started: dict[str, ToolCallStarted] = field(default_factory=dict)
+    #: Started calls whose effect is in doubt (a timeout, a cancel): why, by call id.
+    in_doubt: dict[str, ErrorInfo] = field(default_factory=dict)
     #: The latest model turn's text when it made no tool calls: a candidate final answer.
     final_text: str | None = None
     output_retries: int = 0
@@ -92,7 +74,8 @@ class RunState:
     forked_from: str | None = None
     #: Index in ``messages`` of the latest assistant turn that made tool calls.
     turn_index: int = -1
-    #: Calls of the latest turn waiting for a person, and the decisions made on them.
+    #: What waits for a person (by call or subject id), and the decisions made on them. A
+    #: decision covers one attempt: the next start of the call uses it up.
     pending: dict[str, PendingCall] = field(default_factory=dict)
     decisions: dict[str, CallDecided] = field(default_factory=dict)
     #: How often each (tool, canonical arguments) pair was asked for in this run, and that
@@ -104,11 +87,26 @@ class RunState:
     turns_without_progress: int = 0
     #: Which model of the agent's fallback chain answers (0: the first).
     model_index: int = 0
+    #: Calls of the latest turn that ran (were started): their results are tool output.
+    ran: set[str] = field(default_factory=set)
+    #: The outcome of the checks at each point, by (point, subject).
+    checks: dict[tuple[str, str], ChecksDecided] = field(default_factory=dict)
+    #: Tool results a check held back until a person decides, by subject id.
+    withheld: dict[str, str] = field(default_factory=dict)
+    #: Set when the run was cancelled while a call's effect was in doubt: once a person has
+    #: said what happened, the run ends as cancelled.
+    cancelling: ErrorInfo | None = None
 
     @property
     def own_messages(self) -> list[Message]:
         """The messages this run added to its thread (input onwards, no instructions)."""
         return self.messages[self.first_own_message :]
+
+    @property
+    def holds_thread(self) -> bool:
+        """Whether the run keeps its thread busy: it has not ended, it adds to the thread when
+        it completes (a fork does not), and it is not being cancelled."""
+        return self.status in OPEN and self.forked_from is None and self.cancelling is None
 
 
 CORRECTION_PREFIX = "Your answer did not match the required output schema"
@@ -142,153 +140,3 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(item) for item in value]
     return value
-
-
-def start(event: RunStarted, history: Sequence[Message] = ()) -> RunState:
-    """The state right after ``event``, given the thread's history.
-
-    ``history`` is the thread's messages up to ``event.history_seq`` (or, for journals without
-    it, at least its first ``history_count`` messages).
-    """
-    messages: list[Message] = []
-    if event.instructions:
-        messages.append(SystemMessage(content=event.instructions))
-    messages.extend(history if event.history_seq is not None else history[: event.history_count])
-    first_own = len(messages)
-    messages.append(UserMessage(content=event.input))
-    return RunState(
-        run_id=event.run_id,
-        thread_id=event.thread_id,
-        agent=event.agent,
-        model=event.model,
-        input=event.input,
-        limits=event.limits,
-        messages=messages,
-        history_count=event.history_count,
-        first_own_message=first_own,
-        started_at=event.at,
-        active_since=event.at,
-        updated_at=event.at,
-        event_count=1,
-        agent_ref=event.agent_ref,
-        history_seq=event.history_seq,
-        forked_from=event.forked_from,
-    )
-
-
-def apply(state: RunState, event: Event) -> RunState:
-    """Advance ``state`` by one event (in place) and return it."""
-    state.event_count += 1
-    state.updated_at = event.at
-    if isinstance(event, ModelResponded):
-        _model_responded(state, event)
-    elif isinstance(event, ToolCallStarted):
-        state.started[event.call.id] = event
-    elif isinstance(event, ToolCallFinished):
-        _tool_call_finished(state, event)
-    elif isinstance(event, ApprovalRequested):
-        state.status = "awaiting_approval"
-        state.pending = {pending.call.id: pending for pending in event.calls}
-    elif isinstance(event, CallDecided):
-        _call_decided(state, event)
-    elif isinstance(event, ModelSwitched):
-        state.model_index = event.model_index
-        state.output_retries = 0
-        state.turns_without_progress = 0
-        if event.correction is not None:
-            # The next model answers afresh, told what was wrong with the last answer.
-            state.final_text = None
-            state.messages.append(UserMessage(content=event.correction))
-    elif isinstance(event, OutputRejected):
-        state.output_retries += 1
-        state.final_text = None
-        state.messages.append(UserMessage(content=correction_message(event.error)))
-    elif isinstance(event, ModelFailed):
-        state.reason = event.error
-    elif isinstance(event, RunPaused):
-        state.status = "paused"
-        state.reason = event.reason
-    elif isinstance(event, RunResumed):
-        state.status = "running"
-        state.pending = {}
-        state.limits = event.limits
-        state.reason = None
-        state.active_since = event.at
-    elif isinstance(event, RunFinished):
-        state.status = event.status
-        state.output = event.output
-        state.reason = event.error
-    elif isinstance(event, RunStarted):
-        raise ValueError(f"run {state.run_id} has a second RunStarted event")
-    else:
-        assert_never(event)
-    return state
-
-
-def _model_responded(state: RunState, event: ModelResponded) -> None:
-    state.step = event.step
-    state.usage = state.usage + event.usage
-    if state.cost_usd is not None:
-        state.cost_usd = None if event.cost_usd is None else state.cost_usd + event.cost_usd
-    calls = event.message.tool_calls
-    if calls:
-        state.turn_index = len(state.messages)
-        state.turn_successes = 0
-        state.call_keys = {}
-        for call in calls:
-            key = (call.name, canonical_arguments(call.arguments))
-            state.call_counts[key] = state.call_counts.get(key, 0) + 1
-            state.call_keys[call.id] = key
-    state.messages.append(event.message)
-    state.awaiting = {call.id: call for call in calls}
-    state.decisions = {}
-    state.final_text = None if calls else (event.message.content or "")
-
-
-def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
-    state.started.pop(event.call.id, None)
-    state.awaiting.pop(event.call.id, None)
-    state.tool_calls += 1
-    if event.error is None:
-        state.turn_successes += 1
-    if not state.awaiting:  # the turn's last result: did any call of it succeed?
-        progress = state.turn_successes > 0
-        state.turns_without_progress = 0 if progress else state.turns_without_progress + 1
-    state.messages.append(
-        ToolResultMessage(
-            tool_call_id=event.call.id,
-            name=event.call.name,
-            content=event.result,
-            is_error=event.error is not None,
-        )
-    )
-
-
-def _call_decided(state: RunState, event: CallDecided) -> None:
-    state.decisions[event.call_id] = event
-    state.pending.pop(event.call_id, None)
-    if event.decision != "edit" or event.arguments is None:
-        return
-    # The model's call is rewritten with the person's arguments, so that the conversation
-    # shows the call that actually ran next to its result.
-    call = state.awaiting.get(event.call_id)
-    turn = state.messages[state.turn_index] if state.turn_index >= 0 else None
-    if call is None or not isinstance(turn, AssistantMessage):
-        return
-    edited = replace(call, arguments=event.arguments)
-    state.awaiting[call.id] = edited
-    state.messages[state.turn_index] = replace(
-        turn, tool_calls=tuple(edited if c.id == call.id else c for c in turn.tool_calls)
-    )
-
-
-def fold(events: Iterable[Event], history: Sequence[Message] = ()) -> RunState:
-    """Rebuild a run's state from its events (the first must be ``RunStarted``)."""
-    iterator = iter(events)
-    first = next(iterator, None)
-    if not isinstance(first, RunStarted):
-        raise ValueError("a run's journal must begin with a RunStarted event")
-    state = start(first, history)
-    for event in iterator:
-        apply(state, event)
-    return state

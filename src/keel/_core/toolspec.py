@@ -76,6 +76,11 @@ class ToolSpec:
     for a person before the call. ``retries`` is how many more times a failed call (an
     exception or a timeout, not a ``ToolError``) is tried before its error goes to the model;
     only tools that are safe to repeat may have retries.
+
+    Arguments are validated strictly against the JSON schema the model is shown: ``"3"`` is
+    not an integer and ``"true"`` is not a boolean. ``coerce=True`` lets pydantic convert such
+    values instead (lax mode). ``max_result_chars`` caps the tool's results (default: the
+    run's ``Limits.max_tool_result_chars``).
     """
 
     name: str
@@ -87,6 +92,8 @@ class ToolSpec:
     requires_approval: ApprovalRule = False
     timeout_s: float | None = None
     retries: int = 0
+    coerce: bool = False
+    max_result_chars: int | None = None
     definition: ToolDefinition = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +108,11 @@ class ToolSpec:
             )
         if self.retries < 0:
             raise ToolDefinitionError(f"tool '{self.name}': retries must be 0 or more")
+        if self.max_result_chars is not None and self.max_result_chars < 1:
+            raise ToolDefinitionError(
+                f"tool '{self.name}': max_result_chars must be at least 1, got "
+                f"{self.max_result_chars}"
+            )
         if self.retries and not self.safe_to_repeat:
             raise ToolDefinitionError(
                 f"tool '{self.name}' has retries={self.retries} but is not safe to repeat: a "
@@ -118,7 +130,7 @@ class ToolSpec:
         Raises :class:`ToolArgumentsError` with a message that tells the model what to fix.
         """
         try:
-            parsed = self.args_model.model_validate_json(arguments or "{}")
+            parsed = self.args_model.model_validate_json(arguments or "{}", strict=not self.coerce)
         except ValidationError as exc:
             raise ToolArgumentsError(self._describe(exc, arguments)) from None
         # Field values, not model_dump(): nested models and dates reach the tool as typed
@@ -188,6 +200,8 @@ def spec_from_function(
     requires_approval: ApprovalRule = False,
     timeout_s: float | None = None,
     retries: int = 0,
+    coerce: bool = False,
+    max_result_chars: int | None = None,
 ) -> ToolSpec:
     """Build a :class:`ToolSpec` from ``function``'s signature, type hints and docstring.
 
@@ -263,4 +277,6 @@ def spec_from_function(
         requires_approval=requires_approval,
         timeout_s=timeout_s,
         retries=retries,
+        coerce=coerce,
+        max_result_chars=max_result_chars,
     )

@@ -1,111 +1,59 @@
-"""Time travel over journals: a run's steps, replay without calling anything, forks, diffs.
+"""Time travel: a run's steps, replay without calling anything, forks and diffs.
 
-- :func:`steps_of` groups a journal into steps: the model's turn and the tool calls it asked for.
-- :func:`replay` drives the loop again over a journal: models answer with their journaled
-  answers, tools with their journaled results, and people's decisions and resumes are applied
-  where they happened. Nothing is called and nothing is written to the run's store. Replaying
-  with the current code of an agent is a regression test: any difference (a call the new
-  validation refuses, an answer the new output type rejects) shows up as a differing event.
-- :func:`fork_events` copies a journal up to step N, optionally with another input or edited
-  tool results; the runtime continues the fork from there (:meth:`keel.Runtime.fork`).
-- :func:`diff_runs` compares two journals step by step.
+:func:`replay` drives the loop again over a journal, through the same :class:`RunDriver` as a
+live run, with effect handlers that answer from the journal: the model with its journaled
+answers (retries, fallbacks, cache hits and routes included), tools with their journaled
+results, checks with their journaled answers; people's decisions, queueing and resumes are
+applied where they happened. Nothing is called, nothing is written to the run's store, and no
+lease is taken. Replaying with the current code of an agent is a regression test: any
+difference (a call the new validation refuses, an answer the new output type rejects) shows up
+as a differing event.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from keel._agent import Agent
+from keel._agent import Agent, ModelSpec
+from keel._core.codec import event_to_dict
 from keel._core.events import (
-    ApprovalRequested,
-    CallDecided,
+    FINISHED,
+    ChecksDecided,
     Event,
     ModelFailed,
     ModelResponded,
     ModelSwitched,
-    OutputRejected,
-    RunFinished,
-    RunResumed,
     RunStarted,
     ToolCallFinished,
-    ToolCallStarted,
+    ToolCallInDoubt,
 )
-from keel._core.messages import Message, ModelRequest, ModelResponse, ToolCall
+from keel._core.fold import HistoryRef, apply, history_ref, start
+from keel._core.loop import CallModel, Effect, RunChecks, RunTools
+from keel._core.messages import Message, ModelRequest, ModelResponse
 from keel._core.pricing import PriceTable
-from keel._core.state import RunState, start
-from keel._runtime.runner import RunDriver
+from keel._core.state import RunState
+from keel._core.steps import RunDiff, Step, diff_runs, fork_events, steps_of
+from keel._runtime.check_runs import CheckRuns
+from keel._runtime.driver import EffectHandler, RunDriver
+from keel._runtime.kernel import Kernel
+from keel._runtime.model_calls import ModelCalls
+from keel._runtime.records import record_of
+from keel._runtime.result import RunResult
+from keel._runtime.running import UNSET, Runs, check_input
 from keel._runtime.tool_calls import ToolOutcome
+from keel._runtime.tool_runs import ToolRuns
 from keel._tools import RunContext, Tool
-from keel.errors import ModelError, UsageError
+from keel.errors import ModelError, ModelHTTPError, UsageError
 from keel.ports import Model
+from keel.stores import MemoryStore
 
-__all__ = [
-    "Difference",
-    "Replay",
-    "RunDiff",
-    "Step",
-    "ToolStep",
-    "diff_runs",
-    "fork_events",
-    "replay",
-    "steps_of",
-]
+if TYPE_CHECKING:
+    from keel._core.limits import Limits
 
-
-@dataclass(slots=True)
-class ToolStep:
-    """One tool call of a step: when it started (if it ran) and how it ended (if it did)."""
-
-    call: ToolCall
-    started: ToolCallStarted | None = None
-    finished: ToolCallFinished | None = None
-
-
-@dataclass(slots=True)
-class Step:
-    """A model turn and what followed from it."""
-
-    number: int
-    response: ModelResponded | None = None
-    failure: ModelFailed | None = None
-    tools: list[ToolStep] = field(default_factory=list)
-    decisions: list[CallDecided] = field(default_factory=list)
-
-
-def steps_of(events: Sequence[Event]) -> list[Step]:
-    """Group a journal into steps, in order."""
-    steps: dict[int, Step] = {}
-    calls: dict[str, ToolStep] = {}
-    for event in events:
-        if isinstance(event, ModelResponded | ModelFailed):
-            step = steps.setdefault(event.step, Step(number=event.step))
-            if isinstance(event, ModelResponded):
-                step.response = event
-                for call in event.message.tool_calls:
-                    calls[call.id] = ToolStep(call=call)
-                    step.tools.append(calls[call.id])
-            else:
-                step.failure = event
-        elif isinstance(event, ToolCallStarted | ToolCallFinished):
-            tool_step = calls.get(event.call.id)
-            if tool_step is None:
-                continue
-            if isinstance(event, ToolCallStarted):
-                tool_step.started = event
-            else:
-                tool_step.finished = event
-        elif isinstance(event, CallDecided):
-            for step in reversed(steps.values()):
-                if any(t.call.id == event.call_id for t in step.tools):
-                    step.decisions.append(event)
-                    break
-    return [steps[number] for number in sorted(steps)]
-
-
-# -- replay -----------------------------------------------------------------------------------
+__all__ = ["Replay", "TimeTravel", "replay"]
 
 
 class _StillClock:
@@ -120,9 +68,12 @@ class _StillClock:
     def monotonic(self) -> float:
         return 0.0
 
+    async def sleep(self, seconds: float) -> None:
+        return None
+
 
 class _ReplayModel(Model):
-    """Answers with a journal's model answers, in order; raises its failures."""
+    """Answers with a journal's model answers, in order, as the original got them."""
 
     def __init__(self, name: str, events: Sequence[Event]) -> None:
         self._name = name
@@ -141,30 +92,92 @@ class _ReplayModel(Model):
         answer = self._answers[self._next]
         self._next += 1
         if isinstance(answer, ModelFailed):
-            error = ModelError(answer.error.message, model=answer.model, retryable=answer.retryable)
+            error: ModelError
+            if answer.status is not None:
+                error = ModelHTTPError(
+                    answer.error.message,
+                    status=answer.status,
+                    model=answer.model,
+                    retryable=answer.retryable,
+                )
+            else:
+                error = ModelError(
+                    answer.error.message, model=answer.model, retryable=answer.retryable
+                )
             error.code = answer.error.code
+            error.attempts = answer.attempts
             raise error
         return ModelResponse(
             message=answer.message,
             usage=answer.usage,
             model=answer.model,
             finish_reason=answer.finish_reason,
+            served_by=answer.model,
+            attempts=answer.attempts,
+            cached=answer.cached,
+            route=answer.route,
         )
 
 
 class _ReplayTools:
-    """Answers tool calls with a journal's results."""
+    """Answers tool calls with a journal's outcomes, in the order each call had them."""
 
     def __init__(self, events: Sequence[Event]) -> None:
-        self._results = {e.call.id: e for e in events if isinstance(e, ToolCallFinished)}
+        self._outcomes: dict[str, list[ToolOutcome]] = {}
+        for event in events:
+            if isinstance(event, ToolCallFinished):
+                outcome = ToolOutcome(
+                    result=event.result,
+                    error=event.error,
+                    attempts=event.attempts,
+                    result_chars=event.result_chars,
+                )
+            elif isinstance(event, ToolCallInDoubt) and event.reason.code == "tool_timeout":
+                outcome = ToolOutcome(result="", error=event.reason, timed_out=True)
+            else:
+                continue
+            self._outcomes.setdefault(event.call.id, []).append(outcome)
 
     async def __call__(
-        self, tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+        self,
+        tool: Tool,
+        context: RunContext[Any],
+        arguments: dict[str, Any],
+        *,
+        timeout_s: float,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> ToolOutcome:
-        found = self._results.get(context.tool_call_id)
-        if found is None:
+        found = self._outcomes.get(context.tool_call_id)
+        if not found:
             return ToolOutcome(result="Error: replay: the original run made no such call")
-        return ToolOutcome(result=found.result, error=found.error)
+        return found.pop(0)
+
+
+class _ReplayChecks(CheckRuns):
+    """Answers checks with a journal's answers, by point and subject."""
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self._answers: dict[tuple[str, str], list[ChecksDecided]] = {}
+        for event in events:
+            if isinstance(event, ChecksDecided):
+                self._answers.setdefault((event.point, event.subject), []).append(event)
+
+    async def perform(self, driver: RunDriver, effect: RunChecks) -> None:
+        events: list[Event] = []
+        for subject in effect.subjects:
+            found = self._answers.get((effect.point, subject.subject))
+            if found:
+                events.append(found.pop(0))
+            else:
+                events.append(
+                    ChecksDecided(
+                        step=effect.step,
+                        point=effect.point,
+                        subject=subject.subject,
+                        verdict="allow",
+                    )
+                )
+        driver.record(events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,29 +192,27 @@ class Replay:
 
 def _comparable(event: Event) -> Any:
     """An event without the parts that differ on every execution (times, latencies)."""
-    data = {k: v for k, v in _fields(event).items() if k not in ("at", "latency_ms")}
+    data = {k: v for k, v in event_to_dict(event).items() if k not in ("at", "latency_ms")}
     return json.loads(json.dumps(data, default=str, sort_keys=True))
-
-
-def _fields(event: Event) -> dict[str, Any]:
-    from keel._core.codec import event_to_dict
-
-    return event_to_dict(event)
 
 
 async def replay(
     agent: Agent[Any], events: Sequence[Event], history: Sequence[Message], prices: PriceTable
 ) -> Replay:
     """Drive ``agent``'s loop over a journal without calling any model or tool."""
-    from keel.stores._memory import MemoryStore
-
-    first = events[0]
+    first = events[0] if events else None
     if not isinstance(first, RunStarted):
         raise UsageError("a journal must begin with RunStarted")
-    external = [e for e in events if isinstance(e, CallDecided | RunResumed)]
+    external = [e for e in events if type(e).external]
     switches = max((e.model_index for e in events if isinstance(e, ModelSwitched)), default=0)
     store = MemoryStore()
-    state = start(first, history)
+    ref = history_ref(events)
+    state = start(first, history, summary=None if ref is None else ref.summary)
+    handlers: dict[type[Effect], EffectHandler] = {
+        CallModel: ModelCalls(),
+        RunTools: ToolRuns(_ReplayTools(events)),
+        RunChecks: _ReplayChecks(events),
+    }
     driver = RunDriver(
         agent=agent,
         # As many models as the original went through, so fallbacks replay as they happened:
@@ -214,19 +225,17 @@ async def replay(
         state=state,
         last_seq=0,
         unsaved=(first,),
-        executor=_ReplayTools(events),
+        handlers=handlers,
+        checks=agent.checks,
         detached=True,
     )
-    while True:
-        state = await driver.drive()
-        if state.status in ("completed", "failed", "cancelled") or not external:
+    state = await driver.drive()
+    for event in external:
+        if state.status in FINISHED:
             break
-        # The original stopped here too: apply what people did before it went on.
-        while external:
-            event = external.pop(0)
-            driver.record((event,))
-            if isinstance(event, RunResumed):
-                break
+        # The original stopped here too: apply what people (or the queue) did, then go on.
+        driver.record((event,))
+        state = await driver.drive()
     produced = await store.load(first.run_id)
     differences = [
         f"event {i + 1}: original {_comparable(a)} / replay {_comparable(b)}"
@@ -238,123 +247,88 @@ async def replay(
     return Replay(state=state, events=produced, identical=not differences, differences=differences)
 
 
-# -- fork -------------------------------------------------------------------------------------
+class TimeTravel:
+    """Steps, replays, forks and diffs of one runtime's runs."""
 
+    def __init__(self, kernel: Kernel, runs: Runs) -> None:
+        self.k = kernel
+        self.runs = runs
 
-def fork_events(
-    events: Sequence[Event],
-    *,
-    at_step: int,
-    tool_results: Mapping[str, str] | None = None,
-) -> list[Event]:
-    """The events of steps ``1..at_step`` (model turns, tool calls, decisions), with
-    ``tool_results`` ({call id: result}) replacing what those calls returned."""
-    last = max((e.step for e in events if isinstance(e, ModelResponded)), default=0)
-    if not 0 <= at_step <= last:
-        raise UsageError(
-            f"at_step must be between 0 and {last} (the run's last step), got {at_step}"
+    async def steps(self, run_id: str) -> list[Step]:
+        """A run's steps: each model turn with the tool calls it asked for and their results."""
+        return steps_of(await self.k.store.load(run_id))
+
+    async def replay(self, run_id: str, agent: Agent[Any] | None = None) -> Replay:
+        """Replay a run from its journal; nothing is called or written, no lease is taken."""
+        record = await self.k.store.get_run(run_id)
+        chosen = self.k.agent_for(record, agent)
+        events = await self.k.store.load(run_id)
+        return await replay(chosen, events, await self.k.history(events), self.k.prices)
+
+    async def fork(
+        self,
+        run_id: str,
+        agent: Agent[Any] | None,
+        *,
+        at_step: int,
+        input: str | None,
+        tool_results: Mapping[str, str] | None,
+        limits: Limits | None,
+        deps: Any,
+        model: ModelSpec | None,
+    ) -> RunResult[Any]:
+        """A new run from a copy of steps ``1..at_step`` of ``run_id``, continued."""
+        k = self.k
+        record = await k.store.get_run(run_id)
+        chosen = k.agent_for(record, agent)
+        source = await k.store.load(run_id)
+        first = source[0]
+        assert isinstance(first, RunStarted)
+        copied = tuple(fork_events(source, at_step=at_step, tool_results=tool_results))
+        text = first.input if input is None else check_input(input)
+        chain = k.composer.for_agent(chosen, model)
+        ref = history_ref(source) or HistoryRef(seq=first.history_seq)
+        history = await k.history_of(first.thread_id, ref) if history_ref(source) else []
+        fork_id = k.new_id(k.clock.now())
+        started = replace(
+            first,
+            run_id=fork_id,
+            input=text,
+            model=chain.name,
+            models=chain.names,
+            instructions=chosen.instructions,
+            limits=limits or first.limits,
+            forked_from=run_id,
+            fork_step=at_step,
+            queued=False,
+            history_seq=ref.seq,
+            history_count=ref.count or len(history),
+            history_from=ref.start,
+            history_summary=ref.summary,
+            at=k.clock.now(),
         )
-    edits = dict(tool_results or {})
-    copied: list[Event] = []
-    calls: set[str] = set()
-    for event in events[1:]:
-        if isinstance(event, ModelResponded | OutputRejected | ApprovalRequested):
-            if event.step > at_step:
-                continue
-            if isinstance(event, ModelResponded):
-                calls.update(c.id for c in event.message.tool_calls)
-            copied.append(event)
-        elif isinstance(event, ToolCallStarted | ToolCallFinished):
-            if event.step > at_step:
-                continue
-            if isinstance(event, ToolCallFinished) and event.call.id in edits:
-                copied.append(replace(event, result=edits.pop(event.call.id), error=None))
-            else:
-                copied.append(event)
-        elif isinstance(event, CallDecided) and event.call_id in calls:
-            copied.append(event)
-        # Everything else (pauses, resumes, failures, the end) is the original's own history.
-    if edits:
-        raise UsageError(
-            f"tool_results names calls that have no result in steps 1-{at_step}: "
-            f"{', '.join(sorted(edits))}; see the run's steps for call ids"
-        )
-    return copied
-
-
-# -- diff -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """One thing that differs between two runs; ``step`` 0 is the start, ``None`` the end."""
-
-    step: int | None
-    what: str
-    a: str
-    b: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunDiff:
-    """How two runs differ, step by step."""
-
-    run_a: str
-    run_b: str
-    differences: list[Difference]
-
-    @property
-    def first_divergent_step(self) -> int | None:
-        """The first step (0: the start) at which the runs differ; ``None`` if only their
-        outcome or nothing differs."""
-        steps = [d.step for d in self.differences if d.step is not None]
-        return min(steps) if steps else None
-
-
-def _calls(step: Step) -> str:
-    return "; ".join(f"{t.call.name}({t.call.arguments})" for t in step.tools)
-
-
-def _results(step: Step) -> str:
-    return "; ".join(
-        f"{t.call.name} -> {t.finished.result if t.finished else '(no result)'}" for t in step.tools
-    )
-
-
-def diff_runs(a: Sequence[Event], b: Sequence[Event]) -> RunDiff:
-    """Compare two journals: the start, each step's answer, calls and results, the outcome."""
-    first_a, first_b = a[0], b[0]
-    if not isinstance(first_a, RunStarted) or not isinstance(first_b, RunStarted):
-        raise UsageError("a journal must begin with RunStarted")
-    found: list[Difference] = []
-
-    def differ(step: int | None, what: str, left: Any, right: Any) -> None:
-        if left != right:
-            found.append(Difference(step=step, what=what, a=str(left), b=str(right)))
-
-    for what in ("agent", "model", "input", "instructions"):
-        differ(0, what, getattr(first_a, what), getattr(first_b, what))
-    steps_a = {s.number: s for s in steps_of(a)}
-    steps_b = {s.number: s for s in steps_of(b)}
-    for number in sorted(set(steps_a) | set(steps_b)):
-        left, right = steps_a.get(number), steps_b.get(number)
-        if left is None or right is None:
-            differ(
-                number, "step", "present" if left else "absent", "present" if right else "absent"
+        state = start(started, history, summary=ref.summary)
+        for event in copied:
+            apply(state, event)
+        async with k.drives.exclusive(fork_id):
+            lease = await k.store.start_run(
+                fork_id,
+                [started, *copied],
+                record=record_of(state, 1 + len(copied)),
+                owner=k.driver_owner(),
+                ttl_s=k.lease_ttl_s,
             )
-            continue
-        text_a = left.response.message.content if left.response else None
-        text_b = right.response.message.content if right.response else None
-        differ(number, "model text", text_a, text_b)
-        differ(number, "tool calls", _calls(left), _calls(right))
-        differ(number, "tool results", _results(left), _results(right))
-    end_a = next((e for e in reversed(a) if isinstance(e, RunFinished)), None)
-    end_b = next((e for e in reversed(b) if isinstance(e, RunFinished)), None)
-    differ(
-        None,
-        "status",
-        end_a.status if end_a else "unfinished",
-        end_b.status if end_b else "unfinished",
-    )
-    differ(None, "output", end_a.output if end_a else None, end_b.output if end_b else None)
-    return RunDiff(run_a=first_a.run_id, run_b=first_b.run_id, differences=found)
+            assert lease is not None
+            return await self.runs.drive(
+                chosen,
+                state,
+                lease,
+                last_seq=1 + len(copied),
+                chain=chain,
+                deps=UNSET if deps is UNSET else deps,
+                detached=True,
+            )
+
+    async def diff(self, run_a: str, run_b: str) -> RunDiff:
+        """How two runs differ: their start, each step, and their outcome."""
+        return diff_runs(await self.k.store.load(run_a), await self.k.store.load(run_b))

@@ -1,10 +1,14 @@
 """Running one validated tool call: timeouts, threads for sync tools, errors as results.
 
-Every outcome becomes a result the model can read. Async tools are cancelled at their timeout.
-Sync tools run in a fresh daemon thread: Python cannot stop a thread, so at the timeout the
-call is abandoned with a clear error and the thread is left to finish on its own. A daemon
-thread (rather than a pool's) is what makes that safe: a hung tool never keeps the process
-from exiting, and never occupies a pool slot other runs need.
+Every outcome becomes a result the model can read, except one: a call of a tool that is not
+safe to repeat that passes its timeout. Its effect is in doubt (a sync tool's thread goes on
+running; an async tool may have acted before it was cancelled), so the outcome says
+``timed_out`` and the runtime asks a person instead of telling the model to try again.
+
+Async tools are cancelled at their timeout. Sync tools run in a fresh daemon thread: Python
+cannot stop a thread, so at the timeout the call is abandoned and the thread is left to finish
+on its own. A daemon thread (rather than a pool's) is what makes that safe: a hung tool never
+keeps the process from exiting, and never occupies a pool slot other runs need.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -22,7 +26,7 @@ from pydantic_core import PydanticSerializationError, to_json
 from keel._core.events import ErrorInfo
 from keel._tools import RunContext, Tool, ToolError
 
-__all__ = ["ToolExecutor", "ToolOutcome", "execute_tool", "render_result"]
+__all__ = ["ToolExecutor", "ToolOutcome", "cap_result", "execute_tool", "render_result"]
 
 _MESSAGE_LIMIT = 2000
 _RETRY_BACKOFF_S = 0.05
@@ -30,19 +34,28 @@ _RETRY_BACKOFF_S = 0.05
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
-    """What a call produced: the text the model sees, the error if it failed, and how many
-    tries it took."""
+    """What a call produced: the text the model sees, the error if it failed, how many tries
+    it took, and whether the last one passed its timeout."""
 
     result: str
     error: ErrorInfo | None = None
     attempts: int = 1
+    timed_out: bool = False
+    #: Set when ``result`` was already cut: the full result's length.
+    result_chars: int | None = None
 
 
 class ToolExecutor(Protocol):
     """Runs one validated call; :func:`execute_tool` is the real one, replay has another."""
 
     async def __call__(
-        self, tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+        self,
+        tool: Tool,
+        context: RunContext[Any],
+        arguments: dict[str, Any],
+        *,
+        timeout_s: float,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> ToolOutcome: ...
 
 
@@ -51,6 +64,15 @@ def render_result(value: Any) -> str:
     if isinstance(value, str):
         return value
     return to_json(value).decode()
+
+
+def cap_result(text: str, limit: int) -> tuple[str, int | None]:
+    """``text`` cut to ``limit`` characters with a note saying so, and its full length (or
+    ``None`` when it was not cut)."""
+    if len(text) <= limit:
+        return text, None
+    note = f"\n[result cut: it had {len(text):,} characters; only the first {limit:,} are shown]"
+    return text[:limit] + note, len(text)
 
 
 def _failure(code: str, message: str) -> ToolOutcome:
@@ -83,21 +105,27 @@ async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
 
 
 async def execute_tool(
-    tool: Tool, context: RunContext[Any], arguments: dict[str, Any], *, timeout_s: float
+    tool: Tool,
+    context: RunContext[Any],
+    arguments: dict[str, Any],
+    *,
+    timeout_s: float,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> ToolOutcome:
     """Run ``tool`` with validated ``arguments``; never raises for a tool's failure.
 
     A call that raises or times out is tried again ``tool.spec.retries`` times (only tools
-    that are safe to repeat have retries), after a short jittered backoff. Cancellation of the
-    caller propagates (the run is being stopped); everything else, from a ``ToolError`` to a
-    timeout to an unserializable return value, becomes a :class:`ToolOutcome` with an error.
+    that are safe to repeat have retries), after a short jittered backoff waited with
+    ``sleep`` (the runtime's clock). Cancellation of the caller propagates (the run is being
+    stopped); everything else, from a ``ToolError`` to a timeout to an unserializable return
+    value, becomes a :class:`ToolOutcome` with an error.
     """
     attempts = 1 + tool.spec.retries
     for attempt in range(1, attempts + 1):
         outcome, retryable = await _run_once(tool, context, arguments, timeout_s=timeout_s)
         if not retryable or attempt == attempts:
             return replace(outcome, attempts=attempt)
-        await asyncio.sleep(random.uniform(0, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
+        await sleep(random.uniform(0, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -116,6 +144,13 @@ async def _run_once(
     except TimeoutError as exc:
         if not deadline.expired():  # the tool's own TimeoutError, not our deadline
             return _failure("tool_exception", f"tool '{name}' raised TimeoutError: {exc}"), True
+        if not tool.spec.safe_to_repeat:
+            # Its effect is in doubt: not a result for the model, a question for a person.
+            message = (
+                f"tool '{name}' did not finish within {timeout_s:g}s; it is not safe to "
+                "repeat, so whether its effect happened is in doubt"
+            )
+            return replace(_failure("tool_timeout", message), timed_out=True), False
         return _failure(
             "tool_timeout",
             f"tool '{name}' did not finish within {timeout_s:g}s and was stopped; "

@@ -9,14 +9,14 @@ write that touched no row, and hands it here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from keel._core.codec import decode_event, decode_message
-from keel._core.events import Event, RunStarted
+from keel._core.events import FINISHED, Event, RunStarted, RunStatus
 from keel._core.messages import Message
 from keel.errors import (
     JournalConflictError,
@@ -37,8 +37,14 @@ __all__ = [
     "decode_thread_history",
     "granted_token",
     "lease_lost",
+    "notify_keys",
     "refusal",
+    "started_after",
+    "statuses",
 ]
+
+#: The key under which queue watchers are registered (see keel.stores._signals).
+QUEUE_KEY = "\x00queue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,3 +216,20 @@ def started_after(events: Sequence[Event]) -> int | None:
     """The thread message a new run's history ends at (``RunStarted.history_seq``), if set."""
     first = events[0] if events else None
     return first.history_seq if isinstance(first, RunStarted) else None
+
+
+def statuses(status: RunStatus | Collection[RunStatus] | None) -> frozenset[str] | None:
+    """A ``list_runs`` status filter as a set (``None``: no filter)."""
+    if status is None:
+        return None
+    if isinstance(status, str):
+        return frozenset((status,))
+    return frozenset(status)
+
+
+def notify_keys(run_id: str, record: RunRecord, *, queued: bool = False) -> tuple[str, ...]:
+    """Whom a write to a run wakes: the run's watchers, and the queue's when the run became
+    claimable (queued, unleased) or ended (the next run of its thread may go)."""
+    if queued or record.status == "queued" or record.status in FINISHED or not record.holds_thread:
+        return (run_id, QUEUE_KEY)
+    return (run_id,)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -31,7 +32,7 @@ from keel.errors import (
     ThreadBusyError,
     ThreadChangedError,
 )
-from keel.ports import Clock, Lease, RunRecord, SystemClock, ThreadHistory
+from keel.ports import Change, Clock, Lease, RunRecord, SystemClock, ThreadHistory
 from keel.stores._common import (
     LeaseState,
     check_append,
@@ -40,9 +41,12 @@ from keel.stores._common import (
     closed_error,
     granted_token,
     lease_lost,
+    notify_keys,
     refusal,
     started_after,
+    statuses,
 )
+from keel.stores._signals import QUEUE, Signals
 
 __all__ = ["MemoryStore"]
 
@@ -61,6 +65,17 @@ class _Run:
             owner=self.lease_owner,
             token=self.lease_token,
             expires_at=self.lease_expires_at,
+        )
+
+    def view(self) -> RunRecord:
+        """The record with what is known of its lease."""
+        record = self.record
+        if record.lease_owner == self.lease_owner and record.lease_expires_at == (
+            self.lease_expires_at
+        ):
+            return record
+        return dataclasses.replace(
+            record, lease_owner=self.lease_owner, lease_expires_at=self.lease_expires_at
         )
 
     def lease(self) -> Lease:
@@ -102,7 +117,13 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._threads: dict[str, _Thread] = {}
+        # The runs that hold each thread (holds_thread), so thread checks never scan all runs.
+        self._holders: dict[str, set[str]] = {}
+        self._signals = Signals()
         self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(runs={len(self._runs)})"
 
     async def start_run(
         self,
@@ -110,23 +131,19 @@ class MemoryStore:
         events: Sequence[Event],
         *,
         record: RunRecord,
-        owner: str,
+        owner: str | None,
         ttl_s: float,
         exclusive: bool = False,
-    ) -> Lease:
-        """Create a run from its first events, leased to ``owner`` (fencing token 1).
-
-        With ``exclusive``, raises :class:`keel.errors.ThreadBusyError` if another run of the
-        thread is ``running``. Raises :class:`keel.errors.JournalConflictError` if the run
-        exists.
-        """
+    ) -> Lease | None:
+        """Create a run from its first events, leased to ``owner`` (fencing token 1), or
+        unleased (queued) without one. See :meth:`keel.ports.Journal.start_run`."""
         check_append(run_id, events, 0, record)
         check_ttl(ttl_s)
         events = self._copy_events(events)
         with self._lock:
             self._check_open()
-            if exclusive and (active := self._active(record.thread_id, but=run_id)) is not None:
-                raise ThreadBusyError(record.thread_id, active_run_id=active.run_id)
+            if exclusive and (holder := self._holder(record.thread_id, but=run_id)) is not None:
+                raise ThreadBusyError(record.thread_id, active_run_id=holder.run_id)
             expected = started_after(events)
             if exclusive and expected is not None:
                 thread = self._threads.get(record.thread_id)
@@ -136,15 +153,16 @@ class MemoryStore:
             existing = self._runs.get(run_id)
             if existing is not None:
                 raise JournalConflictError(run_id, expected=0, actual=len(existing.events))
-            run = _Run(
-                record=_with_last_seq(record, len(events)),
-                events=list(events),
-                lease_owner=owner,
-                lease_token=1,
-                lease_expires_at=self._clock.now() + ttl_s,
-            )
+            run = _Run(record=_stored(record, len(events)), events=list(events))
+            if owner is not None:
+                run.lease_owner = owner
+                run.lease_token = 1
+                run.lease_expires_at = self._clock.now() + ttl_s
             self._runs[run_id] = run
-            return run.lease()
+            self._index(run.record)
+            lease = run.lease() if owner is not None else None
+        self._signals.notify(*notify_keys(run_id, record, queued=owner is None))
+        return lease
 
     async def append(
         self,
@@ -175,11 +193,15 @@ class MemoryStore:
             )
             if error is not None:
                 raise error
+            created = run is None
             if run is None:
                 run = self._runs[run_id] = _Run(record=record, events=[])
             run.events.extend(events)
             last_seq = len(run.events)
-            run.record = _with_last_seq(record, last_seq)
+            previous = run.record
+            run.record = _stored(record, last_seq)
+            if created or previous.holds_thread != record.holds_thread:
+                self._index(run.record)
             if messages:
                 thread = self._threads.setdefault(record.thread_id, _Thread())
                 thread.messages.extend(
@@ -187,13 +209,14 @@ class MemoryStore:
                     for seq, message in enumerate(messages, thread.last_seq + 1)
                 )
                 thread.last_seq += len(messages)
-            return last_seq
+        self._signals.notify(*notify_keys(run_id, record))
+        return last_seq
 
     async def acquire_lease(
         self, run_id: str, *, owner: str, ttl_s: float, force: bool = False
     ) -> Lease:
         """Take the run's lease if it is free, expired or ``owner``'s own; ``force`` takes it
-        from another owner. See :meth:`keel.ports.Store.acquire_lease`."""
+        from another owner. See :meth:`keel.ports.Leases.acquire_lease`."""
         check_ttl(ttl_s)
         with self._lock:
             self._check_open()
@@ -224,18 +247,66 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             run = self._runs.get(lease.run_id)
-            if run is not None and run.state().is_current(lease):
+            released = run is not None and run.state().is_current(lease)
+            if run is not None and released:
                 run.lease_owner = None
                 run.lease_expires_at = None
+        if released:
+            self._signals.notify(lease.run_id, QUEUE)
 
-    async def load(self, run_id: str) -> list[Event]:
-        """All events of a run, in order; raises :class:`keel.errors.RunNotFoundError`."""
+    async def claim_runs(
+        self,
+        *,
+        owner: str,
+        ttl_s: float,
+        limit: int,
+        agents: Collection[str] | None = None,
+        run_ids: Collection[str] | None = None,
+    ) -> list[Lease]:
+        """Lease up to ``limit`` runs to advance now, oldest first; see
+        :meth:`keel.ports.Leases.claim_runs`."""
+        check_ttl(ttl_s)
+        check_limit(limit)
+        wanted = None if agents is None else set(agents)
+        with self._lock:
+            self._check_open()
+            now = self._clock.now()
+            pool = (
+                self._runs.values()
+                if run_ids is None
+                else [self._runs[r] for r in set(run_ids) if r in self._runs]
+            )
+            candidates = [
+                run
+                for run in pool
+                if run.record.status in ("running", "queued")
+                and (wanted is None or run.record.agent in wanted)
+                and run.state().holder(now) is None
+                and (run.record.status == "running" or self._first_in_thread(run.record))
+            ]
+            candidates.sort(key=lambda r: (r.record.created_at, r.record.run_id))
+            leases = []
+            for run in candidates[:limit]:
+                run.lease_token += 1
+                run.lease_owner = owner
+                run.lease_expires_at = now + ttl_s
+                leases.append(run.lease())
+            return leases
+
+    def watch(self, run_id: str | None) -> AbstractAsyncContextManager[Change]:
+        """Register for changes of ``run_id`` (``None``: the queue); see
+        :meth:`keel.ports.Watchable.watch`."""
+        return self._signals.watch(run_id)
+
+    async def load(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
+        """The run's events after ``after_seq``, in order; raises
+        :class:`keel.errors.RunNotFoundError`."""
         with self._lock:
             self._check_open()
             run = self._runs.get(run_id)
             if run is None:
                 raise RunNotFoundError(run_id)
-            return list(run.events)
+            return run.events[max(0, after_seq) :]
 
     async def get_run(self, run_id: str) -> RunRecord:
         """The latest summary of a run; raises :class:`keel.errors.RunNotFoundError`."""
@@ -244,44 +315,33 @@ class MemoryStore:
             run = self._runs.get(run_id)
             if run is None:
                 raise RunNotFoundError(run_id)
-            return run.record
+            return run.view()
 
     async def list_runs(
         self,
         *,
         thread_id: str | None = None,
-        status: RunStatus | None = None,
-        limit: int = 50,
+        status: RunStatus | Collection[RunStatus] | None = None,
+        limit: int | None = 50,
     ) -> list[RunRecord]:
         """Runs newest first (``created_at``, then ``run_id``, descending), optionally filtered."""
-        check_limit(limit)
+        if limit is not None:
+            check_limit(limit)
+        wanted = statuses(status)
         return self._select(
             lambda r: (
                 (thread_id is None or r.thread_id == thread_id)
-                and (status is None or r.status == status)
+                and (wanted is None or r.status in wanted)
             ),
             newest_first=True,
             limit=limit,
         )
 
-    async def recoverable_runs(self, *, limit: int = 100) -> list[RunRecord]:
-        """Runs ``running`` with no unexpired lease, oldest first (``created_at``, ``run_id``)."""
-        check_limit(limit)
-        now = self._clock.now()
-        with self._lock:
-            self._check_open()
-            ids = {
-                run_id
-                for run_id, run in self._runs.items()
-                if run.record.status == "running" and run.state().holder(now) is None
-            }
-        return self._select(lambda r: r.run_id in ids, newest_first=False, limit=limit)
-
     async def active_run(self, thread_id: str) -> RunRecord | None:
-        """The newest run of the thread with status ``running``, or ``None``."""
+        """The run that holds the thread: its oldest run with ``holds_thread``, or ``None``."""
         with self._lock:
             self._check_open()
-            return self._active(thread_id)
+            return self._holder(thread_id)
 
     async def thread_history(self, thread_id: str, *, upto_seq: int | None = None) -> ThreadHistory:
         """The thread's messages up to ``upto_seq`` (all if ``None``) and its last seq."""
@@ -306,22 +366,27 @@ class MemoryStore:
         """
         with self._lock:
             self._check_open()
-            return self._delete({run_id for run_id in run_ids if run_id in self._runs})
+            deleted = self._delete({run_id for run_id in run_ids if run_id in self._runs})
+        self._signals.notify(QUEUE)
+        return deleted
 
     async def delete_runs_before(self, before: float) -> int:
-        """Delete runs created before ``before``, except ``running`` or leased ones."""
+        """Delete runs created before ``before``, except ``queued``, ``running`` or leased
+        ones."""
         now = self._clock.now()
         with self._lock:
             self._check_open()
-            return self._delete(
+            deleted = self._delete(
                 {
                     run_id
                     for run_id, run in self._runs.items()
                     if run.record.created_at < before
-                    and run.record.status != "running"
+                    and run.record.status not in ("running", "queued")
                     and run.state().holder(now) is None
                 }
             )
+        self._signals.notify(QUEUE)
+        return deleted
 
     async def delete_thread(self, thread_id: str) -> int:
         """Delete the thread's messages and runs; return how many runs.
@@ -339,7 +404,7 @@ class MemoryStore:
             if thread is not None:
                 # The counter stays, so that the thread's numbers are never handed out again.
                 thread.messages.clear()
-            return deleted
+        return deleted
 
     async def close(self) -> None:
         """Drop everything. Closing twice is fine; any other use afterwards raises."""
@@ -347,6 +412,7 @@ class MemoryStore:
             self._closed = True
             self._runs.clear()
             self._threads.clear()
+            self._holders.clear()
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -376,24 +442,41 @@ class MemoryStore:
         return [decode_message(encode_message(message)) for message in messages]
 
     def _select(
-        self, keep: Callable[[RunRecord], bool], *, newest_first: bool, limit: int
+        self, keep: Callable[[RunRecord], bool], *, newest_first: bool, limit: int | None
     ) -> list[RunRecord]:
         with self._lock:
             self._check_open()
-            records = [run.record for run in self._runs.values() if keep(run.record)]
+            records = [run.view() for run in self._runs.values() if keep(run.record)]
         records.sort(key=lambda r: (r.created_at, r.run_id), reverse=newest_first)
-        return records[:limit]
+        return records if limit is None else records[:limit]
 
-    def _active(self, thread_id: str, *, but: str | None = None) -> RunRecord | None:
-        """Called with the lock held."""
-        running = [
-            run.record
-            for run in self._runs.values()
-            if run.record.thread_id == thread_id
-            and run.record.status == "running"
-            and run.record.run_id != but
+    def _index(self, record: RunRecord) -> None:
+        """Keep ``_holders`` in step with a run's ``holds_thread``; with the lock held."""
+        holders = self._holders.setdefault(record.thread_id, set())
+        if record.holds_thread:
+            holders.add(record.run_id)
+        else:
+            holders.discard(record.run_id)
+            if not holders:
+                del self._holders[record.thread_id]
+
+    def _holder(self, thread_id: str, *, but: str | None = None) -> RunRecord | None:
+        """The oldest run holding the thread; with the lock held."""
+        found = [
+            self._runs[run_id].view()
+            for run_id in self._holders.get(thread_id, ())
+            if run_id != but and run_id in self._runs
         ]
-        return max(running, key=lambda r: (r.created_at, r.run_id), default=None)
+        return min(found, key=lambda r: (r.created_at, r.run_id), default=None)
+
+    def _first_in_thread(self, record: RunRecord) -> bool:
+        """Whether no older run holds the thread of this queued run; with the lock held."""
+        key = (record.created_at, record.run_id)
+        for run_id in self._holders.get(record.thread_id, ()):
+            other = self._runs.get(run_id)
+            if other is not None and (other.record.created_at, run_id) < key:
+                return False
+        return True
 
     def _delete(self, run_ids: set[str]) -> int:
         """Called with the lock held: check every lease first, then delete."""
@@ -403,12 +486,24 @@ class MemoryStore:
             if holder is not None:
                 raise RunLeasedError(run_id, owner=holder[0], expires_at=holder[1])
         for run_id in run_ids:
-            del self._runs[run_id]
+            record = self._runs.pop(run_id).record
+            holders = self._holders.get(record.thread_id)
+            if holders is not None:
+                holders.discard(run_id)
+                if not holders:
+                    del self._holders[record.thread_id]
         if run_ids:
             for thread in self._threads.values():
                 thread.messages = [item for item in thread.messages if item[1] not in run_ids]
         return len(run_ids)
 
 
-def _with_last_seq(record: RunRecord, last_seq: int) -> RunRecord:
-    return record if record.last_seq == last_seq else dataclasses.replace(record, last_seq=last_seq)
+def _stored(record: RunRecord, last_seq: int) -> RunRecord:
+    """The record as kept: its position set, lease fields left to the run."""
+    if (
+        record.last_seq == last_seq
+        and record.lease_owner is None
+        and record.lease_expires_at is None
+    ):
+        return record
+    return dataclasses.replace(record, last_seq=last_seq, lease_owner=None, lease_expires_at=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 __all__ = ["FakeClock"]
 
 
@@ -9,7 +11,10 @@ class FakeClock:
     """Implements :class:`keel.ports.Clock`; ``advance`` moves both wall and monotonic time.
 
     ``tick`` (seconds) is added after every reading, so consecutive events get distinct,
-    increasing timestamps without explicit ``advance`` calls.
+    increasing timestamps without explicit ``advance`` calls. ``sleep`` does not wait: it
+    moves the clock forward by the time asked and lets other tasks run once, so backoffs,
+    retries and queue timeouts of a runtime on this clock take no real time. ``slept`` is the
+    total time slept.
     """
 
     def __init__(self, start: float = 1_700_000_000.0, *, tick: float = 0.0) -> None:
@@ -18,6 +23,7 @@ class FakeClock:
         self._now = start
         self._monotonic = 0.0
         self._tick = tick
+        self.slept = 0.0
 
     def now(self) -> float:
         """Seconds since the epoch."""
@@ -37,3 +43,10 @@ class FakeClock:
             raise ValueError("time only moves forward")
         self._now += seconds
         self._monotonic += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (at once) and yield to other tasks."""
+        if seconds > 0:
+            self.advance(seconds)
+            self.slept += seconds
+        await asyncio.sleep(0)

@@ -129,11 +129,18 @@ class FunctionModel(Model):
     """A model whose every turn is decided by a Python function (sync or async).
 
     The function receives the :class:`ModelRequest` and returns what a script item may be.
+    It is meant to cost less than the runtime it tests: it counts requests (``calls``) but
+    keeps none unless asked (``record=True`` keeps a copy of each in ``requests``).
     """
 
-    def __init__(self, function: ModelFunction, *, name: str = "function") -> None:
+    def __init__(
+        self, function: ModelFunction, *, name: str = "function", record: bool = False
+    ) -> None:
         self._function = function
         self._name = name
+        self._record = record
+        self._async = inspect.iscoroutinefunction(function)
+        self.calls = 0
         self.requests: list[ModelRequest] = []
 
     @property
@@ -143,10 +150,12 @@ class FunctionModel(Model):
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """Ask the function for this turn."""
-        self.requests.append(replace(request, messages=list(request.messages)))
+        self.calls += 1
+        if self._record:
+            self.requests.append(replace(request, messages=list(request.messages)))
         result = self._function(request)
-        if inspect.isawaitable(result):
-            result = await result
+        if self._async or inspect.isawaitable(result):
+            result = await result  # type: ignore[misc]
         if isinstance(result, BaseException):
             raise result
-        return _as_response(result, self._name, len(self.requests))
+        return _as_response(result, self._name, self.calls)

@@ -1,0 +1,238 @@
+"""Drives one run: ask the pure loop what to do, make its events durable, perform the effect.
+
+The rule that makes runs recoverable: **events are appended to the store before any effect
+with consequences outside the run**, with one exception that costs no safety. A model's answer
+and the ``ToolCallStarted`` records of the calls it asked for reach the store in one append
+before any tool runs. The results of tools that are safe to repeat (idempotent, or read-only)
+then ride along with the next append instead of taking one of their own: if the process dies
+before it, recovery finds calls started without a result and runs them again with the same
+idempotency key, which is exactly what such tools allow. The result of a tool that is not safe
+to repeat is appended at once, before anything else happens. So a step costs one durable append
+when its tools are safe to repeat, two otherwise. Model calls and checks have no effect outside
+the run, so they need no append before them either.
+
+Effects are open: the driver keeps one :class:`EffectHandler` per effect class (model calls,
+tool runs, checks), and replay swaps in handlers that answer from a journal. The driver keeps
+the run's state in memory and advances it with the same ``apply`` the fold uses, so a step
+costs the same at step 1,000 as at step 1. After every append it publishes the new events to
+the run's in-process followers (the store wakes the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+from keel._agent import Agent
+from keel._checks import Check
+from keel._core.checks import CHECK_POINTS, CheckPoint
+from keel._core.events import Event
+from keel._core.fold import apply
+from keel._core.loop import Effect, LoopSpec, decide
+from keel._core.messages import Message
+from keel._core.pricing import Price, PriceTable
+from keel._core.state import RunState
+from keel._core.usage import Usage
+from keel._runtime.leases import LeaseKeeper
+from keel._runtime.records import record_of
+from keel.errors import LeaseLostError
+from keel.ports import Clock, Model, Store
+from keel.resilience import Fallback
+
+__all__ = ["DeltaSink", "EffectHandler", "RunDriver"]
+
+
+class EffectHandler(Protocol):
+    """Performs one kind of effect for a driver and records its outcome as events."""
+
+    #: Whether the events recorded so far must be durable before this effect runs.
+    commit_first: bool
+
+    async def perform(self, driver: RunDriver, effect: Any) -> None:
+        """Do the effect; record what came of it with ``driver.record``."""
+        ...
+
+
+DeltaSink = Callable[[str, int, str], None]
+"""Receives a model's text as it streams: ``(run_id, step, text)``."""
+
+
+def checks_by_point(checks: Sequence[Check]) -> dict[CheckPoint, tuple[Check, ...]]:
+    """The checks consulted at each point, in order (only points that have some)."""
+    found: dict[CheckPoint, tuple[Check, ...]] = {}
+    for point in CHECK_POINTS:
+        at_point = tuple(c for c in checks if point in c.points)
+        if at_point:
+            found[point] = at_point
+    return found
+
+
+class RunDriver:
+    """Advances one run until it finishes or pauses. One driver per run at a time."""
+
+    def __init__(
+        self,
+        *,
+        agent: Agent[Any],
+        models: Sequence[Model],
+        prices: PriceTable,
+        store: Store,
+        clock: Clock,
+        deps: Any,
+        state: RunState,
+        last_seq: int,
+        handlers: Mapping[type[Effect], EffectHandler],
+        unsaved: Sequence[Event] = (),
+        keeper: LeaseKeeper | None = None,
+        checks: Sequence[Check] = (),
+        detached: bool = False,
+        deltas: Callable[[str], DeltaSink | None] | None = None,
+        published: Callable[[str, int, Sequence[Event]], None] | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("a run needs at least one model")
+        self.agent = agent
+        self.models = list(models)
+        # The model for each position in the chain: from there on, a fallback over the rest.
+        self._from: dict[int, Model] = {}
+        self._prices = prices
+        # Served models are priced by name once: a fallback or router may serve any of several.
+        self._prices_seen: dict[str, Price | None] = {}
+        self.store = store
+        self.clock = clock
+        self.deps = deps
+        self.state = state
+        self._seq = last_seq
+        # Events already applied to ``state`` but not yet in the store (e.g. RunStarted).
+        self._pending: list[Event] = list(unsaved)
+        self._keeper = keeper
+        self._handlers = handlers
+        self.checks = checks_by_point(checks)
+        # A detached run (a fork) has its source's thread for history, but its messages are
+        # not added to that thread: the thread's conversation stays the source's.
+        self._detached = detached
+        # Whether every pending event may wait for the next append (see the module docstring).
+        self.deferrable = False
+        self.tools = agent.tools_by_name
+        self.spec = replace(
+            agent.loop_spec,
+            models=len(self.models),
+            checks={point: tuple(c.name for c in found) for point, found in self.checks.items()},
+        )
+        self._deltas = deltas
+        self._published = published
+        #: Shared by the effect handlers between steps (e.g. the one model request object).
+        self.scratch: dict[str, Any] = {}
+        self._task: asyncio.Task[Any] | None = None
+        self._stopping = False
+
+    @property
+    def last_seq(self) -> int:
+        """How many events of the run are in the store."""
+        return self._seq
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another process took the run over."""
+        return self._keeper is not None and self._keeper.lost is not None
+
+    def stop(self) -> None:
+        """Stop driving at once (the run was cancelled from elsewhere in this process): the
+        effect under way is cancelled and :meth:`drive` raises ``LeaseLostError``."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def drive(self) -> RunState:
+        """Run until the run is no longer ``running``; every event is durable on return.
+
+        Raises :class:`keel.errors.LeaseLostError` if another process took the run over, or
+        the run was stopped.
+        """
+        self._task = asyncio.current_task()
+        try:
+            return await self._drive()
+        except asyncio.CancelledError:
+            task = self._task
+            if not self._stopping or task is None:
+                raise
+            task.uncancel()
+            lease = None if self._keeper is None else self._keeper.lease
+            raise LeaseLostError(
+                self.state.run_id, token=0 if lease is None else lease.token, current=None
+            ) from None
+        finally:
+            self._task = None
+
+    async def _drive(self) -> RunState:
+        state = self.state
+        spec: LoopSpec = self.spec
+        if self._stopping:
+            raise asyncio.CancelledError
+        while True:
+            decision = decide(state, spec, self.clock.now())
+            self.record(decision.events)
+            effect = decision.effect
+            if effect is None:
+                if state.status != "running" or state.cancelling is not None:
+                    await self.commit()
+                    return state
+                continue
+            if self._keeper is not None and self._keeper.lost is not None:
+                raise self._keeper.lost  # another process owns the run now: no more effects
+            handler = self._handlers.get(type(effect))
+            if handler is None:
+                raise TypeError(f"no handler for the effect {type(effect).__name__}")
+            if handler.commit_first or not self.deferrable:
+                await self.commit()
+            await handler.perform(self, effect)
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Apply events to the state; they reach the store before the next effect."""
+        for event in events:
+            apply(self.state, event)
+            self._pending.append(event)
+
+    async def commit(self) -> None:
+        """Make every recorded event durable, then tell the run's followers."""
+        if not self._pending:
+            return
+        state = self.state
+        thread: Sequence[Message] = ()
+        if state.status == "completed" and not self._detached:
+            thread = state.own_messages
+        events, first = self._pending, self._seq + 1
+        self._seq = await self.store.append(
+            state.run_id,
+            events,
+            expected_seq=self._seq,
+            record=record_of(state, self._seq + len(events)),
+            thread_messages=thread,
+            lease=None if self._keeper is None else self._keeper.lease,
+        )
+        self._pending = []
+        self.deferrable = False
+        if self._published is not None:
+            self._published(state.run_id, first, events)
+
+    def delta_sink(self) -> DeltaSink | None:
+        """Where the model's text goes as it streams, when someone follows it."""
+        return None if self._deltas is None else self._deltas(self.state.run_id)
+
+    def model_now(self) -> Model:
+        """The model the run is on: its chain from the current position (``model_index``)."""
+        index = min(self.state.model_index, len(self.models) - 1)
+        model = self._from.get(index)
+        if model is None:
+            rest = self.models[index:]
+            model = self._from[index] = rest[0] if len(rest) == 1 else Fallback(*rest)
+        return model
+
+    def cost(self, model: str, usage: Usage) -> float | None:
+        """What ``usage`` of ``model`` cost; ``None`` when its price is unknown (not free)."""
+        if model not in self._prices_seen:
+            self._prices_seen[model] = self._prices.price(model)
+        price = self._prices_seen[model]
+        return None if price is None else price.cost(usage)

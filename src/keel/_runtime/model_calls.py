@@ -1,0 +1,161 @@
+"""The model-call effect: send the run's messages to its model, journal the answer or failure.
+
+The call is bounded by what is left of the run's wall time (measured by the runtime's clock).
+A retryable failure that outlasted every retry and fallback pauses the run
+(``model_unavailable``): its work is kept for when the model answers again. Any other failure
+fails it. When someone follows the run's text, the model is asked to stream and each piece of
+text is handed on as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from keel._core.events import ErrorInfo, ModelFailed, ModelResponded, RunFinished, RunPaused
+from keel._core.limits import LimitBreach
+from keel._core.loop import CallModel
+from keel._core.messages import (
+    AssistantMessage,
+    ModelRequest,
+    ModelResponse,
+    StreamComplete,
+    TextDelta,
+    ToolCall,
+)
+from keel.errors import ModelError, ModelResponseError
+from keel.ports import Model
+
+if TYPE_CHECKING:
+    from keel._runtime.driver import DeltaSink, RunDriver
+
+__all__ = ["ModelCalls", "normalize_calls"]
+
+
+def normalize_calls(message: AssistantMessage, step: int) -> AssistantMessage:
+    """Give every call of a turn a distinct id; some local servers repeat or omit them."""
+    ids = [call.id for call in message.tool_calls]
+    if all(ids) and len(set(ids)) == len(ids):
+        return message
+    calls = tuple(
+        ToolCall(id=f"call_{step}_{i}", name=call.name, arguments=call.arguments)
+        for i, call in enumerate(message.tool_calls)
+    )
+    return AssistantMessage(content=message.content, tool_calls=calls)
+
+
+async def _streamed(
+    model: Model, request: ModelRequest, sink: DeltaSink, run_id: str, step: int
+) -> ModelResponse:
+    response: ModelResponse | None = None
+    async for event in model.stream(request):
+        if isinstance(event, TextDelta):
+            sink(run_id, step, event.text)
+        elif isinstance(event, StreamComplete):
+            response = event.response
+    if response is None:
+        raise ModelResponseError(f"the stream of model '{model.name}' ended without an answer")
+    return response
+
+
+class ModelCalls:
+    """Performs :class:`keel._core.loop.CallModel`."""
+
+    commit_first = False
+
+    async def perform(self, driver: RunDriver, effect: CallModel) -> None:
+        state = driver.state
+        clock = driver.clock
+        # One request object serves every step: its messages are the state's own list, which
+        # the fold appends to.
+        request = driver.scratch.get("request")
+        if not isinstance(request, ModelRequest) or request.messages is not state.messages:
+            agent = driver.agent
+            output = agent.loop_spec.output
+            request = driver.scratch["request"] = ModelRequest(
+                messages=state.messages,
+                tools=agent.tool_definitions,
+                output_schema=None if output is None else output.schema,
+                output_name="output" if output is None else output.name,
+                settings=agent.model_settings,
+            )
+        remaining = state.limits.max_wall_time_s - (clock.now() - state.active_since)
+        model = driver.model_now()
+        model_name = model.name
+        sink = driver.delta_sink()
+        started = clock.monotonic()
+        # The budget is the run's clock's; only cutting a call that hangs needs a real timer.
+        deadline = asyncio.timeout(max(remaining, 0.0))
+        try:
+            async with deadline:
+                if sink is None:
+                    response = await model.request(request)
+                else:
+                    response = await _streamed(model, request, sink, state.run_id, effect.step)
+        except ModelError as exc:
+            latency = (clock.monotonic() - started) * 1000
+            error = ErrorInfo(code=exc.code, message=exc.message)
+            status = getattr(exc, "status", None)
+            now = clock.now()
+            failed = ModelFailed(
+                step=effect.step,
+                model=exc.model or model_name,
+                error=error,
+                retryable=exc.retryable,
+                status=status if isinstance(status, int) else None,
+                latency_ms=latency,
+                attempts=exc.attempts,
+                at=now,
+            )
+            if exc.retryable:
+                # Every retry and fallback failed with errors that may pass (an outage, rate
+                # limits): the run waits to be resumed rather than losing its work.
+                reason = ErrorInfo(
+                    code="model_unavailable",
+                    message=f"{exc.message}; the run is paused: resume it once the model "
+                    "answers again",
+                )
+                driver.record((failed, RunPaused(reason=reason, at=now)))
+            else:
+                driver.record((failed, RunFinished(status="failed", error=error, at=now)))
+            return
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            breach = LimitBreach(
+                limit="max_wall_time_s",
+                allowed=state.limits.max_wall_time_s,
+                observed=round(clock.now() - state.active_since, 3),
+            )
+            reason = ErrorInfo(code=breach.code, message=breach.message)
+            driver.record((RunPaused(reason=reason, at=clock.now()),))
+            return
+        except Exception as exc:  # noqa: BLE001 - a broken custom model must not crash the run
+            error = ErrorInfo(
+                code="model_error",
+                message=f"model '{model_name}' raised {type(exc).__name__}: {exc}",
+            )
+            now = clock.now()
+            failed = ModelFailed(step=effect.step, model=model_name, error=error, at=now)
+            driver.record((failed, RunFinished(status="failed", error=error, at=now)))
+            return
+        latency = (clock.monotonic() - started) * 1000
+        served = response.served_by or model_name
+        message = response.message
+        if message.tool_calls:
+            message = normalize_calls(message, effect.step)
+        event = ModelResponded(
+            step=effect.step,
+            model=served,
+            message=message,
+            usage=response.usage,
+            # A cached answer was not paid for; an unknown price is an unknown cost, not 0.
+            cost_usd=0.0 if response.cached else driver.cost(served, response.usage),
+            latency_ms=latency,
+            finish_reason=response.finish_reason,
+            attempts=response.attempts,
+            cached=response.cached,
+            route=response.route,
+            at=clock.now(),
+        )
+        driver.record((event,))

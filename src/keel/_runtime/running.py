@@ -1,0 +1,572 @@
+"""Running: start a run inline, accept one into the queue, drive a run, continue a claimed
+or paused one, wait for one to stop.
+
+``run()`` is ``submit()`` plus driving inline, as fast as a plain start: on an idle thread the
+run is created leased to its caller and driven at once. On a busy thread (an earlier run of it
+has not ended) it is made durable in the queue and waits there for its turn, woken by the
+store, not by polling the caller's loop: whoever gets to it first (its caller, a worker,
+``recover()``) drives it. Every driver goes through :meth:`Runs.drive`, under a lease of its
+own and the one-driver-per-run rule of :class:`keel._runtime.kernel.Drives`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any, Final, Literal
+
+from typing_extensions import TypeVar
+
+from keel._agent import Agent, ModelSpec
+from keel._core.events import (
+    FINISHED,
+    ErrorInfo,
+    Event,
+    RunDequeued,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+)
+from keel._core.fold import HistoryRef, apply, start
+from keel._core.limits import Limits
+from keel._core.state import RunState
+from keel._runtime.composition import Chain
+from keel._core.loop import LoopSpec, decide
+from keel._runtime.kernel import Kernel, Loaded, pending_message
+from keel._runtime.leases import LeaseKeeper
+from keel._runtime.records import record_of
+from keel._runtime.result import RunResult
+from keel._runtime.driver import RunDriver
+from keel.errors import (
+    LeaseLostError,
+    RunLeasedError,
+    ThreadBusyError,
+    ThreadChangedError,
+    UsageError,
+)
+from keel.ports import Change, Lease, SystemClock, ThreadHistory
+
+__all__ = ["UNSET", "IfBusy", "Runs", "check_input", "check_thread"]
+
+OutputT = TypeVar("OutputT", default=Any)
+IfBusy = Literal["reject", "queue", "interrupt"]
+"""What a new run does when an earlier run of its thread has not ended: fail with
+``ThreadBusyError``, wait behind it in the queue, or cancel it."""
+
+UNSET: Final[Any] = object()
+_MAX_THREAD_ID = 200
+_TAKEOVER_WAIT_S = 5.0
+
+
+def check_agent(agent: object) -> None:
+    """Refuse anything but an :class:`Agent`."""
+    if not isinstance(agent, Agent):
+        raise UsageError(f"run() needs a keel.Agent, got {type(agent).__name__}")
+
+
+def check_input(text: object) -> str:
+    """A run's input, or a clear error."""
+    if not isinstance(text, str):
+        raise UsageError(f"a run's input must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise UsageError("a run's input is empty; pass the user's message as a non-empty str")
+    return text
+
+
+def check_thread(thread: object) -> str:
+    """A thread id, or a clear error."""
+    if not isinstance(thread, str) or not thread or len(thread) > _MAX_THREAD_ID:
+        raise UsageError(
+            f"thread must be a non-empty str of at most {_MAX_THREAD_ID} characters, got {thread!r}"
+        )
+    if not thread.isprintable():
+        raise UsageError(f"thread {thread!r} contains control characters; use printable text")
+    return thread
+
+
+@contextlib.asynccontextmanager
+async def watching(store: object, run_id: str | None) -> AsyncIterator[Change | None]:
+    """The store's change registration for ``run_id`` (``None``: the queue), if it has any."""
+    watch = getattr(store, "watch", None)
+    if watch is None:
+        yield None
+        return
+    async with watch(run_id) as change:
+        yield change
+
+
+class Runs:
+    """Starting, queueing, driving and waiting for runs; one per runtime."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def _started(
+        self,
+        agent: Agent[Any],
+        chain: Chain,
+        run_id: str,
+        thread_id: str,
+        text: str,
+        limits: Limits | None,
+    ) -> RunStarted:
+        output = agent.loop_spec.output
+        return RunStarted(
+            run_id=run_id,
+            thread_id=thread_id,
+            agent=agent.name,
+            model=chain.name,
+            models=chain.names,
+            input=text,
+            instructions=agent.instructions,
+            tools=tuple(agent.tools_by_name),
+            limits=limits or agent.limits,
+            output_schema=None if output is None else dict(output.schema),
+            agent_ref=self.k.refs.get(agent.name),
+            at=self.k.clock.now(),
+        )
+
+    async def submit(
+        self,
+        agent: Agent[Any],
+        input: str,
+        *,
+        thread: str | None = None,
+        limits: Limits | None = None,
+        model: ModelSpec | None = None,
+    ) -> str:
+        """Make a run durable with status ``queued``; return its id."""
+        check_agent(agent)
+        text = check_input(input)
+        chain = self.k.composer.for_agent(agent, model)
+        self.k.register(agent)
+        run_id = self.k.new_id(self.k.clock.now())
+        thread_id = run_id if thread is None else check_thread(thread)
+        started = replace(self._started(agent, chain, run_id, thread_id, text, limits), queued=True)
+        await self._enqueue(started)
+        return run_id
+
+    async def _enqueue(self, started: RunStarted) -> None:
+        state = start(started)
+        await self.k.store.start_run(
+            started.run_id,
+            [started],
+            record=record_of(state, 1),
+            owner=None,
+            ttl_s=self.k.lease_ttl_s,
+        )
+
+    async def run(
+        self,
+        agent: Agent[OutputT],
+        input: str,
+        *,
+        thread: str | None,
+        deps: Any,
+        limits: Limits | None,
+        model: ModelSpec | None,
+        if_busy: IfBusy,
+        queue_timeout_s: float,
+    ) -> RunResult[OutputT]:
+        """Start a run and drive it inline; see :meth:`keel.Runtime.run`."""
+        check_agent(agent)
+        text = check_input(input)
+        if if_busy not in ("reject", "queue", "interrupt"):
+            raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
+        chain = self.k.composer.for_agent(agent, model)
+        k = self.k
+        run_id = k.new_id(k.clock.now())
+        thread_id = run_id if thread is None else check_thread(thread)
+        exclusive = thread is not None
+        template = self._started(agent, chain, run_id, thread_id, text, limits)
+        async with k.drives.exclusive(run_id):
+            while True:
+                history = (
+                    await k.store.thread_history(thread_id)
+                    if exclusive
+                    else ThreadHistory(messages=[], last_seq=0)
+                )
+                begin, summary = await k.trimmed(agent, history.messages)
+                started = replace(
+                    template,
+                    history_seq=history.last_seq,
+                    history_count=len(history.messages),
+                    history_from=begin,
+                    history_summary=summary,
+                )
+                ref = HistoryRef(seq=history.last_seq, start=begin, summary=summary)
+                state = start(started, ref.select(history.messages), summary=summary)
+                try:
+                    lease = await k.store.start_run(
+                        run_id,
+                        [started],
+                        record=record_of(state, 1),
+                        owner=k.driver_owner(),
+                        ttl_s=k.lease_ttl_s,
+                        exclusive=exclusive,
+                    )
+                except ThreadChangedError:
+                    continue  # a run of the thread ended after we read its history: again
+                except ThreadBusyError as busy:
+                    if if_busy == "reject":
+                        raise
+                    if if_busy == "interrupt":
+                        await self.k_cancel(busy.active_run_id, thread_id, run_id)
+                        continue
+                    break
+                assert lease is not None
+                return await self.drive(agent, state, lease, last_seq=1, chain=chain, deps=deps)
+            await self._enqueue(replace(template, queued=True))
+            return await self._wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
+
+    async def k_cancel(self, run_id: str, thread_id: str, by_run: str) -> None:
+        """Cancel the run that holds a thread, for a newer message (``if_busy='interrupt'``)."""
+        from keel._runtime.stopping import cancel
+
+        await cancel(
+            self.k,
+            run_id,
+            reason=f"interrupted by a new message on thread {thread_id} (run {by_run})",
+        )
+
+    async def _wait_turn(
+        self,
+        agent: Agent[OutputT],
+        run_id: str,
+        thread_id: str,
+        deps: Any,
+        queue_timeout_s: float,
+    ) -> RunResult[OutputT]:
+        """Wait, durably queued, until ``run_id`` is first in its thread; then drive it."""
+        k = self.k
+        deadline = k.clock.monotonic() + queue_timeout_s
+        async with watching(k.store, None) as changes:
+            while True:
+                leases = await k.store.claim_runs(
+                    owner=k.driver_owner(), ttl_s=k.lease_ttl_s, limit=1, run_ids=[run_id]
+                )
+                if leases:
+                    return await self.continue_claimed(agent, leases[0], deps=deps, slot_held=True)
+                record = await k.store.get_run(run_id)
+                if record.status != "queued" or record.lease_owner is not None:
+                    return await self.wait(run_id, agent)  # another driver has it
+                holder = await k.store.active_run(thread_id)
+                remaining = deadline - k.clock.monotonic()
+                waits_for_person = holder is not None and holder.status in (
+                    "paused",
+                    "awaiting_approval",
+                )
+                if waits_for_person or remaining <= 0:
+                    assert holder is not None or remaining <= 0
+                    active = holder.run_id if holder is not None else run_id
+                    status = holder.status if holder is not None else "running"
+                    if await self._withdraw(run_id):
+                        why = (
+                            "it waits for a person or for a resume, so this message was not "
+                            "queued behind it: decide on it, resume or cancel it first, or send "
+                            "with if_busy='interrupt'"
+                            if waits_for_person
+                            else f"waited {queue_timeout_s:g}s for it (queue_timeout_s); this "
+                            "message was not run"
+                        )
+                        raise ThreadBusyError(
+                            thread_id, active_run_id=active, status=status, why=why
+                        )
+                    return await self.wait(run_id, agent)
+                await pause(k, changes, min(remaining, 1.0))
+
+    async def _withdraw(self, run_id: str) -> bool:
+        """Cancel our own queued run before anyone started it; ``False`` if a driver has it."""
+        k = self.k
+        try:
+            lease = await k.store.acquire_lease(run_id, owner=k.driver_owner(), ttl_s=k.lease_ttl_s)
+        except RunLeasedError:
+            return False
+        try:
+            loaded = await k.load(run_id)
+            if loaded.state.status != "queued":
+                return False
+            finished = RunFinished(
+                status="cancelled",
+                error=_withdrawn(),
+                at=k.clock.now(),
+            )
+            apply(loaded.state, finished)
+            await k.store.append(
+                run_id,
+                [finished],
+                expected_seq=loaded.last_seq,
+                record=record_of(loaded.state, loaded.last_seq + 1),
+                lease=lease,
+            )
+            return True
+        finally:
+            await k.store.release_lease(lease)
+
+    # -- continuing -----------------------------------------------------------------------
+
+    async def prepare(
+        self,
+        agent: Agent[Any],
+        loaded: Loaded,
+        *,
+        limits: Limits | None = None,
+        model: ModelSpec | None = None,
+    ) -> tuple[RunState, tuple[Event, ...], Chain]:
+        """What a driver begins a run it now holds with: its state, the events that start
+        this stretch (``RunDequeued`` for a queued run's first start, ``RunResumed``
+        otherwise), and its models (those recorded at its start, unless ``model`` is given)."""
+        k = self.k
+        state = loaded.state
+        if model is not None:
+            chain = k.composer.for_agent(agent, model)
+        elif state.models:
+            chain = k.composer.recorded(state.run_id, agent, state.models)
+        else:  # a journal from before models were recorded
+            chain = k.composer.for_agent(agent)
+        changed = None if model is None else chain.names
+        events: list[Event] = []
+        if state.status == "queued" and not any(isinstance(e, RunDequeued) for e in loaded.events):
+            history = await k.store.thread_history(state.thread_id)
+            begin, summary = await k.trimmed(agent, history.messages)
+            dequeued = RunDequeued(
+                history_seq=history.last_seq,
+                history_count=len(history.messages),
+                history_from=begin,
+                history_summary=summary,
+                at=k.clock.now(),
+            )
+            ref = HistoryRef(seq=history.last_seq, start=begin, summary=summary)
+            first = loaded.events[0]
+            assert isinstance(first, RunStarted)
+            state = start(first, ref.select(history.messages), summary=summary)
+            for event in loaded.events[1:]:
+                apply(state, event)
+            events.append(dequeued)
+            if limits is not None or changed is not None:
+                events.append(
+                    RunResumed(limits=limits or state.limits, models=changed, at=k.clock.now())
+                )
+        else:
+            events.append(
+                RunResumed(limits=limits or state.limits, models=changed, at=k.clock.now())
+            )
+        return state, tuple(events), chain
+
+    async def continue_claimed(
+        self,
+        agent: Agent[OutputT],
+        lease: Lease,
+        *,
+        deps: Any = UNSET,
+        slot_held: bool = False,
+    ) -> RunResult[OutputT]:
+        """Drive a run this process just claimed from the queue (or found interrupted)."""
+        if slot_held:
+            return await self._continue(agent, lease, deps)
+        async with self.k.drives.exclusive(lease.run_id) as other:
+            if other is not None:
+                await self.k.store.release_lease(lease)
+                result: RunResult[OutputT] = await asyncio.shield(other)
+                return result
+            return await self._continue(agent, lease, deps)
+
+    async def _continue(self, agent: Agent[OutputT], lease: Lease, deps: Any) -> RunResult[OutputT]:
+        k = self.k
+        try:
+            loaded = await k.load(lease.run_id)
+            if loaded.state.status not in ("queued", "running"):
+                await k.store.release_lease(lease)
+                return k.result(agent, loaded.state)
+            state, events, chain = await self.prepare(agent, loaded)
+        except BaseException:
+            await k.store.release_lease(lease)
+            raise
+        return await self.drive(
+            agent, state, lease, last_seq=loaded.last_seq, chain=chain, deps=deps, new_events=events
+        )
+
+    async def drive(
+        self,
+        agent: Agent[OutputT],
+        state: RunState,
+        lease: Lease,
+        *,
+        last_seq: int,
+        chain: Chain,
+        deps: Any = UNSET,
+        new_events: Sequence[Event] = (),
+        detached: bool = False,
+    ) -> RunResult[OutputT]:
+        """Drive a run this process holds the lease of, then give the lease up. The caller
+        holds the run's slot in :class:`keel._runtime.kernel.Drives`."""
+        k = self.k
+        run_id = state.run_id
+        keeper = LeaseKeeper(k.store, lease, ttl_s=k.lease_ttl_s)
+        try:
+            async with keeper:
+                driver = RunDriver(
+                    agent=agent,
+                    models=chain.models,
+                    prices=k.prices,
+                    store=k.store,
+                    clock=k.clock,
+                    deps=agent.deps if deps is UNSET else deps,
+                    state=state,
+                    last_seq=last_seq,
+                    handlers=k.handlers,
+                    keeper=keeper,
+                    checks=k.checks_for(agent),
+                    detached=detached or state.forked_from is not None,
+                    deltas=k.followers.sink,
+                )
+                k.drives.attach(run_id, driver)
+                driver.record(new_events)
+                try:
+                    state = await driver.drive()
+                except LeaseLostError:
+                    result = await self._after_takeover(agent, run_id)
+                else:
+                    result = k.result(agent, state)
+                finally:
+                    await keeper.release()
+        except BaseException as exc:
+            k.drives.done(run_id, error=exc if isinstance(exc, Exception) else None)
+            raise
+        k.drives.done(run_id, result)
+        return result
+
+    async def _after_takeover(self, agent: Agent[OutputT], run_id: str) -> RunResult[OutputT]:
+        """Another driver took the run over (a cancel, an interruption): report where it
+        stands once it stopped; if it goes on elsewhere, it is theirs now."""
+        k = self.k
+        cancel = k.cancels.get(run_id)
+        if cancel is not None:
+            await asyncio.shield(cancel)
+        deadline = k.clock.monotonic() + _TAKEOVER_WAIT_S
+        async with watching(k.store, run_id) as changes:
+            while True:
+                current = (await k.load(run_id)).state
+                if current.status in FINISHED or current.cancelling is not None:
+                    return k.result(agent, current)
+                remaining = deadline - k.clock.monotonic()
+                if remaining <= 0 or current.status not in ("running", "queued"):
+                    break
+                await pause(k, changes, min(remaining, 0.5))
+        raise LeaseLostError(run_id, token=0, current=None)
+
+    async def resume(
+        self,
+        run_id: str,
+        agent: Agent[OutputT] | None,
+        *,
+        limits: Limits | None,
+        deps: Any,
+        model: ModelSpec | None,
+    ) -> RunResult[OutputT]:
+        """Continue a run here; see :meth:`keel.Runtime.resume`."""
+        k = self.k
+        record = await k.store.get_run(run_id)
+        chosen = k.agent_for(record, agent)
+        async with k.drives.exclusive(run_id) as other:
+            if other is not None:  # this process drives it already: one driver per run
+                result: RunResult[OutputT] = await asyncio.shield(other)
+                return result
+            lease = await k.store.acquire_lease(run_id, owner=k.driver_owner(), ttl_s=k.lease_ttl_s)
+            try:
+                loaded = await k.load(run_id)
+                state = loaded.state
+                if state.status in FINISHED:
+                    await k.store.release_lease(lease)
+                    return k.result(chosen, state)
+                if state.pending:
+                    raise UsageError(pending_message(state))
+                if state.cancelling is not None:
+                    ending = decide(state, LoopSpec(), k.clock.now()).events
+                    for event in ending:
+                        apply(state, event)
+                    await k.store.append(
+                        run_id,
+                        ending,
+                        expected_seq=loaded.last_seq,
+                        record=record_of(state, loaded.last_seq + len(ending)),
+                        lease=lease,
+                    )
+                    await k.store.release_lease(lease)
+                    return k.result(chosen, state)
+                state, events, chain = await self.prepare(
+                    chosen, loaded, limits=limits, model=model
+                )
+            except BaseException:
+                await k.store.release_lease(lease)
+                raise
+            return await self.drive(
+                chosen,
+                state,
+                lease,
+                last_seq=loaded.last_seq,
+                chain=chain,
+                deps=deps,
+                new_events=events,
+            )
+
+    # -- waiting --------------------------------------------------------------------------
+
+    async def wait(
+        self, run_id: str, agent: Agent[OutputT] | None = None, *, timeout_s: float | None = None
+    ) -> RunResult[OutputT]:
+        """Wait until the run is no longer queued or running (or ``timeout_s`` passed), and
+        return where it stands."""
+        k = self.k
+        deadline = None if timeout_s is None else k.clock.monotonic() + timeout_s
+        async with watching(k.store, run_id) as changes:
+            while True:
+                record = await k.store.get_run(run_id)
+                if record.status not in ("queued", "running"):
+                    break
+                remaining = None if deadline is None else deadline - k.clock.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                await pause(k, changes, 1.0 if remaining is None else min(remaining, 1.0))
+        return await self.result(run_id, agent)
+
+    async def result(self, run_id: str, agent: Agent[OutputT] | None = None) -> RunResult[OutputT]:
+        """Where a run stands now, from its journal."""
+        k = self.k
+        record = await k.store.get_run(run_id)
+        chosen = agent if agent is not None else k.agents.get(record.agent)
+        state = (await k.load(run_id)).state
+        return k.result(chosen, state)  # type: ignore[arg-type]
+
+
+def _withdrawn() -> ErrorInfo:
+    return ErrorInfo(
+        code="withdrawn", message="the run was withdrawn from the queue before it started"
+    )
+
+
+async def pause(k: Kernel, changes: Change | None, seconds: float) -> None:
+    """Wait ``seconds`` or until ``changes`` fires, whichever is first; the clock's sleep
+    counts too, so a test clock makes waits instant."""
+    seconds = max(0.0, seconds)
+    sleep = getattr(k.clock, "sleep", None)
+    if changes is None:
+        await (sleep(seconds) if sleep is not None else asyncio.sleep(seconds))
+        return
+    if sleep is None or isinstance(k.clock, SystemClock):
+        await changes.wait(seconds)
+        return
+    waiters = [
+        asyncio.ensure_future(changes.wait(seconds)),
+        asyncio.ensure_future(sleep(seconds)),
+    ]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

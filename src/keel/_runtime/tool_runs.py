@@ -1,0 +1,94 @@
+"""The tool-run effect: run a turn's validated calls (concurrently), journal their results.
+
+A result longer than the tool's cap is cut before it is journaled (once, as the model sees it),
+with a note saying so. A call that is not safe to repeat and passed its timeout is journaled as
+in doubt (``ToolCallInDoubt``), not finished: the loop then asks a person, as after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from keel._core.events import ErrorInfo, Event, ToolCallFinished, ToolCallInDoubt
+from keel._core.loop import RunTool, RunTools
+from keel._runtime.tool_calls import ToolExecutor, ToolOutcome, cap_result, execute_tool
+from keel._tools import RunContext
+
+if TYPE_CHECKING:
+    from keel._runtime.driver import RunDriver
+
+__all__ = ["ToolRuns"]
+
+
+class ToolRuns:
+    """Performs :class:`keel._core.loop.RunTools` with an executor (the real one by default;
+    replay has one that answers from the journal)."""
+
+    commit_first = True
+
+    def __init__(self, executor: ToolExecutor = execute_tool) -> None:
+        self._execute = executor
+
+    async def perform(self, driver: RunDriver, effect: RunTools) -> None:
+        calls = effect.calls
+        if len(calls) == 1:
+            outcomes: Sequence[tuple[ToolOutcome, float]] = [await self._run_one(driver, calls[0])]
+        else:
+            outcomes = await asyncio.gather(*(self._run_one(driver, call) for call in calls))
+        now = driver.clock.now()
+        limit = driver.state.limits.max_tool_result_chars
+        events: list[Event] = []
+        deferrable = True
+        for planned, (outcome, latency) in zip(calls, outcomes, strict=True):
+            if outcome.timed_out:
+                deferrable = False
+                reason = outcome.error or ErrorInfo(code="tool_timeout", message="timed out")
+                events.append(
+                    ToolCallInDoubt(step=effect.step, call=planned.call, reason=reason, at=now)
+                )
+                continue
+            deferrable = deferrable and planned.spec.safe_to_repeat
+            if outcome.result_chars is not None:  # cut already (a replay of a cut result)
+                text, full = outcome.result, outcome.result_chars
+            else:
+                text, full = cap_result(outcome.result, planned.spec.max_result_chars or limit)
+            events.append(
+                ToolCallFinished(
+                    step=effect.step,
+                    call=planned.call,
+                    result=text,
+                    error=outcome.error,
+                    latency_ms=latency,
+                    attempts=outcome.attempts,
+                    result_chars=full,
+                    at=now,
+                )
+            )
+        driver.deferrable = deferrable
+        driver.record(events)
+
+    async def _run_one(self, driver: RunDriver, planned: RunTool) -> tuple[ToolOutcome, float]:
+        state = driver.state
+        call = planned.call
+        context: RunContext[Any] = RunContext(
+            deps=driver.deps,
+            run_id=state.run_id,
+            thread_id=state.thread_id,
+            agent=state.agent,
+            step=state.step,
+            tool_name=call.name,
+            tool_call_id=call.id,
+            idempotency_key=planned.idempotency_key,
+            usage=state.usage,
+            attempt=planned.attempt,
+        )
+        timeout_s = planned.spec.timeout_s or state.limits.tool_timeout_s
+        clock = driver.clock
+        sleep = getattr(clock, "sleep", None) or asyncio.sleep
+        started = clock.monotonic()
+        outcome = await self._execute(
+            driver.tools[call.name], context, planned.arguments, timeout_s=timeout_s, sleep=sleep
+        )
+        return outcome, (clock.monotonic() - started) * 1000

@@ -1,0 +1,73 @@
+"""The journal's event types, and what following a run yields.
+
+Every run is an append-only sequence of these events; ``Runtime.events(run_id)`` yields them
+(as :class:`RunEvent`, numbered by ``seq``) as they become durable, and ``Runtime.steps``,
+``replay``, ``fork`` and ``diff`` read them. New kinds are registered with
+:func:`event_kind`.
+"""
+
+from keel._core.checks import CheckPoint, CheckRecord, CheckRequest, CheckResult, Verdict
+from keel._core.events import (
+    ApprovalRequested,
+    CallDecided,
+    CancelRequested,
+    ChecksDecided,
+    Decision,
+    ErrorInfo,
+    Event,
+    ModelFailed,
+    ModelResponded,
+    ModelSwitched,
+    OutputRejected,
+    PendingCall,
+    RunDequeued,
+    RunFinished,
+    RunPaused,
+    RunQueued,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    ToolCallFinished,
+    ToolCallInDoubt,
+    ToolCallStarted,
+    event_kind,
+)
+from keel._core.steps import Difference, RunDiff, Step, ToolStep
+from keel._runtime.stream import RunDelta, RunEvent
+
+__all__ = [
+    "ApprovalRequested",
+    "CallDecided",
+    "CancelRequested",
+    "CheckPoint",
+    "CheckRecord",
+    "CheckRequest",
+    "CheckResult",
+    "ChecksDecided",
+    "Decision",
+    "Difference",
+    "ErrorInfo",
+    "Event",
+    "ModelFailed",
+    "ModelResponded",
+    "ModelSwitched",
+    "OutputRejected",
+    "PendingCall",
+    "RunDelta",
+    "RunDequeued",
+    "RunDiff",
+    "RunEvent",
+    "RunFinished",
+    "RunPaused",
+    "RunQueued",
+    "RunResumed",
+    "RunStarted",
+    "RunStatus",
+    "Step",
+    "ToolCallFinished",
+    "ToolCallInDoubt",
+    "ToolCallStarted",
+    "ToolStep",
+    "Verdict",
+    "event_kind",
+]
