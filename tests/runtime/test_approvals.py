@@ -143,7 +143,7 @@ async def test_decisions_are_refused_when_they_make_no_sense() -> None:
         await runtime.approve(done.run_id, by="ana")
 
 
-async def test_a_decision_can_be_recorded_without_resuming() -> None:
+async def test_a_decision_without_resuming_queues_the_run_for_a_worker() -> None:
     refunds: Refunds = []
     agent = desk(refunds, call("refund", order_id="1", amount_usd=500), "ok")
     runtime = Runtime(store=MemoryStore(), agents=[agent])
@@ -151,8 +151,10 @@ async def test_a_decision_can_be_recorded_without_resuming() -> None:
 
     decided = await runtime.approve(waiting.run_id, by="ana", resume=False)
 
-    assert (decided.status, decided.pending, refunds) == ("awaiting_approval", (), [])
-    assert (await runtime.resume(waiting.run_id)).status == "completed"
+    # The decision returns at once; the run is durable in the queue, and nothing ran yet.
+    assert (decided.status, decided.pending, refunds) == ("queued", (), [])
+    await runtime.worker().run(until_idle=True)
+    assert (await runtime.result(waiting.run_id)).status == "completed"
     assert refunds == [("1", 500.0)]
 
 

@@ -135,7 +135,9 @@ async def test_recovery_skips_agents_it_does_not_know(store: MemoryStore) -> Non
     recovery = await Runtime(store=store, agents=[other]).recover()
 
     assert recovery.results == []
-    assert recovery.skipped == [(run_id, "agent 'payer' is not registered")]
+    assert [(s.run_id, s.reason) for s in recovery.skipped] == [
+        (run_id, "agent 'payer' is not registered")
+    ]
 
 
 async def test_a_run_in_progress_cannot_be_resumed_by_another_runtime(store: MemoryStore) -> None:

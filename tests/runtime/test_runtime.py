@@ -26,7 +26,7 @@ from keel._core.events import (
 )
 from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolResultMessage
 from keel._core.usage import Usage
-from keel.errors import ModelHTTPError, RunFailedError
+from keel.errors import ModelHTTPError, RunFailedError, RunNotCompletedError
 from keel.ports import Model
 from keel.testing import FakeClock, FunctionModel, MemoryStore, ScriptedModel, call
 
@@ -226,16 +226,18 @@ async def test_tool_errors_and_exceptions_are_reported_to_the_model(runtime: Run
     assert finished[1].result == "Error: tool 'flaky' raised KeyError: 'bug'"
 
 
-async def test_tools_that_hang_past_their_timeout_are_stopped(runtime: Runtime) -> None:
+async def test_tools_safe_to_repeat_that_hang_past_their_timeout_are_stopped(
+    runtime: Runtime,
+) -> None:
     release = threading.Event()
 
-    @tool(timeout_s=0.1)
+    @tool(timeout_s=0.1, side_effects="read")
     async def slow_async() -> str:
         """Hang."""
         await asyncio.sleep(60)
         return "never"
 
-    @tool(timeout_s=0.1)
+    @tool(timeout_s=0.1, idempotent=True)
     def slow_sync() -> str:
         """Hang in a thread."""
         release.wait(60)
@@ -263,7 +265,9 @@ async def test_a_model_that_loops_pauses_at_the_step_limit_and_resumes(runtime: 
     assert paused.reason is not None
     assert paused.reason.code == "limit.max_steps"
     assert "(3 of 3)" in paused.reason.message
-    assert paused.output is None
+    assert paused.output_or_none is None
+    with pytest.raises(RunNotCompletedError, match="resume it once what stopped it is fixed"):
+        _ = paused.output
     with pytest.raises(RunFailedError, match="ended paused"):
         paused.raise_for_status()
 
@@ -359,7 +363,7 @@ async def test_invalid_structured_output_is_retried_then_pauses_clearly(runtime:
     assert result.reason.code == "output_invalid"
     assert "after 3 attempts" in result.reason.message
     assert "order_id: Field required" in result.reason.message
-    assert result.output is None
+    assert result.output_or_none is None
     events = await runtime.store.load(result.run_id)
     assert sum(isinstance(e, OutputRejected) for e in events) == 2
 

@@ -1,10 +1,15 @@
 """What every ``keel`` command shares: consoles, one-line errors, exit codes, the runtime,
-finding a run's agent, and printing a run's outcome."""
+finding a run's agent, and printing a run's outcome.
+
+No traceback reaches a user: Keel's errors, configuration mistakes (a malformed URL), services
+that cannot be reached and Ctrl-C all end in one line on stderr with what to do next.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
@@ -16,9 +21,9 @@ from pydantic_core import to_json
 from rich.console import Console
 
 from keel._agent import Agent
-from keel._cli.loader import load_agent
+from keel._cli.loader import load_agent, load_app
 from keel._cli.timeline import format_cost
-from keel._core.events import RunStarted
+from keel._redact import redact
 from keel._runtime.result import RunResult
 from keel._runtime.runtime import Runtime
 from keel._settings import KeelSettings
@@ -37,15 +42,17 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-AgentOption = Annotated[
+AppOption = Annotated[
     str | None,
     typer.Option(
+        "--app",
         "--agent",
         "-a",
-        help="The agent (path/to/file.py:agent or module:agent); default: the one the run was "
-        "started from with keel run.",
+        help="Where the run's agent is defined: a Python file or module (every agent it "
+        "defines), or file.py:attribute / module:attribute [default: $KEEL_APP].",
     ),
 ]
+AgentOption = AppOption
 
 
 def stdout() -> Console:
@@ -80,12 +87,18 @@ def target_ref(target: str) -> str:
     return target
 
 
-def make_runtime(db: str | None, *, agents: tuple[tuple[Agent[Any], str], ...] = ()) -> Runtime:
+def make_runtime(
+    db: str | None,
+    *,
+    agents: tuple[tuple[Agent[Any], str], ...] = (),
+    new_id: Callable[[float], str] | None = None,
+) -> Runtime:
     """A runtime on ``db`` (default: settings) that knows ``agents`` with their refs."""
     settings = KeelSettings.from_environ()
     if db is not None:
         settings = settings.model_copy(update={"db": db})
-    runtime = Runtime(settings=settings, recover_on_start=False)
+    options: dict[str, Any] = {} if new_id is None else {"new_id": new_id}
+    runtime = Runtime(settings=settings, recover_on_start=False, **options)
     for agent, ref in agents:
         runtime.register(agent, ref=ref)
     return runtime
@@ -96,21 +109,48 @@ def call(
     work: Callable[[Runtime], Awaitable[T]],
     *,
     agents: tuple[tuple[Agent[Any], str], ...] = (),
+    new_id: Callable[[float], str] | None = None,
+    on_interrupt: Callable[[], str] | None = None,
 ) -> T:
-    """Run ``work`` with a runtime; Keel errors become one clear line on stderr."""
+    """Run ``work`` with a runtime; errors become one clear line on stderr, never a
+    traceback. ``on_interrupt`` says what Ctrl-C left behind and how to go on."""
 
     async def main() -> T:
-        async with make_runtime(db, agents=agents) as runtime:
+        async with make_runtime(db, agents=agents, new_id=new_id) as runtime:
             return await work(runtime)
 
+    return guarded(lambda: asyncio.run(_coroutine(main())), on_interrupt=on_interrupt)
+
+
+def guarded(work: Callable[[], T], *, on_interrupt: Callable[[], str] | None = None) -> T:
+    """``work()``, with every error turned into one line on stderr and an exit code."""
     try:
-        return asyncio.run(_coroutine(main()))
+        return work()
     except (UsageError, RunNotFoundError, ThreadBusyError) as exc:
         fail(exc.message)
     except KeelError as exc:
         fail(exc.message, EXIT_FAILED)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail(on_interrupt() if on_interrupt is not None else "interrupted", 130)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if os.environ.get("KEEL_DEBUG"):
+            raise
+        fail(_describe(exc), EXIT_FAILED)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line account of an unexpected error, with any password masked."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    module = type(exc).__module__.split(".")[0]
+    if module == "redis":
+        hint = "check KEEL_REDIS_URL (e.g. redis://127.0.0.1:6379/0) and that Redis is running"
+    elif isinstance(exc, OSError):
+        hint = "check that the file or service it names is reachable"
+    else:
+        hint = "run again with KEEL_DEBUG=1 to see where it came from"
+    return redact(f"{type(exc).__name__}: {text}; {hint}")
 
 
 async def _coroutine(awaitable: Coroutine[Any, Any, T]) -> T:
@@ -125,25 +165,37 @@ def load(target: str) -> Agent[Any]:
         fail(exc.message)
 
 
-async def agent_of_run(runtime: Runtime, run_id: str, target: str | None) -> Agent[Any]:
-    """The agent to continue a run with: ``--agent``, else the one its journal names."""
-    ref = target
-    if ref is None:
-        first = (await runtime.store.load(run_id))[0]
-        ref = first.agent_ref if isinstance(first, RunStarted) else None
-    if ref is None:
+def app_of(app: str | None) -> str | None:
+    """The app the operator named: ``--app``, else ``KEEL_APP``."""
+    return app if app else KeelSettings.from_environ().app
+
+
+async def agent_of_run(runtime: Runtime, run_id: str, app: str | None) -> Agent[Any]:
+    """The agent to continue a run with, from the app the operator names (``--app`` or
+    ``KEEL_APP``), chosen by the name the run's journal records. The journal never decides
+    what code is loaded."""
+    record = await runtime.store.get_run(run_id)
+    chosen = app_of(app)
+    if chosen is None:
         raise UsageError(
-            f"run {run_id} does not say where its agent is defined (it was not started with "
-            "keel run); pass --agent path/to/file.py:agent"
+            f"say where agent '{record.agent}' of run {run_id} is defined: --app "
+            "path/to/file.py (or a module), or set KEEL_APP"
         )
-    agent = load_agent(ref)
-    runtime.register(agent, ref=target_ref(ref))
+    agents = load_app(chosen)
+    agent = agents.get(record.agent)
+    if agent is None:
+        raise UsageError(
+            f"run {run_id} belongs to agent '{record.agent}', which {chosen} does not define "
+            f"(it defines: {', '.join(sorted(agents))})"
+        )
+    runtime.register(agent)
     return agent
 
 
 def result_json(result: RunResult[Any]) -> str:
     """A run's result as indented JSON."""
     data = asdict(result)
+    data["output"] = data.pop("final_output")
     data["messages"] = [asdict(m) for m in result.messages]
     return to_json(data, indent=2, fallback=str).decode()
 
@@ -167,13 +219,20 @@ def report(result: RunResult[Any], *, as_json: bool) -> None:
     if result.reason is not None:
         err.print(f"{result.reason.message} [{result.reason.code}]", markup=False)
     for pending in result.pending:
+        why = f" ({pending.reason})" if pending.reason else ""
         err.print(
             f"waiting for a decision on call {pending.call.id}: {pending.call.name}"
-            f"({pending.call.arguments}) [{pending.kind}]; keel approve {result.run_id} "
+            f"({pending.call.arguments}) [{pending.kind}]{why}; keel approve {result.run_id} "
             f"--call {pending.call.id}, or keel reject ... --reason ...",
             markup=False,
         )
-    if result.status in ("paused", "awaiting_approval"):
+    if result.status in ("queued", "running"):
+        err.print(
+            f"run {result.run_id} is {result.status}: a worker continues it (keel worker APP), "
+            f"or continue it here with: keel resume {result.run_id} --app APP",
+            markup=False,
+        )
+    if result.status in ("paused", "awaiting_approval", "queued", "running"):
         raise typer.Exit(EXIT_PAUSED)
     if result.status != "completed":
         raise typer.Exit(EXIT_FAILED)

@@ -1,6 +1,7 @@
 """People deciding on tool calls: ``keel approvals list``, ``keel approve``, ``keel reject``
-and ``keel confirm``. Each decision is journaled with who made it and when; when no decision is
-left, the run continues (``--no-resume`` records the decision only)."""
+and ``keel confirm``. Each decision is journaled with who made it and when. When no decision is
+left, the run goes back to the queue: with ``--app`` (or ``KEEL_APP``) this command continues
+it at once; otherwise a worker does (``keel worker APP``), and the command returns at once."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from keel._cli._common import (
-    AgentOption,
+    AppOption,
     DbOption,
     JsonOption,
     agent_of_run,
+    app_of,
     call,
     dumps,
     fail,
     report,
+    stderr,
     stdout,
 )
 from keel._core.events import PendingCall
@@ -40,7 +43,10 @@ ByOption = Annotated[
     typer.Option("--by", help="Who decides, kept in the journal [default: your user name]."),
 ]
 NoResume = Annotated[
-    bool, typer.Option("--no-resume", help="Record the decision but do not continue the run.")
+    bool,
+    typer.Option(
+        "--no-resume", help="Record the decision and queue the run for a worker; do not drive it."
+    ),
 ]
 
 
@@ -56,7 +62,7 @@ def list_pending(
     """Runs waiting for a decision, with each call that waits."""
 
     async def work(runtime: Runtime) -> list[tuple[RunRecord, list[PendingCall]]]:
-        records = await runtime.store.list_runs(status="awaiting_approval", limit=500)
+        records = await runtime.waiting_runs()  # all of them: no silent cap
         return [(r, await runtime.pending_calls(r.run_id)) for r in records]
 
     waiting = call(db, work)
@@ -72,6 +78,8 @@ def list_pending(
                         "tool": p.call.name,
                         "arguments": p.call.arguments,
                         "kind": p.kind,
+                        "reason": p.reason,
+                        "check": p.check,
                         "idempotency_key": p.idempotency_key,
                     }
                     for p in pending
@@ -87,24 +95,44 @@ def list_pending(
     for record, pending in waiting:
         out.print(f"{record.run_id}  ({record.agent}): {record.input}", markup=False)
         for p in pending:
-            why = "needs approval" if p.kind == "approval" else "was interrupted: did it happen?"
-            out.print(f"  call {p.call.id}: {p.call.name}({p.call.arguments}) {why}", markup=False)
+            why = {
+                "approval": "needs approval",
+                "interrupted": "was interrupted: did it happen?",
+                "escalated": f"escalated by check '{p.check}'",
+            }[p.kind]
+            detail = f" ({p.reason})" if p.reason else ""
+            out.print(
+                f"  call {p.call.id}: {p.call.name}({p.call.arguments}) {why}{detail}",
+                markup=False,
+            )
+    out.print(f"{len(waiting)} run(s) waiting", markup=False)
 
 
-def _decide(db: str | None, run_id: str, agent: str | None, as_json: bool, **decision: Any) -> None:
+def _decide(db: str | None, run_id: str, app: str | None, as_json: bool, **decision: Any) -> None:
     kind = decision.pop("kind")
+    drive = decision["resume"] and app_of(app) is not None
 
     async def work(runtime: Runtime) -> RunResult[Any]:
-        chosen = await agent_of_run(runtime, run_id, agent)
+        chosen = await agent_of_run(runtime, run_id, app) if drive else None
         method: dict[str, Any] = {
             "approve": runtime.approve,
             "reject": runtime.reject,
             "confirm": runtime.confirm,
         }
-        result: RunResult[Any] = await method[kind](run_id, agent=chosen, **decision)
+        result: RunResult[Any] = await method[kind](
+            run_id, agent=chosen, **{**decision, "resume": drive}
+        )
         return result
 
-    report(call(db, work), as_json=as_json)
+    result = call(db, work)
+    if result.status == "queued" and not as_json:
+        stderr().print(
+            f"decision recorded; run {run_id} is queued: a worker continues it (keel worker "
+            f"APP), or continue it here with: keel resume {run_id} --app APP",
+            markup=False,
+        )
+        raise typer.Exit(0)
+    report(result, as_json=as_json)
 
 
 def approve(
@@ -117,7 +145,7 @@ def approve(
     ] = None,
     by: ByOption = None,
     no_resume: NoResume = False,
-    agent: AgentOption = None,
+    app: AppOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -133,7 +161,7 @@ def approve(
     _decide(
         db,
         run_id,
-        agent,
+        app,
         as_json,
         kind="approve",
         call_id=call_id,
@@ -150,7 +178,7 @@ def reject(
     call_id: CallOption = None,
     by: ByOption = None,
     no_resume: NoResume = False,
-    agent: AgentOption = None,
+    app: AppOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -158,7 +186,7 @@ def reject(
     _decide(
         db,
         run_id,
-        agent,
+        app,
         as_json,
         kind="reject",
         call_id=call_id,
@@ -175,7 +203,7 @@ def confirm(
     call_id: CallOption = None,
     by: ByOption = None,
     no_resume: NoResume = False,
-    agent: AgentOption = None,
+    app: AppOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -184,7 +212,7 @@ def confirm(
     _decide(
         db,
         run_id,
-        agent,
+        app,
         as_json,
         kind="confirm",
         call_id=call_id,

@@ -1,4 +1,10 @@
-"""Finds the agent a CLI target names: ``path/to/file.py:agent`` or ``package.module:agent``."""
+"""Finds the agents the operator names: a target (``path/to/file.py:agent`` or
+``package.module:agent``) or an app (a file or module: every agent it defines; or
+``module:attribute`` naming an agent or a collection of agents).
+
+Code is only ever loaded from what the operator names on the command line or in ``KEEL_APP``;
+a journal only selects, by agent name, among the agents loaded that way.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Any
 from keel._agent import Agent
 from keel.errors import UsageError
 
-__all__ = ["load_agent"]
+__all__ = ["load_agent", "load_app"]
 
 
 def _module_from_file(path: Path) -> ModuleType:
@@ -55,6 +61,51 @@ def _where(exc: Exception, path: Path) -> str:
     return f"{type(exc).__name__}: {exc}{at}"
 
 
+def _module(where: str) -> ModuleType:
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        return _module_from_file(Path(where))
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"cannot import module '{where}' ({exc}); for a file, give its path ending in .py"
+        ) from None
+    except Exception as exc:
+        raise UsageError(
+            f"module '{where}' could not be loaded: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_app(app: str) -> dict[str, Agent[Any]]:
+    """The agents of an app, by name: every agent a file or module defines at its top level,
+    or those ``module:attribute`` names (an agent, or a list, tuple, set or dict of them)."""
+    where, sep, attribute = app.rpartition(":")
+    if sep and where and attribute and not (len(where) == 1 and where.isalpha()):
+        found = getattr(_module(where), attribute, None)
+        if isinstance(found, Agent):
+            candidates: list[Any] = [found]
+        elif isinstance(found, dict):
+            candidates = list(found.values())
+        elif isinstance(found, list | tuple | set | frozenset):
+            candidates = list(found)
+        else:
+            raise UsageError(
+                f"{app} names {type(found).__name__ if found is not None else 'nothing'}; "
+                "name an agent, or a list or dict of agents"
+            )
+    else:
+        module = _module(app)
+        candidates = [value for value in vars(module).values() if isinstance(value, Agent)]
+    agents: dict[str, Agent[Any]] = {}
+    for candidate in candidates:
+        if not isinstance(candidate, Agent):
+            raise UsageError(f"{app} holds a {type(candidate).__name__}, not a keel.Agent")
+        agents.setdefault(candidate.name, candidate)
+    if not agents:
+        raise UsageError(f"{app} defines no keel.Agent")
+    return agents
+
+
 def load_agent(target: str) -> Agent[Any]:
     """The :class:`keel.Agent` named by ``target`` (``file.py:attr`` or ``module:attr``)."""
     where, sep, attribute = target.rpartition(":")
@@ -62,15 +113,7 @@ def load_agent(target: str) -> Agent[Any]:
         raise UsageError(
             f"target {target!r} must look like 'path/to/file.py:agent' or 'package.module:agent'"
         )
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        module = _module_from_file(Path(where))
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ModuleNotFoundError as exc:
-            raise UsageError(
-                f"cannot import module '{where}' ({exc}); for a file, give its path ending in .py"
-            ) from None
+    module = _module(where)
     found = getattr(module, attribute, None)
     if isinstance(found, Agent):
         return found

@@ -1,35 +1,47 @@
-"""The ``keel`` command: run agents, continue and decide on their runs, look at journals.
+"""The ``keel`` command: run agents, continue and decide on their runs, look at journals,
+and drive runs from the queue (``keel worker``).
 
 Exit codes: 0 the run completed (or the command succeeded), 1 the run failed (or a replay
-differs), 2 bad usage or configuration, 3 the run paused or waits for a person.
+differs), 2 bad usage or configuration, 3 the run paused, waits for a person or is queued,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
 from typing import Annotated, Any
 
 import typer
 
 from keel._cli._common import (
-    AgentOption,
+    AppOption,
     DbOption,
     JsonOption,
     agent_of_run,
+    app_of,
     call,
     dumps,
     fail,
+    guarded,
     load,
+    make_runtime,
     report,
+    stderr,
     stdout,
     target_ref,
 )
 from keel._cli.admin import breakers_app, db_app, threads_app
 from keel._cli.approvals import approvals_app, register_decisions
+from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
+from keel._cli.timeline import format_time
 from keel._core.limits import Limits
+from keel._ids import new_run_id
 from keel._runtime.result import RunResult
-from keel._runtime.runtime import Recovery, Runtime
+from keel._runtime.runtime import Runtime
+from keel._runtime.stopping import Recovery
 
 __all__ = ["app", "main"]
 
@@ -99,6 +111,20 @@ def run(
     if if_busy not in ("queue", "reject", "interrupt"):
         fail(f"--if-busy must be queue, reject or interrupt, got '{if_busy}'")
     limits = _limits(agent.limits, max_steps=max_steps)
+    made: list[str] = []
+
+    def new_id(now: float) -> str:
+        made.append(new_run_id(now))
+        return made[-1]
+
+    def interrupted() -> str:
+        if not made:
+            return "interrupted before the run started; nothing was journaled"
+        app = target.rpartition(":")[0]
+        return (
+            f"interrupted: run {made[-1]} was stopped where it stood (its journal keeps every "
+            f"step); continue it with: keel resume {made[-1]} --app {app}"
+        )
 
     async def work(runtime: Runtime) -> RunResult[Any]:
         return await runtime.run(
@@ -110,7 +136,14 @@ def run(
             if_busy=if_busy,  # type: ignore[arg-type]
         )
 
-    report(call(db, work, agents=((agent, target_ref(target)),)), as_json=as_json)
+    result = call(
+        db,
+        work,
+        agents=((agent, target_ref(target)),),
+        new_id=new_id,
+        on_interrupt=interrupted,
+    )
+    report(result, as_json=as_json)
 
 
 @app.command()
@@ -123,7 +156,11 @@ def resume(
         bool,
         typer.Option("--all", help="Continue every run whose process died (status running)."),
     ] = False,
-    agent: AgentOption = None,
+    app: AppOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Continue on this model instead of the recorded one."),
+    ] = None,
     max_steps: MaxSteps = None,
     max_tool_calls: MaxToolCalls = None,
     max_tokens: MaxTokens = None,
@@ -132,18 +169,20 @@ def resume(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Continue a paused or interrupted run from its journal, optionally with higher limits.
+    """Continue a paused, queued or interrupted run from its journal, optionally with higher
+    limits. The agent comes from --app (or KEEL_APP), never from the journal.
 
-    Completed model and tool calls are not repeated."""
+    Completed model and tool calls are not repeated; the run goes on with the models recorded
+    at its start unless --model says otherwise."""
     if all_runs == (run_id is not None):
         fail("give a run id, or --all to continue every interrupted run")
     if all_runs:
-        _resume_all(db, agent, as_json=as_json)
+        _resume_all(db, app, as_json=as_json)
         return
     assert run_id is not None
 
     async def work(runtime: Runtime) -> RunResult[Any]:
-        chosen = await agent_of_run(runtime, run_id, agent)
+        chosen = await agent_of_run(runtime, run_id, app)
         state = await runtime.load_state(run_id)
         limits = _limits(
             state.limits,
@@ -153,18 +192,27 @@ def resume(
             max_wall_time_s=max_wall_time,
             max_repeated_calls=max_repeated_calls,
         )
-        return await runtime.resume(run_id, chosen, limits=limits)
+        return await runtime.resume(run_id, chosen, limits=limits, model=model)
 
-    report(call(db, work), as_json=as_json)
+    report(
+        call(
+            db,
+            work,
+            on_interrupt=lambda: f"interrupted: continue run {run_id} with keel resume {run_id}",
+        ),
+        as_json=as_json,
+    )
 
 
-def _resume_all(db: str | None, target: str | None, *, as_json: bool) -> None:
+def _resume_all(db: str | None, app: str | None, *, as_json: bool) -> None:
+    chosen = app_of(app)
+    if chosen is None:
+        fail("say which agents to continue runs of: --app path/to/file.py, or set KEEL_APP")
+    agents = guarded(lambda: load_app(chosen))
+
     async def work(runtime: Runtime) -> Recovery:
-        for record in await runtime.store.recoverable_runs(limit=1000):
-            try:
-                await agent_of_run(runtime, record.run_id, target)
-            except Exception:  # noqa: BLE001, S112 - reported as skipped by recover()
-                continue
+        for agent in agents.values():
+            runtime.register(agent)
         return await runtime.recover(limit=1000)
 
     recovery = call(db, work)
@@ -172,14 +220,17 @@ def _resume_all(db: str | None, target: str | None, *, as_json: bool) -> None:
     if as_json:
         data = {
             "resumed": [{"run_id": r.run_id, "status": r.status} for r in recovery.results],
-            "skipped": [{"run_id": i, "reason": why} for i, why in recovery.skipped],
+            "skipped": [
+                {"run_id": s.run_id, "reason": s.reason, "until": s.until} for s in recovery.skipped
+            ],
         }
         out.print(dumps(data), markup=False)
         return
     for result in recovery.results:
         out.print(f"{result.run_id}  {result.status}", markup=False)
-    for run_id, why in recovery.skipped:
-        out.print(f"{run_id}  skipped: {why}", markup=False)
+    for skipped in recovery.skipped:
+        until = "" if skipped.until is None else f" (until {format_time(skipped.until)})"
+        out.print(f"{skipped.run_id}  skipped: {skipped.reason}{until}", markup=False)
     if not recovery.results and not recovery.skipped:
         out.print("no interrupted runs")
 
@@ -196,6 +247,63 @@ def cancel(
     """End a run for good (status cancelled), whatever it is doing."""
     result = call(db, lambda rt: rt.cancel(run_id, reason=reason))
     stdout().print(f"run {result.run_id} {result.status}", markup=False)
+
+
+@app.command()
+def worker(
+    app_target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="APP",
+            help="The agents to drive runs of: a Python file or module (every agent it "
+            "defines), or file.py:attribute [default: $KEEL_APP].",
+        ),
+    ] = None,
+    *,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Runs driven at once.")
+    ] = 8,
+    poll_interval: Annotated[
+        float,
+        typer.Option("--poll-interval", min=0.01, help="Seconds between looks for expired leases."),
+    ] = 1.0,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0, help="Seconds runs under way may finish after Ctrl-C."),
+    ] = 10.0,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit once nothing is left to claim.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Drive runs from the queue (submitted runs, runs a person decided on, runs whose process
+    died) until stopped with Ctrl-C or SIGTERM. Any number of workers share a database."""
+    chosen = app_of(app_target)
+    if chosen is None:
+        fail("say which agents this worker drives: keel worker path/to/file.py (or KEEL_APP)")
+    agents = guarded(lambda: load_app(chosen))
+
+    async def main() -> int:
+        async with make_runtime(db) as runtime:
+            for agent in agents.values():
+                runtime.register(agent)
+            drive = runtime.worker(
+                concurrency=concurrency, poll_interval_s=poll_interval, grace_s=grace
+            )
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, drive.stop)
+            stderr().print(
+                f"worker {runtime.owner}: driving runs of {', '.join(sorted(agents))} "
+                f"({concurrency} at a time); Ctrl-C to stop",
+                markup=False,
+                style="dim",
+            )
+            await drive.run(until_idle=until_idle)
+            return drive.completed
+
+    completed = guarded(lambda: asyncio.run(main()))
+    stderr().print(f"worker stopped after driving {completed} run(s)", markup=False, style="dim")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from keel._cli._common import (
     EXIT_FAILED,
-    AgentOption,
+    AppOption,
     DbOption,
     JsonOption,
     agent_of_run,
@@ -23,11 +23,19 @@ from keel._cli._common import (
     report,
     stdout,
 )
-from keel._cli.timeline import format_cost, format_time, render_summary, render_timeline
+from keel._cli.timeline import (
+    describe,
+    format_cost,
+    format_time,
+    render_summary,
+    render_timeline,
+)
 from keel._core.events import RunStatus
+from keel._core.steps import RunDiff, Step
 from keel._runtime.result import RunResult
 from keel._runtime.runtime import Runtime
-from keel._runtime.timetravel import Replay, RunDiff, Step
+from keel._runtime.stream import RunEvent
+from keel._runtime.timetravel import Replay
 
 __all__ = ["runs_app"]
 
@@ -36,6 +44,7 @@ runs_app = typer.Typer(
 )
 
 _STATUSES: tuple[RunStatus, ...] = (
+    "queued",
     "running",
     "completed",
     "failed",
@@ -97,6 +106,55 @@ def list_runs(
     out.print(table)
 
 
+@runs_app.command("follow")
+def follow_run(
+    run_id: Annotated[str, typer.Argument(help="The run to follow.")],
+    *,
+    after: Annotated[
+        int, typer.Option("--after", min=0, help="Start after this event number.")
+    ] = 0,
+    until_finished: Annotated[
+        bool,
+        typer.Option("--until-finished", help="Keep following through pauses until the run ends."),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a run's events as they happen, from any process, until it stops (finishes,
+    pauses or waits for a person). Exits like keel run: 0 completed, 1 failed or cancelled,
+    3 paused or waiting."""
+    out = stdout()
+    origin: list[float] = []
+
+    async def work(runtime: Runtime) -> RunStatus:
+        async for item in runtime.events(
+            run_id, after=after, until="finished" if until_finished else "stopped"
+        ):
+            if not isinstance(item, RunEvent):
+                continue
+            event = item.event
+            if as_json:
+                body = json.loads(to_json(event))
+                out.print(json.dumps({"seq": item.seq, "event": body}), markup=False)
+                continue
+            origin.append(event.at) if not origin else None
+            first, *rest = describe(event)
+            out.print(f"{item.seq:>5}  +{event.at - origin[0]:.3f}s  {first}", markup=False)
+            for line in rest:
+                out.print(f"{'':>5}  {line}", markup=False)
+        return (await runtime.store.get_run(run_id)).status
+
+    status = call(
+        db,
+        work,
+        on_interrupt=lambda: f"stopped following run {run_id}; it goes on where it runs",
+    )
+    if status in ("paused", "awaiting_approval", "queued", "running"):
+        raise typer.Exit(3)
+    if status != "completed":
+        raise typer.Exit(EXIT_FAILED)
+
+
 @runs_app.command("show")
 def show_run(
     run_id: Annotated[str, typer.Argument(help="The run's id (from keel runs list).")],
@@ -152,7 +210,7 @@ def list_steps(
 @runs_app.command("replay")
 def replay_run(
     run_id: Annotated[str, typer.Argument(help="The run to replay.")],
-    agent: AgentOption = None,
+    app: AppOption = None,
     db: DbOption = None,
 ) -> None:
     """Replay a run from its journal with the agent's current code, calling no model or tool.
@@ -161,7 +219,7 @@ def replay_run(
     printed)."""
 
     async def work(runtime: Runtime) -> Replay:
-        return await runtime.replay(run_id, await agent_of_run(runtime, run_id, agent))
+        return await runtime.replay(run_id, await agent_of_run(runtime, run_id, app))
 
     replayed = call(db, work)
     out = stdout()
@@ -195,7 +253,7 @@ def fork_run(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Continue on this model.")
     ] = None,
-    agent: AgentOption = None,
+    app: AppOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -209,7 +267,7 @@ def fork_run(
         edits[call_id] = text
 
     async def work(runtime: Runtime) -> RunResult[Any]:
-        chosen = await agent_of_run(runtime, run_id, agent)
+        chosen = await agent_of_run(runtime, run_id, app)
         return await runtime.fork(
             run_id, chosen, at_step=step, input=input, tool_results=edits or None, model=model
         )

@@ -166,7 +166,9 @@ class EventRegistry:
         if union is None:
             with self._lock:
                 kinds = tuple(self._kinds.values())
-                union = TypeAdapter(Annotated[Union[kinds], Field(discriminator="type")])  # noqa: UP007
+                union = TypeAdapter(
+                    Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
+                )
                 self._union = union
         return union
 

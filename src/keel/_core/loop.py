@@ -363,66 +363,18 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     waiting: list[PendingCall] = []
     unchecked: list[CheckSubject] = []
     for call, index in runnable:
-        tool = spec.tools.get(call.name)
-        decision = state.decisions.get(call.id)
-        started = state.started.get(call.id)
-        if tool is None:
-            known = ", ".join(sorted(spec.tools)) or "none"
-            message = f"there is no tool named '{call.name}'; available tools: {known}"
-            events.append(_reject(state, call, "tool_unknown", message, now))
-            continue
-        if decision is not None and decision.decision in ("reject", "done"):
-            events.append(_decided(state, call, decision, now))
-            continue
-        try:
-            arguments = tool.validate(call.arguments)
-        except ToolArgumentsError as exc:
-            events.append(_reject(state, call, "tool_arguments_invalid", exc.message, now))
-            continue
-        key = idempotency_key(state.run_id, state.step, index)
-        if checked_calls and started is None:
-            checked = state.checks.get(("tool_call", call.id))
-            if checked is None:
-                unchecked.append(CheckSubject(subject=call.id, call=call, arguments=arguments))
-                continue
-            if checked.verdict == "deny":
-                events.append(_reject(state, call, "check.denied", _denial(checked), now))
-                continue
-            if checked.verdict == "escalate" and decision is None:
-                waiting.append(_escalated(call, checked, key))
-                continue
-        if started is not None and decision is None:
-            if tool.safe_to_repeat:  # run again after a crash, with the same key
-                to_run.append(_planned(call, tool, arguments, key, started.attempt))
-                continue
-            # It may or may not have had its effect before the process stopped (or the call
-            # timed out): only a person can tell, and running it again could do it twice.
-            doubt = state.in_doubt.get(call.id)
-            waiting.append(
-                PendingCall(
-                    call=call,
-                    kind="interrupted",
-                    idempotency_key=key,
-                    reason=None if doubt is None else doubt.message,
-                )
-            )
-        elif started is None and decision is None and tool.needs_approval(arguments):
-            waiting.append(PendingCall(call=call, kind="approval", idempotency_key=key))
+        plan = _plan_call(state, spec, call, index, checked=checked_calls, now=now)
+        if isinstance(plan, RunTool):
+            to_run.append(plan)
+        elif isinstance(plan, tuple):
+            starts.append(plan[0])
+            to_run.append(plan[1])
+        elif isinstance(plan, PendingCall):
+            waiting.append(plan)
+        elif isinstance(plan, CheckSubject):
+            unchecked.append(plan)
         else:
-            # A first attempt, or a new one that a person's decision allows: journaled as
-            # started before it runs, and the decision is used up by it.
-            attempt = 1 if started is None else started.attempt + 1
-            starts.append(
-                ToolCallStarted(
-                    step=state.step,
-                    call=call,
-                    idempotency_key=key,
-                    attempt=attempt,
-                    repeatable=tool.safe_to_repeat,
-                    at=now,
-                )
-            )
-            to_run.append(_planned(call, tool, arguments, key, attempt))
+            events.append(plan)
     if unchecked:
         effect = RunChecks(step=state.step, point="tool_call", subjects=tuple(unchecked))
         return Decision(tuple(events), effect)
@@ -434,6 +386,62 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     if not to_run:
         return Decision(tuple(events))
     return Decision((*events, *starts), RunTools(step=state.step, calls=tuple(to_run)))
+
+
+def _plan_call(
+    state: RunState, spec: LoopSpec, call: ToolCall, index: int, *, checked: bool, now: float
+) -> RunTool | tuple[ToolCallStarted, RunTool] | PendingCall | CheckSubject | Event:
+    """What becomes of one call of the turn: a result without running it (an event), its
+    checks, a person's decision, a run again after a crash (``RunTool``), or a new attempt
+    journaled as started first (its ``ToolCallStarted`` and the call)."""
+    tool = spec.tools.get(call.name)
+    decision = state.decisions.get(call.id)
+    started = state.started.get(call.id)
+    if tool is None:
+        known = ", ".join(sorted(spec.tools)) or "none"
+        message = f"there is no tool named '{call.name}'; available tools: {known}"
+        return _reject(state, call, "tool_unknown", message, now)
+    if decision is not None and decision.decision in ("reject", "done"):
+        return _decided(state, call, decision, now)
+    try:
+        arguments = tool.validate(call.arguments)
+    except ToolArgumentsError as exc:
+        return _reject(state, call, "tool_arguments_invalid", exc.message, now)
+    key = idempotency_key(state.run_id, state.step, index)
+    if checked and started is None:
+        verdict = state.checks.get(("tool_call", call.id))
+        if verdict is None:
+            return CheckSubject(subject=call.id, call=call, arguments=arguments)
+        if verdict.verdict == "deny":
+            return _reject(state, call, "check.denied", _denial(verdict), now)
+        if verdict.verdict == "escalate" and decision is None:
+            return _escalated(call, verdict, key)
+    if started is not None and decision is None:
+        if tool.safe_to_repeat:  # run again after a crash, with the same key
+            return _planned(call, tool, arguments, key, started.attempt)
+        # It may or may not have had its effect before the process stopped (or the call
+        # timed out): only a person can tell, and running it again could do it twice.
+        doubt = state.in_doubt.get(call.id)
+        return PendingCall(
+            call=call,
+            kind="interrupted",
+            idempotency_key=key,
+            reason=None if doubt is None else doubt.message,
+        )
+    if started is None and decision is None and tool.needs_approval(arguments):
+        return PendingCall(call=call, kind="approval", idempotency_key=key)
+    # A first attempt, or a new one that a person's decision allows: journaled as started
+    # before it runs, and the decision is used up by it.
+    attempt = 1 if started is None else started.attempt + 1
+    start = ToolCallStarted(
+        step=state.step,
+        call=call,
+        idempotency_key=key,
+        attempt=attempt,
+        repeatable=tool.safe_to_repeat,
+        at=now,
+    )
+    return start, _planned(call, tool, arguments, key, attempt)
 
 
 def _planned(

@@ -22,7 +22,6 @@ from keel.models import ModelRegistry
 from keel.ports import Clock, Model
 from keel.resilience import (
     BreakerBoard,
-    BreakerPolicy,
     CircuitBreaker,
     Fallback,
     Retrying,
@@ -137,9 +136,9 @@ class ModelComposer:
                 own.setdefault(item if isinstance(item, str) else item.name, item)
         models: list[Model] = []
         for name in names:
-            item = own.get(name)
-            if isinstance(item, Model):
-                models.append(item)
+            found = own.get(name)
+            if isinstance(found, Model):
+                models.append(found)
                 continue
             try:
                 models.append(self.named(name))

@@ -18,8 +18,8 @@ __all__ = ["RunResult"]
 OutputT = TypeVar("OutputT", default=str)
 
 _HOW = {
-    "paused": "raise the limit it reached and resume it: runtime.resume(run_id, limits=...) "
-    "or `keel resume RUN_ID --max-steps N`",
+    "paused": "resume it once what stopped it is fixed: runtime.resume(run_id, limits=...) "
+    "or `keel resume RUN_ID --max-steps N` for a limit",
     "awaiting_approval": "a person must decide on its pending calls first: "
     "runtime.approve/reject/confirm(run_id, ...) or `keel approve RUN_ID --by NAME`",
     "failed": "it cannot continue; see result.reason, and start a new run",

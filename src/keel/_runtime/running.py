@@ -31,14 +31,14 @@ from keel._core.events import (
 )
 from keel._core.fold import HistoryRef, apply, start
 from keel._core.limits import Limits
+from keel._core.loop import LoopSpec, decide
 from keel._core.state import RunState
 from keel._runtime.composition import Chain
-from keel._core.loop import LoopSpec, decide
+from keel._runtime.driver import RunDriver
 from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
-from keel._runtime.driver import RunDriver
 from keel.errors import (
     LeaseLostError,
     RunLeasedError,
@@ -108,6 +108,7 @@ class Runs:
     def _started(
         self,
         agent: Agent[Any],
+        *,
         chain: Chain,
         run_id: str,
         thread_id: str,
@@ -146,7 +147,12 @@ class Runs:
         self.k.register(agent)
         run_id = self.k.new_id(self.k.clock.now())
         thread_id = run_id if thread is None else check_thread(thread)
-        started = replace(self._started(agent, chain, run_id, thread_id, text, limits), queued=True)
+        started = replace(
+            self._started(
+                agent, chain=chain, run_id=run_id, thread_id=thread_id, text=text, limits=limits
+            ),
+            queued=True,
+        )
         await self._enqueue(started)
         return run_id
 
@@ -182,7 +188,9 @@ class Runs:
         run_id = k.new_id(k.clock.now())
         thread_id = run_id if thread is None else check_thread(thread)
         exclusive = thread is not None
-        template = self._started(agent, chain, run_id, thread_id, text, limits)
+        template = self._started(
+            agent, chain=chain, run_id=run_id, thread_id=thread_id, text=text, limits=limits
+        )
         async with k.drives.exclusive(run_id):
             while True:
                 history = (
@@ -540,7 +548,7 @@ class Runs:
         record = await k.store.get_run(run_id)
         chosen = agent if agent is not None else k.agents.get(record.agent)
         state = (await k.load(run_id)).state
-        return k.result(chosen, state)  # type: ignore[arg-type]
+        return k.result(chosen, state)
 
 
 def _withdrawn() -> ErrorInfo:

@@ -50,6 +50,7 @@ class ToolRuns:
                 )
                 continue
             deferrable = deferrable and planned.spec.safe_to_repeat
+            full: int | None
             if outcome.result_chars is not None:  # cut already (a replay of a cut result)
                 text, full = outcome.result, outcome.result_chars
             else:

@@ -112,13 +112,13 @@ class Worker:
             raise
         except KeelError as exc:
             _log.warning("run %s was not driven: %s", lease.run_id, exc.message)
-        except Exception:
+        except Exception:  # noqa: BLE001 - one broken run must not stop the worker
             _log.exception("run %s failed in the worker", lease.run_id)
 
     async def _idle(self, changes: Any) -> None:
         """Sleep until the queue changes, a slot frees up, we are stopped, or the poll."""
         self._freed.clear()
-        waiters = [
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._stopping.wait()),
             asyncio.ensure_future(self._freed.wait()),
         ]
