@@ -1,16 +1,15 @@
 """A customer-support agent: orders, a help-centre FAQ, refunds and tickets.
 
-Run it from a shell (offline, on the rule-based model, unless a real model is configured)::
+Run it from a shell (offline, on the rule-based model it names)::
 
     keel run examples/support.py:agent "Where is order 1042?"
     keel run examples/support.py:agent "What is your return policy?" --thread customer-42
     keel run examples/support.py:agent 'Please refund $120 on order 1043'   # waits for approval
     keel approvals list
-    keel approve RUN_ID --by ana
+    keel approve RUN_ID --by ana --app examples/support.py
     keel runs list
 
-With ``KEEL_MODEL`` (e.g. ``openai:gpt-4o-mini``, ``ollama:llama3.2``), or ``OPENAI_API_KEY`` /
-``OPENAI_BASE_URL`` set, the same agent runs on that model instead.
+``--model openai:gpt-4o-mini`` (or ``ollama:llama3.2``...) runs the same agent on a real model.
 
 The desk's data is a small, made-up data set kept in memory. Tools reach it through
 ``ctx.deps``, never through globals, so a test can hand each run a fresh desk.
@@ -220,8 +219,10 @@ follow up. Never invent order details: answer from tool results only."""
 agent = Agent(
     name="support",
     instructions=INSTRUCTIONS,
+    # The offline, deterministic model, named here on purpose: it never runs unless named.
+    model="rules",
     tools=[lookup_order, search_faq, refund_order, create_ticket],
     deps=SupportDesk.demo(),
 )
-"""The support agent. Its model is the runtime's default: ``KEEL_MODEL``, else OpenAI when
-``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else the offline ``rules`` model."""
+"""The support agent, on the offline rule-based model; ``keel run --model ...`` (or
+``Runtime.run(..., model=...)``) runs it on another one."""

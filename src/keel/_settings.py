@@ -23,7 +23,7 @@ in a repr, a log line or an error.
 ``LLAMACPP_BASE_URL``  llama.cpp server's ``/v1`` root (default ``http://127.0.0.1:8080/v1``)
 ``KEEL_MODEL_TIMEOUT`` seconds per network phase of a model call (default 60)
 ``KEEL_REDIS_URL``     Redis shared by processes for circuit breakers and the response cache,
-                       e.g. ``redis://127.0.0.1:6379/0`` (``pip install 'keel[redis]'``)
+                       e.g. ``redis://127.0.0.1:6379/0`` (``pip install 'keel-runtime[redis]'``)
 =====================  =========================================================
 """
 

@@ -245,7 +245,8 @@ class Leases(Protocol):
 
         - runs with status ``running`` whose lease is missing or expired (their process died);
         - runs with status ``queued`` and no live lease, that are first in their thread: no
-          older run of the thread holds it.
+          run of the thread created before it (in the store's insertion order, not by
+          anyone's clock) holds it.
 
         ``agents`` keeps to runs of those agents, ``run_ids`` to those runs. Each claim is
         atomic: two claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``;
@@ -264,7 +265,8 @@ class Threads(Protocol):
         ...
 
     async def active_run(self, thread_id: str) -> RunRecord | None:
-        """The run that holds the thread now: the oldest of its runs with ``holds_thread``."""
+        """The run that holds the thread now: the first created (in insertion order) of its runs
+        with ``holds_thread``."""
         ...
 
 

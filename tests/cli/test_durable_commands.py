@@ -1,6 +1,6 @@
 """The durable-run commands: approve, reject, confirm, resume, cancel, replay, fork, diff,
 steps, delete, prune, threads delete and db upgrade. Decisions and resumes run in a new
-process that loads the agent from the journal."""
+process, with the agent loaded from the app the operator names (never from the journal)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,16 @@ from typer.testing import CliRunner
 from keel._cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = f"{ROOT / 'examples' / 'support.py'}:agent"
+APP = str(ROOT / "examples" / "support.py")
+EXAMPLE = f"{APP}:agent"
 REFUND = "Please refund $120 on order 1043, it arrived broken"
-_PROVIDER_VARIABLES = ("KEEL_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY")
+_PROVIDER_VARIABLES = (
+    "KEEL_MODEL",
+    "KEEL_APP",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+)
 
 
 def keel(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
@@ -56,14 +63,14 @@ def test_a_big_refund_waits_then_a_person_approves_it_from_another_process(db: P
     assert listed[0]["run_id"] == run_id
     assert listed[0]["calls"][0]["tool"] == "refund_order"
 
-    approved = keel("approve", run_id, "--by", "ana@example.com", db=db)
+    approved = keel("approve", run_id, "--by", "ana@example.com", "--app", APP, db=db)
 
     assert approved.returncode == 0, approved.stderr
     assert "rf_0001" in approved.stdout
     shown = keel("runs", "show", run_id, db=db).stdout
     assert "decided        approve call" in shown
     assert "by ana@example.com" in shown
-    replayed = keel("runs", "replay", run_id, db=db)
+    replayed = keel("runs", "replay", run_id, "--app", APP, db=db)
     assert replayed.returncode == 0
     assert replayed.stdout.startswith("identical")
 
@@ -72,7 +79,9 @@ def test_a_rejected_refund_is_not_paid(db: Path) -> None:
     keel("run", EXAMPLE, REFUND, db=db)
     run_id = newest(db)["run_id"]
 
-    rejected = keel("reject", run_id, "--reason", "needs a photo of the damage", db=db)
+    rejected = keel(
+        "reject", run_id, "--reason", "needs a photo of the damage", "--app", APP, db=db
+    )
 
     assert rejected.returncode == 0, rejected.stderr
     assert "rejected this call: needs a photo of the damage" in rejected.stdout
@@ -86,9 +95,8 @@ def test_edited_arguments_must_be_a_json_object(db: Path) -> None:
     bad = keel("approve", run_id, "--args", "[1]", db=db)
     assert bad.returncode == 2
     assert "--args must be a JSON object" in bad.stderr
-    edited = keel(
-        "approve", run_id, "--args", '{"order_id": "1043", "amount_usd": 60, "reason": "x"}', db=db
-    )
+    arguments = '{"order_id": "1043", "amount_usd": 60, "reason": "x"}'
+    edited = keel("approve", run_id, "--args", arguments, "--app", APP, db=db)
     assert edited.returncode == 0, edited.stderr
     assert "amount_usd: 60.0" in edited.stdout
 
@@ -98,25 +106,45 @@ def test_a_paused_run_resumes_with_a_higher_limit(db: Path) -> None:
     assert paused.returncode == 3
     run_id = newest(db)["run_id"]
 
-    resumed = keel("resume", run_id, "--max-steps", "5", db=db)
+    resumed = keel("resume", run_id, "--max-steps", "5", "--app", APP, db=db)
 
     assert resumed.returncode == 0, resumed.stderr
     assert "1Z999AA10123456784" in resumed.stdout
     assert "completed · 2 steps" in resumed.stderr
 
 
-def test_a_run_started_elsewhere_needs_agent_to_resume(db: Path) -> None:
+def test_the_journal_never_decides_what_code_resume_loads(db: Path) -> None:
     paused = keel("run", EXAMPLE, "Where is order 1042?", "--max-steps", "1", db=db)
     assert paused.returncode == 3
     run_id = newest(db)["run_id"]
-    # Rewrite nothing; instead point at a file that defines no agent of that name.
+
+    # No app named: the journal's record of where the agent came from is not followed.
+    unnamed = keel("resume", run_id, db=db)
+    assert unnamed.returncode == 2
+    assert "say where agent 'support' of run" in unnamed.stderr
+    assert "--app" in unnamed.stderr
+    # An app that does not define the run's agent is refused, naming what it does define.
     other = db.parent / "other.py"
-    other.write_text("from keel import Agent\nagent = Agent(name='billing')\n")
-
-    refused = keel("resume", run_id, "--agent", f"{other}:agent", db=db)
-
+    other.write_text("from keel import Agent\nagent = Agent(name='billing', model='rules')\n")
+    refused = keel("resume", run_id, "--app", str(other), db=db)
     assert refused.returncode == 2
-    assert "belongs to agent 'support', not 'billing'" in refused.stderr
+    assert "belongs to agent 'support', which" in refused.stderr
+    assert "(it defines: billing)" in refused.stderr
+
+
+def test_a_decision_without_an_app_queues_the_run_for_a_worker(db: Path) -> None:
+    keel("run", EXAMPLE, REFUND, db=db)
+    run_id = newest(db)["run_id"]
+
+    decided = keel("approve", run_id, "--by", "ana", db=db)
+
+    assert decided.returncode == 0, decided.stderr
+    assert f"run {run_id} is queued" in decided.stderr
+    assert newest(db)["status"] == "queued"
+    worked = keel("worker", APP, "--until-idle", db=db)
+    assert worked.returncode == 0, worked.stderr
+    assert newest(db)["status"] == "completed"
+    assert "rf_0001" in keel("runs", "show", run_id, db=db).stdout
 
 
 runner = CliRunner()
@@ -147,9 +175,8 @@ def test_fork_steps_and_diff(local: Path) -> None:
     assert "step 1: lookup_order (" in steps.output
     call_id = steps.output.split("lookup_order (")[1].split(")")[0]
 
-    forked = invoke(
-        "runs", "fork", source, "--step", "1", "--tool-result", f'{call_id}={{"status": "lost"}}'
-    )
+    edit = f'{call_id}={{"status": "lost"}}'
+    forked = invoke("runs", "fork", source, "--step", "1", "--tool-result", edit, "--app", APP)
     assert forked.exit_code == 0, forked.output
     assert "status: lost" in forked.output
     fork_id = json.loads(invoke("runs", "list", "--json").stdout)[0]["run_id"]
@@ -160,7 +187,7 @@ def test_fork_steps_and_diff(local: Path) -> None:
     as_json = json.loads(invoke("runs", "diff", source, fork_id, "--json").stdout)
     assert as_json["first_divergent_step"] == 1
     assert invoke("runs", "diff", source, source).output.strip() == "no differences"
-    bad = invoke("runs", "fork", source, "--step", "1", "--tool-result", "nonsense")
+    bad = invoke("runs", "fork", source, "--step", "1", "--tool-result", "nonsense", "--app", APP)
     assert bad.exit_code == 2
 
 
@@ -180,8 +207,9 @@ def test_cancel_delete_prune_and_threads(local: Path) -> None:
 
 
 def test_resume_all_and_db_upgrade(local: Path) -> None:
-    nothing = invoke("resume", "--all")
+    nothing = invoke("resume", "--all", "--app", APP)
     assert nothing.output.strip() == "no interrupted runs"
+    assert "say which agents" in invoke("resume", "--all").output
     assert invoke("resume").exit_code == 2
     assert "the schema is up to date" in invoke("db", "upgrade").output
 

@@ -5,13 +5,17 @@ recorded in a ledger apart from the journal, and can be killed at any moment.
 
 Each job is a run on its own thread (``job-N``) of an agent that, step by step, checks the
 job (read-only), charges a card (a write that is NOT safe to repeat), reserves stock and checks
-again in parallel (an idempotent write and a read), charges again, then answers. Every charge
-and reservation is a row in the ledger, written and committed inside the tool: a crash between
-that commit and the journal's record of the result is exactly the window Keel must handle.
+again in parallel (an idempotent write and a read), charges again (a small charge that needs a
+person's approval), then answers. Every charge and reservation is a row in the ledger, written
+and committed inside the tool: a crash between that commit and the journal's record of the
+result is exactly the window Keel must handle.
 
 On start the worker recovers interrupted runs (``Runtime(agents=...)``), starts the jobs that
-have no run yet, and keeps recovering runs whose leases expire, until every job's run has
-finished or waits for a person. It exits 0 then.
+have no run yet, keeps recovering runs whose leases expire, and decides, as an operator would,
+on what waits for a person: it approves the small charges, and for a charge whose effect is in
+doubt it looks at the ledger (confirm if it happened, let it run again if not). So kills land
+right after decisions and during the attempts they allow, too. It exits 0 when every job's run
+has completed.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keel import Agent, Limits, RunContext, Runtime, tool
-from keel._core.messages import ModelRequest, ToolResultMessage, UserMessage
+from keel import Agent, Limits, RunContext, Runtime, RunLeasedError, UsageError, tool
+from keel.messages import ModelRequest, ToolResultMessage, UserMessage
 from keel.ports import Store
 from keel.testing import FunctionModel, call
 
@@ -51,6 +55,12 @@ class Ledger:
     def reserve(self, key: str, job: str) -> None:
         self._conn.execute("INSERT OR IGNORE INTO reservations VALUES (?, ?)", (key, job))
 
+    def charged(self, key: str) -> bool:
+        found = self._conn.execute(
+            "SELECT 1 FROM effects WHERE key = ? AND kind = 'charge'", (key,)
+        ).fetchone()
+        return found is not None
+
     def close(self) -> None:
         self._conn.close()
 
@@ -67,7 +77,7 @@ async def check(ctx: RunContext[Ledger], job: str) -> str:
     return f"{job} ok"
 
 
-@tool(side_effects="write")
+@tool(side_effects="write", requires_approval=lambda args: args["amount_usd"] < 6)
 async def charge(ctx: RunContext[Ledger], job: str, amount_usd: float) -> str:
     """Charge the customer's card (not safe to repeat)."""
     await _pause()
@@ -143,19 +153,35 @@ async def work(options: argparse.Namespace) -> None:
                     await runtime.run(agent, job, thread=job, if_busy="reject")
 
             while True:
-                started = {r.thread_id for r in await store.list_runs(limit=100_000)}
+                started = {r.thread_id for r in await store.list_runs(limit=None)}
                 missing = [job for job in jobs if job not in started]
                 await asyncio.gather(*(start(job) for job in missing))
                 await runtime.recover(limit=1000)
-                records = await store.list_runs(limit=100_000)
+                waiting = await runtime.waiting_runs()
+                await asyncio.gather(*(decide(runtime, ledger, r.run_id, gate) for r in waiting))
+                records = await store.list_runs(limit=None)
                 if len(records) >= len(jobs) and all(
-                    r.status in ("completed", "failed", "awaiting_approval") for r in records
+                    r.status in ("completed", "failed") for r in records
                 ):
                     return
                 await asyncio.sleep(0.05)
     finally:
         await store.close()
         ledger.close()
+
+
+async def decide(runtime: Runtime, ledger: Ledger, run_id: str, gate: asyncio.Semaphore) -> None:
+    """An operator's decisions: approve small charges; for a charge in doubt, the ledger says
+    whether it happened."""
+    async with gate:
+        for pending in await runtime.pending_calls(run_id):
+            try:
+                if pending.kind == "interrupted" and ledger.charged(pending.idempotency_key):
+                    await runtime.confirm(run_id, pending.call.id, by="ops", result="charged")
+                else:
+                    await runtime.approve(run_id, pending.call.id, by="ops")
+            except (RunLeasedError, UsageError):
+                return  # another life's lease, or already decided: next round
 
 
 def main() -> None:

@@ -352,7 +352,7 @@ def test_redis_cache_without_the_redis_package_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
 
-    with pytest.raises(MissingExtraError, match=r"pip install 'keel\[redis\]'") as caught:
+    with pytest.raises(MissingExtraError, match=r"pip install 'keel-runtime\[redis\]'") as caught:
         RedisResponseCache("redis://127.0.0.1:6379/0")
 
     assert caught.value.package == "redis"

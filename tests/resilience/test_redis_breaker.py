@@ -230,7 +230,7 @@ def test_without_the_redis_package_the_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    with pytest.raises(MissingExtraError, match=r"pip install 'keel\[redis\]'") as caught:
+    with pytest.raises(MissingExtraError, match=r"pip install 'keel-runtime\[redis\]'") as caught:
         RedisBreakerBoard("redis://127.0.0.1:6379/0")
     assert caught.value.package == "redis"
     assert "Circuit breakers shared through Redis" in caught.value.message

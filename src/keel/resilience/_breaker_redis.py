@@ -22,7 +22,7 @@ lets calls through and drops their outcomes, logging a warning on the ``keel.res
 logger: losing the breaker must not stop model calls. ``status``, ``statuses`` and ``reset``
 always raise ``redis.RedisError``.
 
-Needs the ``redis`` package (``pip install 'keel[redis]'``), through ``redis.asyncio``.
+Needs the ``redis`` package (``pip install 'keel-runtime[redis]'``), through ``redis.asyncio``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ expiry (``SET ... PX``): Redis drops it when its time is up, so nothing here pur
 deletes the keys under the prefix (found with ``SCAN``, removed with ``UNLINK``), and only
 those: give each cache its own prefix if several share a database.
 
-Needs the ``redis`` package (``pip install 'keel[redis]'``), through ``redis.asyncio``.
+Needs the ``redis`` package (``pip install 'keel-runtime[redis]'``), through ``redis.asyncio``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ append, as a durable store does: tests then fail on data that would not survive 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -55,6 +56,8 @@ __all__ = ["MemoryStore"]
 class _Run:
     record: RunRecord
     events: list[Event]
+    #: Insertion order: a thread's runs go first come, first served, whatever their clocks.
+    number: int = 0
     lease_owner: str | None = None
     lease_token: int = 0
     lease_expires_at: float | None = None
@@ -119,6 +122,7 @@ class MemoryStore:
         self._threads: dict[str, _Thread] = {}
         # The runs that hold each thread (holds_thread), so thread checks never scan all runs.
         self._holders: dict[str, set[str]] = {}
+        self._numbers = itertools.count(1)
         self._signals = Signals()
         self._closed = False
 
@@ -153,7 +157,9 @@ class MemoryStore:
             existing = self._runs.get(run_id)
             if existing is not None:
                 raise JournalConflictError(run_id, expected=0, actual=len(existing.events))
-            run = _Run(record=_stored(record, len(events)), events=list(events))
+            run = _Run(
+                record=_stored(record, len(events)), events=list(events), number=next(self._numbers)
+            )
             if owner is not None:
                 run.lease_owner = owner
                 run.lease_token = 1
@@ -195,7 +201,9 @@ class MemoryStore:
                 raise error
             created = run is None
             if run is None:
-                run = self._runs[run_id] = _Run(record=record, events=[])
+                run = self._runs[run_id] = _Run(
+                    record=record, events=[], number=next(self._numbers)
+                )
             run.events.extend(events)
             last_seq = len(run.events)
             previous = run.record
@@ -282,9 +290,9 @@ class MemoryStore:
                 if run.record.status in ("running", "queued")
                 and (wanted is None or run.record.agent in wanted)
                 and run.state().holder(now) is None
-                and (run.record.status == "running" or self._first_in_thread(run.record))
+                and (run.record.status == "running" or self._first_in_thread(run))
             ]
-            candidates.sort(key=lambda r: (r.record.created_at, r.record.run_id))
+            candidates.sort(key=lambda r: r.number)
             leases = []
             for run in candidates[:limit]:
                 run.lease_token += 1
@@ -461,20 +469,20 @@ class MemoryStore:
                 del self._holders[record.thread_id]
 
     def _holder(self, thread_id: str, *, but: str | None = None) -> RunRecord | None:
-        """The oldest run holding the thread; with the lock held."""
+        """The first-come run holding the thread; with the lock held."""
         found = [
-            self._runs[run_id].view()
+            self._runs[run_id]
             for run_id in self._holders.get(thread_id, ())
             if run_id != but and run_id in self._runs
         ]
-        return min(found, key=lambda r: (r.created_at, r.run_id), default=None)
+        first = min(found, key=lambda r: r.number, default=None)
+        return None if first is None else first.view()
 
-    def _first_in_thread(self, record: RunRecord) -> bool:
-        """Whether no older run holds the thread of this queued run; with the lock held."""
-        key = (record.created_at, record.run_id)
-        for run_id in self._holders.get(record.thread_id, ()):
+    def _first_in_thread(self, run: _Run) -> bool:
+        """Whether no earlier run holds the thread of this queued run; with the lock held."""
+        for run_id in self._holders.get(run.record.thread_id, ()):
             other = self._runs.get(run_id)
-            if other is not None and (other.record.created_at, run_id) < key:
+            if other is not None and other.number < run.number:
                 return False
         return True
 
