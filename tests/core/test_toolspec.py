@@ -235,3 +235,36 @@ def test_approval_rule_can_be_a_flag_or_a_predicate() -> None:
     assert not spec_from_function(lookup_order).needs_approval({"order_id": "1"})
     assert big.needs_approval({"order_id": "9"})
     assert not big.needs_approval({"order_id": "1"})
+
+
+def _typed(count: int, urgent: bool, ratio: float, when: dt.date) -> None:
+    """A tool with typed arguments."""
+
+
+def test_arguments_are_validated_strictly_against_the_schema_the_model_saw() -> None:
+    spec = spec_from_function(_typed)
+    valid = '{"count": 3, "urgent": true, "ratio": 1, "when": "2026-01-02"}'
+    assert spec.validate(valid) == {
+        "count": 3,
+        "urgent": True,
+        "ratio": 1.0,
+        "when": dt.date(2026, 1, 2),
+    }
+    for wrong, field in (
+        ('"count": "3"', "count"),
+        ('"urgent": "true"', "urgent"),
+        ('"ratio": "1.5"', "ratio"),
+    ):
+        key = wrong.split(":")[0]
+        arguments = valid.replace(
+            next(p for p in valid[1:-1].split(", ") if p.startswith(key)), wrong
+        )
+        with pytest.raises(ToolArgumentsError, match=field):
+            spec.validate(arguments)
+
+
+def test_a_tool_may_opt_into_coercion() -> None:
+    spec = spec_from_function(_typed, coerce=True)
+    arguments = '{"count": "3", "urgent": "true", "ratio": "1.5", "when": "2026-01-02"}'
+    assert spec.validate(arguments)["count"] == 3
+    assert spec.validate(arguments)["urgent"] is True

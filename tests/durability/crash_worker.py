@@ -117,11 +117,12 @@ class _Flaky:
 
 
 def make_agent(ledger: Ledger | None) -> Agent[str]:
-    model = Retrying(
-        FunctionModel(_Flaky()), RetryPolicy(max_attempts=3, initial_backoff_s=0.001)
-    )
+    model = Retrying(FunctionModel(_Flaky()), RetryPolicy(max_attempts=3, initial_backoff_s=0.001))
     return Agent(
-        name="desk", model=model, tools=[refund, charge, reserve], limits=Limits(max_steps=8),
+        name="desk",
+        model=model,
+        tools=[refund, charge, reserve],
+        limits=Limits(max_steps=8),
         deps=ledger,
     )
 

@@ -32,8 +32,12 @@ def _life(journal: str, ledger: Path, crash_after: int | None, *, before: bool) 
         if before:
             command.append("--before")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
-    appends = [int(line.split("=")[1]) for line in done.stdout.split() if line.startswith("appends=")]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    appends = [
+        int(line.split("=")[1]) for line in done.stdout.split() if line.startswith("appends=")
+    ]
     assert done.returncode in (0, 3, CRASHED), done.stderr
     return done.returncode, appends[0] if appends else 0
 

@@ -213,7 +213,9 @@ async def test_runtime_checks_apply_to_every_agent_before_its_own(store: MemoryS
         order.append("agent")
         return CheckResult.allow()
 
-    agent = Agent(name="desk", model=ScriptedModel(["ok"]), checks=[check(second, points=["input"])])
+    agent = Agent(
+        name="desk", model=ScriptedModel(["ok"]), checks=[check(second, points=["input"])]
+    )
     runtime = Runtime(store=store, settings=NO_MODELS, checks=[check(first, points=["input"])])
     result = await runtime.run(agent, "Hi", limits=Limits(max_steps=2))
 

@@ -155,7 +155,9 @@ async def test_a_paused_run_keeps_its_place_and_the_history_stays_ordered(
     runtime = Runtime(store=store, settings=NO_MODELS)
     first_agent = echo("echo", limits=Limits(max_steps=1))
     stuck = Agent(
-        name="echo", model=ScriptedModel([call("nothing"), "first answer"]), limits=Limits(max_steps=1)
+        name="echo",
+        model=ScriptedModel([call("nothing"), "first answer"]),
+        limits=Limits(max_steps=1),
     )
     paused = await runtime.run(stuck, "first", thread="t")
     later = await runtime.submit(first_agent, "second", thread="t")
