@@ -96,7 +96,8 @@ class MissingExtraError(UsageError):
 
     def __init__(self, *, package: str, extra: str, feature: str) -> None:
         super().__init__(
-            f"{feature} needs the '{package}' package; install it with: pip install 'keel-runtime[{extra}]'"
+            f"{feature} needs the '{package}' package; install it with: "
+            f"pip install 'keel-runtime[{extra}]'"
         )
         self.package = package
         self.extra = extra

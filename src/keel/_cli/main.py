@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -307,8 +308,11 @@ def worker(
 
 
 def main() -> None:
-    """Entry point of the ``keel`` script."""
-    app(prog_name="keel")
+    """Entry point of the ``keel`` script: whatever goes wrong ends in one line."""
+    try:
+        guarded(lambda: app(prog_name="keel"))
+    except typer.Exit as done:  # raised by fail() outside a command
+        sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,10 +38,27 @@ from keel._core.usage import Usage
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel.errors import LeaseLostError
-from keel.ports import Clock, Model, Store
+from keel.ports import Clock, Lease, Model, RunRecord
 from keel.resilience import Fallback
 
-__all__ = ["DeltaSink", "EffectHandler", "RunDriver"]
+__all__ = ["Appender", "DeltaSink", "EffectHandler", "RunDriver"]
+
+
+class Appender(Protocol):
+    """The part of a store a driver writes through (a journal's ``append``)."""
+
+    async def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int,
+        record: RunRecord,
+        thread_messages: Sequence[Message] = (),
+        lease: Lease | None = None,
+    ) -> int:
+        """Append events durably; return the last sequence number."""
+        ...
 
 
 class EffectHandler(Protocol):
@@ -78,7 +95,7 @@ class RunDriver:
         agent: Agent[Any],
         models: Sequence[Model],
         prices: PriceTable,
-        store: Store,
+        store: Appender,
         clock: Clock,
         deps: Any,
         state: RunState,

@@ -48,12 +48,31 @@ from keel._runtime.tool_runs import ToolRuns
 from keel._tools import RunContext, Tool
 from keel.errors import ModelError, ModelHTTPError, UsageError
 from keel.ports import Model
-from keel.stores import MemoryStore
 
 if TYPE_CHECKING:
     from keel._core.limits import Limits
 
 __all__ = ["Replay", "TimeTravel", "replay"]
+
+
+class _ReplayJournal:
+    """Where a replay's events go: a list in memory, never the run's store."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def append(
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        expected_seq: int,
+        record: Any,
+        thread_messages: Sequence[Message] = (),
+        lease: Any = None,
+    ) -> int:
+        self.events.extend(events)
+        return len(self.events)
 
 
 class _StillClock:
@@ -205,7 +224,7 @@ async def replay(
         raise UsageError("a journal must begin with RunStarted")
     external = [e for e in events if type(e).external]
     switches = max((e.model_index for e in events if isinstance(e, ModelSwitched)), default=0)
-    store = MemoryStore()
+    journal = _ReplayJournal()
     ref = history_ref(events)
     state = start(first, history, summary=None if ref is None else ref.summary)
     handlers: dict[type[Effect], EffectHandler] = {
@@ -219,7 +238,7 @@ async def replay(
         # the journaled answers come back in order whichever "model" is asked.
         models=[_ReplayModel(first.model, events)] * (1 + switches),
         prices=prices,
-        store=store,
+        store=journal,
         clock=_StillClock(first.at),
         deps=agent.deps,
         state=state,
@@ -236,7 +255,7 @@ async def replay(
         # The original stopped here too: apply what people (or the queue) did, then go on.
         driver.record((event,))
         state = await driver.drive()
-    produced = await store.load(first.run_id)
+    produced = journal.events
     differences = [
         f"event {i + 1}: original {_comparable(a)} / replay {_comparable(b)}"
         for i, (a, b) in enumerate(zip(events, produced, strict=False))

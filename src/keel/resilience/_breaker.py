@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from keel._core.messages import Attempt, ModelRequest, ModelResponse, StreamComplete, StreamEvent
-from keel.errors import CircuitOpenError, ModelError
+from keel.errors import CircuitOpenError, ConfigurationError, ModelError
 from keel.ports import Clock, Model, SystemClock
 from keel.resilience._attempts import aclose_stream
 from keel.resilience._breaker_redis import RedisBreakerBoard
@@ -75,15 +75,17 @@ ends) or ``half_open`` (a few trial calls go through)."""
 
 def _number(name: str, value: float, *, positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"BreakerPolicy.{name} must be a finite number, got {value!r}")
+        raise ConfigurationError(f"BreakerPolicy.{name} must be a finite number, got {value!r}")
     if value < 0 or (positive and value == 0):
         bound = "greater than 0" if positive else "0 or more"
-        raise ValueError(f"BreakerPolicy.{name} must be {bound}, got {value!r}")
+        raise ConfigurationError(f"BreakerPolicy.{name} must be {bound}, got {value!r}")
 
 
 def _count(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"BreakerPolicy.{name} must be an int of at least 1, got {value!r}")
+        raise ConfigurationError(
+            f"BreakerPolicy.{name} must be an int of at least 1, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +113,7 @@ class BreakerPolicy:
 
     def __post_init__(self) -> None:
         if self.failure_threshold is None and self.failure_rate is None:
-            raise ValueError(
+            raise ConfigurationError(
                 "BreakerPolicy needs failure_threshold or failure_rate (or both); with neither "
                 "the breaker could never open"
             )
@@ -120,14 +122,14 @@ class BreakerPolicy:
         if self.failure_rate is not None:
             _number("failure_rate", self.failure_rate, positive=True)
             if self.failure_rate > 1:
-                raise ValueError(
+                raise ConfigurationError(
                     f"BreakerPolicy.failure_rate is a share of calls, from 0 (excluded) to 1, "
                     f"got {self.failure_rate!r}"
                 )
         _count("window", self.window)
         _count("min_calls", self.min_calls)
         if self.min_calls > self.window:
-            raise ValueError(
+            raise ConfigurationError(
                 f"BreakerPolicy.min_calls ({self.min_calls}) cannot exceed window "
                 f"({self.window}): the rate would never be judged"
             )
@@ -371,7 +373,7 @@ class CircuitBreaker(WrapperModel):
     ) -> None:
         key = model.name if name is None else name
         if not key:
-            raise ValueError("a circuit breaker needs a non-empty name")
+            raise ConfigurationError("a circuit breaker needs a non-empty name")
         super().__init__(model)
         self._board: BreakerBoard = board if board is not None else MemoryBreakerBoard()
         self._key = key

@@ -32,8 +32,9 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import CircuitOpenError, MissingExtraError
+from keel.errors import CircuitOpenError, ConfigurationError, MissingExtraError
 from keel.ports import Clock
+from keel.resilience._redis import redis_from_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -202,7 +203,7 @@ class RedisBreakerBoard:
         fail_open: bool = True,
     ) -> None:
         try:
-            import redis.asyncio as aioredis
+            import redis.asyncio  # noqa: F401 - checks that the extra is installed
             from redis.exceptions import RedisError
         except ImportError as exc:
             raise MissingExtraError(
@@ -211,9 +212,13 @@ class RedisBreakerBoard:
         from keel.resilience._breaker import BreakerPolicy
 
         if not prefix:
-            raise ValueError("prefix must not be empty: statuses() reads every key it starts")
+            raise ConfigurationError(
+                "prefix must not be empty: statuses() reads every key it starts"
+            )
         if not math.isfinite(idle_ttl_s) or idle_ttl_s < 1:
-            raise ValueError(f"idle_ttl_s must be a finite number of at least 1, got {idle_ttl_s}")
+            raise ConfigurationError(
+                f"idle_ttl_s must be a finite number of at least 1, got {idle_ttl_s}"
+            )
         self._policy = policy if policy is not None else BreakerPolicy()
         self._prefix = prefix
         self._clock = clock
@@ -222,7 +227,7 @@ class RedisBreakerBoard:
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
         self._owns_client = isinstance(redis_url_or_client, str)
         if isinstance(redis_url_or_client, str):
-            self._client: Redis = aioredis.Redis.from_url(redis_url_or_client)
+            self._client: Redis = redis_from_url(redis_url_or_client)
         else:
             self._client = redis_url_or_client
         self._before_call = self._client.register_script(_BEFORE_CALL)

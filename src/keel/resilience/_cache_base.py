@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import TypeAdapter, ValidationError
 
 from keel._core.messages import ModelResponse
+from keel.errors import ConfigurationError
 
 __all__ = ["CacheStats", "ResponseCache", "check_ttl", "decode_response", "encode_response"]
 
@@ -90,7 +91,7 @@ class ResponseCache(Protocol):
 def check_ttl(ttl_s: float) -> float:
     """``ttl_s`` if it is a finite number of seconds above 0, else ``ValueError``."""
     if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
-        raise ValueError(f"ttl_s must be a finite number of seconds above 0, got {ttl_s!r}")
+        raise ConfigurationError(f"ttl_s must be a finite number of seconds above 0, got {ttl_s!r}")
     return float(ttl_s)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from keel._core.messages import ModelResponse
-from keel.errors import UsageError
+from keel.errors import ConfigurationError, UsageError
 from keel.ports import Clock, SystemClock
 from keel.resilience._cache_base import CacheStats, check_ttl
 
@@ -23,7 +23,9 @@ class MemoryResponseCache:
 
     def __init__(self, max_entries: int = 1024, *, clock: Clock | None = None) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be an int of 1 or more, got {max_entries!r}")
+            raise ConfigurationError(
+                f"max_entries must be an int of 1 or more, got {max_entries!r}"
+            )
         self._max_entries = max_entries
         self._clock: Clock = clock if clock is not None else SystemClock()
         # key -> (expires at, on the monotonic clock; response); oldest use first.

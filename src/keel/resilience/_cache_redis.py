@@ -14,8 +14,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from keel._core.messages import ModelResponse
-from keel.errors import MissingExtraError, UsageError
+from keel.errors import ConfigurationError, MissingExtraError, UsageError
 from keel.resilience._cache_base import CacheStats, check_ttl, decode_response, encode_response
+from keel.resilience._redis import redis_from_url
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,17 +43,19 @@ class RedisResponseCache:
 
     def __init__(self, url_or_client: str | Redis, *, prefix: str = "keel:cache:") -> None:
         try:
-            import redis.asyncio as aioredis
+            import redis.asyncio  # noqa: F401 - checks that the extra is installed
         except ImportError as exc:
             raise MissingExtraError(
                 package="redis", extra="redis", feature="The Redis response cache"
             ) from exc
         if not prefix:
-            raise ValueError("prefix must not be empty: clear() deletes every key it starts")
+            raise ConfigurationError(
+                "prefix must not be empty: clear() deletes every key it starts"
+            )
         self._prefix = prefix
         self._owns_client = isinstance(url_or_client, str)
         if isinstance(url_or_client, str):
-            self._client: Redis = aioredis.Redis.from_url(url_or_client)
+            self._client: Redis = redis_from_url(url_or_client)
         else:
             self._client = url_or_client
         self._closed = False

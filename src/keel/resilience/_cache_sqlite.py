@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from keel._core.messages import ModelResponse
-from keel.errors import UsageError
+from keel.errors import ConfigurationError, UsageError
 from keel.ports import Clock, SystemClock
 from keel.resilience._cache_base import CacheStats, check_ttl, decode_response, encode_response
 
@@ -75,7 +75,7 @@ class SQLiteResponseCache:
         busy_timeout_s: float = 5.0,
     ) -> None:
         if busy_timeout_s < 0:
-            raise ValueError(f"busy_timeout_s must be 0 or more, got {busy_timeout_s}")
+            raise ConfigurationError(f"busy_timeout_s must be 0 or more, got {busy_timeout_s}")
         self._path = os.fspath(path)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._busy_timeout_s = busy_timeout_s

@@ -37,7 +37,7 @@ from keel._core.messages import (
     StreamComplete,
     StreamEvent,
 )
-from keel.errors import AllModelsFailedError, ModelError, ModelResponseError
+from keel.errors import AllModelsFailedError, ConfigurationError, ModelError, ModelResponseError
 from keel.ports import Clock, Model, SystemClock
 from keel.resilience._attempts import (
     aclose_stream,
@@ -65,7 +65,7 @@ class Fallback(Model):
 
     def __init__(self, *models: Model, clock: Clock | None = None) -> None:
         if not models:
-            raise ValueError(
+            raise ConfigurationError(
                 "Fallback needs at least one model, e.g. Fallback(primary, backup, RulesModel())"
             )
         for model in models:

@@ -64,7 +64,13 @@ from keel._core.messages import (
     StreamComplete,
     StreamEvent,
 )
-from keel.errors import CircuitOpenError, ModelError, ModelResponseError, ModelTimeoutError
+from keel.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    ModelError,
+    ModelResponseError,
+    ModelTimeoutError,
+)
 from keel.ports import Clock, Model, SystemClock
 from keel.resilience._attempts import (
     Sleeper,
@@ -81,10 +87,12 @@ __all__ = ["RetryPolicy", "Retrying"]
 
 def _finite(name: str, value: float, *, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"RetryPolicy.{name} must be a number, got {value!r}")
+        raise ConfigurationError(f"RetryPolicy.{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "greater than 0" if positive else "0 or more"
-        raise ValueError(f"RetryPolicy.{name} must be a finite number {bound}, got {value!r}")
+        raise ConfigurationError(
+            f"RetryPolicy.{name} must be a finite number {bound}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,20 +124,20 @@ class RetryPolicy:
             or not isinstance(self.max_attempts, int)
             or self.max_attempts < 1
         ):
-            raise ValueError(
+            raise ConfigurationError(
                 f"RetryPolicy.max_attempts must be an int of at least 1 (1 means no retry), "
                 f"got {self.max_attempts!r}"
             )
         _finite("initial_backoff_s", self.initial_backoff_s)
         _finite("max_backoff_s", self.max_backoff_s)
         if self.max_backoff_s < self.initial_backoff_s:
-            raise ValueError(
+            raise ConfigurationError(
                 f"RetryPolicy.max_backoff_s ({self.max_backoff_s!r}) must be at least "
                 f"initial_backoff_s ({self.initial_backoff_s!r})"
             )
         _finite("multiplier", self.multiplier)
         if self.multiplier < 1:
-            raise ValueError(
+            raise ConfigurationError(
                 f"RetryPolicy.multiplier must be at least 1 (waits never shrink), "
                 f"got {self.multiplier!r}"
             )

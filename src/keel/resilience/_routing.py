@@ -36,6 +36,7 @@ from keel._core.messages import (
     StreamEvent,
     UserMessage,
 )
+from keel.errors import ConfigurationError
 from keel.ports import Model
 
 __all__ = [
@@ -126,7 +127,7 @@ class Route:
 
     def __post_init__(self) -> None:
         if not self.name or self.name == DEFAULT_ROUTE:
-            raise ValueError(
+            raise ConfigurationError(
                 f"a route needs a name other than '' and {DEFAULT_ROUTE!r} (the name of "
                 f"requests no route takes), got {self.name!r}"
             )
@@ -150,7 +151,9 @@ class Router(Model):
         names = [route.name for route in self._routes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"route names must be distinct; repeated: {', '.join(duplicates)}")
+            raise ConfigurationError(
+                f"route names must be distinct; repeated: {', '.join(duplicates)}"
+            )
         self._default = default
         if name is None:
             chosen = [f"{r.name}->{r.model.name}" for r in self._routes]
@@ -221,7 +224,7 @@ def _json(value: object) -> str:
 def short_input(max_tokens: int) -> RoutePredicate:
     """True when the request's estimated input is at most ``max_tokens`` tokens."""
     if max_tokens < 0:
-        raise ValueError(f"max_tokens must be 0 or more, got {max_tokens}")
+        raise ConfigurationError(f"max_tokens must be 0 or more, got {max_tokens}")
 
     def short(context: RouteContext) -> bool:
         return context.estimated_input_tokens <= max_tokens
@@ -233,7 +236,7 @@ def short_input(max_tokens: int) -> RoutePredicate:
 def few_tools(max_tools: int) -> RoutePredicate:
     """True when the model is offered at most ``max_tools`` tools."""
     if max_tools < 0:
-        raise ValueError(f"max_tools must be 0 or more, got {max_tools}")
+        raise ConfigurationError(f"max_tools must be 0 or more, got {max_tools}")
 
     def few(context: RouteContext) -> bool:
         return context.tool_count <= max_tools
@@ -271,7 +274,7 @@ def _check_predicates(
     combinator: str, predicates: tuple[RoutePredicate, ...]
 ) -> tuple[RoutePredicate, ...]:
     if not predicates:
-        raise ValueError(f"{combinator}() needs at least one rule")
+        raise ConfigurationError(f"{combinator}() needs at least one rule")
     for predicate in predicates:
         if not callable(predicate):
             raise TypeError(

@@ -49,6 +49,7 @@ from keel._core.messages import (
     ToolCallDelta,
 )
 from keel.errors import (
+    ConfigurationError,
     ModelConnectionError,
     ModelError,
     ModelHTTPError,
@@ -99,21 +100,21 @@ class ChaosModel(WrapperModel):
         sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
         if not (isinstance(rate, int | float) and 0.0 <= rate <= 1.0):
-            raise ValueError(f"rate must be a probability from 0 to 1, got {rate!r}")
+            raise ConfigurationError(f"rate must be a probability from 0 to 1, got {rate!r}")
         if isinstance(faults, str):
-            raise ValueError(
+            raise ConfigurationError(
                 f"faults must be a sequence of fault names, not one string; write ({faults!r},)"
             )
         faults = tuple(faults)
         unknown = [name for name in faults if name not in FAULTS]
         if unknown or not faults:
             given = ", ".join(map(repr, unknown)) if unknown else "none"
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown chaos faults: {given}; choose one or more of: {', '.join(FAULTS)}"
             )
         for label, seconds in (("retry_after_s", retry_after_s), ("delay_s", delay_s)):
             if not (math.isfinite(seconds) and seconds >= 0):
-                raise ValueError(f"{label} must be a finite number of seconds, 0 or more")
+                raise ConfigurationError(f"{label} must be a finite number of seconds, 0 or more")
         super().__init__(model)
         self._rate = float(rate)
         self._faults = faults

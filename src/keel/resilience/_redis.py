@@ -1,0 +1,28 @@
+"""Making a Redis client from a URL, with errors that name the fix and never the password."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel._redact import redact_url
+from keel.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["redis_from_url"]
+
+
+def redis_from_url(url: str) -> Redis:
+    """A ``redis.asyncio`` client for ``url``; a malformed URL raises
+    :class:`keel.errors.ConfigurationError` naming the problem (password masked)."""
+    import redis.asyncio as aioredis
+
+    try:
+        client: Redis = aioredis.Redis.from_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the Redis URL {redact_url(url)!r} is not valid ({exc}); write it like "
+            "redis://127.0.0.1:6379/0 (KEEL_REDIS_URL)"
+        ) from None
+    return client
