@@ -31,7 +31,7 @@ from keel._core.checks import CHECK_POINTS, CheckPoint
 from keel._core.events import Event
 from keel._core.fold import apply
 from keel._core.loop import Effect, LoopSpec, decide
-from keel._core.messages import Message
+from keel._core.messages import Message, ModelRequest
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel._core.usage import Usage
@@ -140,8 +140,8 @@ class RunDriver:
         )
         self._deltas = deltas
         self._published = published
-        #: Shared by the effect handlers between steps (e.g. the one model request object).
-        self.scratch: dict[str, Any] = {}
+        #: The one model request of the run (its messages are the state's own list).
+        self.request: ModelRequest | None = None
         self._task: asyncio.Task[Any] | None = None
         self._stopping = False
 

@@ -153,6 +153,8 @@ class Followers:
     def sink(self, run_id: str) -> DeltaSink | None:
         """Where ``run_id``'s text goes, or ``None`` when nobody follows it (then the model
         is not asked to stream)."""
+        if not self._queues:  # nobody follows any run: no lock needed
+            return None
         with self._lock:
             if not self._queues.get(run_id):
                 return None

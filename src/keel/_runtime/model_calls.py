@@ -9,7 +9,6 @@ text is handed on as it arrives.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from keel._core.events import ErrorInfo, ModelFailed, ModelResponded, RunFinished, RunPaused
@@ -23,6 +22,7 @@ from keel._core.messages import (
     TextDelta,
     ToolCall,
 )
+from keel._runtime.deadline import Deadline
 from keel.errors import ModelError, ModelResponseError
 from keel.ports import Model
 
@@ -68,11 +68,11 @@ class ModelCalls:
         clock = driver.clock
         # One request object serves every step: its messages are the state's own list, which
         # the fold appends to.
-        request = driver.scratch.get("request")
-        if not isinstance(request, ModelRequest) or request.messages is not state.messages:
+        request = driver.request
+        if request is None or request.messages is not state.messages:
             agent = driver.agent
             output = agent.loop_spec.output
-            request = driver.scratch["request"] = ModelRequest(
+            request = driver.request = ModelRequest(
                 messages=state.messages,
                 tools=agent.tool_definitions,
                 output_schema=None if output is None else output.schema,
@@ -85,7 +85,7 @@ class ModelCalls:
         sink = driver.delta_sink()
         started = clock.monotonic()
         # The budget is the run's clock's; only cutting a call that hangs needs a real timer.
-        deadline = asyncio.timeout(max(remaining, 0.0))
+        deadline = Deadline(max(remaining, 0.0))
         try:
             async with deadline:
                 if sink is None:

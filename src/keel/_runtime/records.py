@@ -19,6 +19,11 @@ def _preview(value: Any) -> str | None:
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
 
 
+def _input_preview(state: RunState) -> str:
+    text = state.input
+    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
+
+
 def record_of(state: RunState, last_seq: int) -> RunRecord:
     """The summary row of a run in ``state``."""
     reason = state.reason
@@ -30,13 +35,13 @@ def record_of(state: RunState, last_seq: int) -> RunRecord:
         status=state.status,
         created_at=state.started_at,
         updated_at=state.updated_at,
-        input=_preview(state.input) or "",
+        input=_input_preview(state),
         steps=state.step,
         tool_calls=state.tool_calls,
         input_tokens=state.usage.input_tokens,
         output_tokens=state.usage.output_tokens,
         cost_usd=state.cost_usd,
-        output_preview=_preview(state.output),
+        output_preview=None if state.output is None else _preview(state.output),
         reason_code=reason.code if reason else None,
         reason=reason.message if reason else None,
         last_seq=last_seq,

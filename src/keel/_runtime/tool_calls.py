@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from pydantic_core import PydanticSerializationError, to_json
 
 from keel._core.events import ErrorInfo
+from keel._runtime.deadline import Deadline
 from keel._tools import RunContext, Tool, ToolError
 
 __all__ = ["ToolExecutor", "ToolOutcome", "cap_result", "execute_tool", "render_result"]
@@ -124,7 +125,7 @@ async def execute_tool(
     for attempt in range(1, attempts + 1):
         outcome, retryable = await _run_once(tool, context, arguments, timeout_s=timeout_s)
         if not retryable or attempt == attempts:
-            return replace(outcome, attempts=attempt)
+            return outcome if attempt == 1 else replace(outcome, attempts=attempt)
         await sleep(random.uniform(0, _RETRY_BACKOFF_S * 2 ** (attempt - 1)))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -135,7 +136,7 @@ async def _run_once(
     """One try; the flag says whether trying again could help (exceptions and timeouts)."""
     name = tool.name
     call = tool.bind(context, arguments)
-    deadline = asyncio.timeout(timeout_s)
+    deadline = Deadline(timeout_s)
     try:
         async with deadline:
             value = await call() if tool.is_async else await _in_daemon_thread(call)

@@ -193,12 +193,24 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             run = self._runs.get(run_id)
-            state = None if run is None else run.state()
-            error = refusal(
-                run_id, expected_seq=expected_seq, lease=lease, state=state, now=self._clock.now()
+            current = (  # the common case, checked without building anything
+                run is not None
+                and lease is not None
+                and run.lease_token == lease.token
+                and run.lease_owner == lease.owner
+                and len(run.events) == expected_seq
             )
-            if error is not None:
-                raise error
+            if not current:
+                state = None if run is None else run.state()
+                error = refusal(
+                    run_id,
+                    expected_seq=expected_seq,
+                    lease=lease,
+                    state=state,
+                    now=self._clock.now(),
+                )
+                if error is not None:
+                    raise error
             created = run is None
             if run is None:
                 run = self._runs[run_id] = _Run(
@@ -217,7 +229,8 @@ class MemoryStore:
                     for seq, message in enumerate(messages, thread.last_seq + 1)
                 )
                 thread.last_seq += len(messages)
-        self._signals.notify(*notify_keys(run_id, record))
+        if self._signals.watched:
+            self._signals.notify(*notify_keys(run_id, record))
         return last_seq
 
     async def acquire_lease(

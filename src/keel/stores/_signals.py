@@ -104,8 +104,15 @@ class Signals:
         self._poll = poll
         self._poll_interval_s = poll_interval_s
 
+    @property
+    def watched(self) -> bool:
+        """Whether anyone is registered at all (read without the lock: a hint)."""
+        return bool(self._registrations)
+
     def notify(self, *keys: str) -> None:
         """Wake every registration for these keys."""
+        if not self._registrations:  # nobody listens: the common case costs nothing
+            return
         with self._lock:
             found = [r for key in keys for r in self._registrations.get(key, ())]
         for registration in found:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
+from keel._core.usage import Usage
 from keel.ports import Model
 
 __all__ = ["FunctionModel", "Scripted", "ScriptedModel", "call"]
@@ -43,7 +44,31 @@ def call(name: str, arguments: Mapping[str, Any] | str | None = None, /, **kwarg
     return ToolCall(id="", name=name, arguments=text)
 
 
+_ONE_REQUEST = Usage(requests=1)
+
+
 def _as_response(item: Scripted, model: str, number: int) -> ModelResponse:
+    # The two common turns are built in one go: a test double must cost less than the
+    # runtime it tests.
+    if isinstance(item, str):
+        return ModelResponse(
+            message=AssistantMessage(content=item),
+            usage=_ONE_REQUEST,
+            model=model,
+            finish_reason="stop",
+        )
+    if isinstance(item, ToolCall):
+        named = (
+            item
+            if item.id
+            else ToolCall(id=f"call_{number}_0", name=item.name, arguments=item.arguments)
+        )
+        return ModelResponse(
+            message=AssistantMessage(tool_calls=(named,)),
+            usage=_ONE_REQUEST,
+            model=model,
+            finish_reason="tool_calls",
+        )
     if isinstance(item, ModelResponse):
         response = item
     elif isinstance(item, AssistantMessage):
