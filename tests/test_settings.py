@@ -8,10 +8,22 @@ from keel import KeelSettings
 from keel.errors import ConfigurationError
 
 
-def test_defaults_need_nothing_configured() -> None:
+def test_defaults_need_nothing_configured_and_never_pick_the_offline_model() -> None:
     settings = KeelSettings.from_environ({})
     assert settings.db == "keel.db"
-    assert settings.default_model == "rules"
+    assert (settings.db_schema, settings.db_pool_size, settings.app) == ("keel", 10, None)
+    assert settings.default_model is None  # "rules" runs only where it is named
+
+
+def test_store_settings_come_from_the_environment() -> None:
+    settings = KeelSettings.from_environ(
+        {"KEEL_DB_SCHEMA": "tenant_a", "KEEL_DB_POOL_SIZE": "25", "KEEL_APP": "myapp.agents"}
+    )
+    assert (settings.db_schema, settings.db_pool_size, settings.app) == (
+        "tenant_a",
+        25,
+        "myapp.agents",
+    )
 
 
 def test_values_come_from_the_given_environment_only() -> None:
@@ -31,10 +43,12 @@ def test_values_come_from_the_given_environment_only() -> None:
         ({"OPENAI_API_KEY": "sk-x"}, "openai:gpt-4o-mini"),
         ({"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"}, "openai:gpt-4o-mini"),
         ({"OPENAI_API_KEY": "sk-x", "KEEL_MODEL": "anthropic:claude-x"}, "anthropic:claude-x"),
-        ({"OPENAI_API_KEY": "  "}, "rules"),  # blank counts as unset
+        ({"OPENAI_API_KEY": "  "}, None),  # blank counts as unset
     ],
 )
-def test_the_default_model_follows_what_is_configured(environ: dict[str, str], model: str) -> None:
+def test_the_default_model_follows_what_is_configured(
+    environ: dict[str, str], model: str | None
+) -> None:
     assert KeelSettings.from_environ(environ).default_model == model
 
 

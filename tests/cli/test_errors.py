@@ -58,7 +58,7 @@ def test_a_corrupt_journal_row_is_one_clear_line(tmp_path: Path) -> None:
     assert keel("run", EXAMPLE, "Where is order 1042?", db=db).returncode == 0
     with sqlite3.connect(db) as conn:
         (run_id,) = conn.execute("SELECT run_id FROM runs").fetchone()
-        conn.execute("UPDATE events SET body = '{\"type\": \"nonsense\"}' WHERE seq = 2")
+        conn.execute('UPDATE events SET body = \'{"type": "nonsense"}\' WHERE seq = 2')
 
     shown = keel("runs", "show", run_id, db=db)
 
@@ -129,11 +129,14 @@ def test_ctrl_c_during_a_run_says_which_run_and_how_to_continue(tmp_path: Path) 
     while time.monotonic() < deadline:
         if db.exists():
             with sqlite3.connect(db) as conn:
-                found = conn.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'events'"
-                ).fetchone()[0] and conn.execute(
-                    "SELECT count(*) FROM events WHERE type = 'tool_call_started'"
-                ).fetchone()[0]
+                found = (
+                    conn.execute(
+                        "SELECT count(*) FROM sqlite_master WHERE name = 'events'"
+                    ).fetchone()[0]
+                    and conn.execute(
+                        "SELECT count(*) FROM events WHERE type = 'tool_call_started'"
+                    ).fetchone()[0]
+                )
             if found:
                 break
         time.sleep(0.05)

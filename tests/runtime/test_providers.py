@@ -113,7 +113,7 @@ async def test_a_request_the_provider_refuses_fails_the_run() -> None:
     assert result.reason.code == "model_authentication"
 
 
-def test_the_example_runs_on_an_openai_compatible_server_when_one_is_configured(
+def test_the_example_runs_on_an_openai_compatible_server_when_asked_to(
     tmp_path: Path,
 ) -> None:
     with OpenAICompatibleServer(model="gpt-4o-mini") as server:
@@ -125,7 +125,16 @@ def test_the_example_runs_on_an_openai_compatible_server_when_one_is_configured(
             "KEEL_DB": str(tmp_path / "keel.db"),
         }
         done = subprocess.run(
-            [sys.executable, "-m", "keel", "run", f"{ROOT}/examples/support.py:agent", "1044?"],
+            [
+                sys.executable,
+                "-m",
+                "keel",
+                "run",
+                f"{ROOT}/examples/support.py:agent",
+                "1044?",
+                "--model",
+                "openai:gpt-4o-mini",
+            ],
             capture_output=True,
             text=True,
             env=env,

@@ -98,9 +98,7 @@ async def test_replay_of_retries_fallbacks_cache_hits_checks_and_decisions_is_ex
     done = await runtime.approve(run_id, by="ana")
     assert done.status == "completed"
     # A second run answered from the cache (deterministic settings make it cacheable).
-    deterministic = Agent(
-        name="cached", model=cached, model_settings=ModelSettings(temperature=0)
-    )
+    deterministic = Agent(name="cached", model=cached, model_settings=ModelSettings(temperature=0))
     runtime.register(deterministic)
     await runtime.run(deterministic, "Hi")
     hit = await runtime.run(deterministic, "Hi")
@@ -135,5 +133,3 @@ async def test_replay_calls_no_model_and_no_tool(tmp_path: Path) -> None:
 
     assert replayed.identical
     assert (calls, len(model.requests)) == (["9"], asked)
-
-

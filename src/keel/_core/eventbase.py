@@ -21,7 +21,6 @@ kinds the code defines, never the other way round.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, Union
@@ -123,22 +122,22 @@ class EventRegistry:
         self._kinds: dict[str, type[Event]] = {}
         self._adapters: dict[type[Event], TypeAdapter[Any]] = {}
         self._union: TypeAdapter[Any] | None = None
-        self._lock = threading.Lock()
 
     def register(self, kind: E) -> E:
         """Make ``kind`` known; a different class under a known tag is refused."""
+        # Kinds register when their module is imported (under Python's import lock); the
+        # union codec is rebuilt on next use, which is idempotent.
         tag = _tag_of(kind)
-        with self._lock:
-            known = self._kinds.get(tag)
-            if known is not None and known is not kind:
-                raise ValueError(
-                    f"event type {tag!r} is already registered by {known.__module__}."
-                    f"{known.__qualname__}; give {kind.__qualname__} another type tag"
-                )
-            if known is None:
-                self._kinds[tag] = kind
-                self._adapters[kind] = TypeAdapter(kind)
-                self._union = None
+        known = self._kinds.get(tag)
+        if known is not None and known is not kind:
+            raise ValueError(
+                f"event type {tag!r} is already registered by {known.__module__}."
+                f"{known.__qualname__}; give {kind.__qualname__} another type tag"
+            )
+        if known is None:
+            self._adapters[kind] = TypeAdapter(kind)
+            self._kinds[tag] = kind
+            self._union = None
         return kind
 
     def __contains__(self, tag: object) -> bool:
@@ -164,12 +163,11 @@ class EventRegistry:
         """A codec for any registered kind, chosen by the ``type`` tag."""
         union = self._union
         if union is None:
-            with self._lock:
-                kinds = tuple(self._kinds.values())
-                union = TypeAdapter(
-                    Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
-                )
-                self._union = union
+            kinds = tuple(self._kinds.values())
+            union = TypeAdapter(
+                Annotated[Union[kinds], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
+            )
+            self._union = union
         return union
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from keel._agent import Agent, ModelSpec
 from keel._settings import KeelSettings
 from keel.errors import ConfigurationError, UsageError
-from keel.models import ModelRegistry
 from keel.ports import Clock, Model
 from keel.resilience import (
     BreakerBoard,
@@ -29,7 +28,15 @@ from keel.resilience import (
 )
 from keel.resilience._cache import Caching, ResponseCache
 
-__all__ = ["Chain", "ModelComposer"]
+__all__ = ["Chain", "ModelComposer", "Resolver"]
+
+
+class Resolver(Protocol):
+    """What turns a model name into a model object (``keel.models.ModelRegistry``)."""
+
+    def resolve(self, name: str) -> Model:
+        """A new model object for ``name``; ``ConfigurationError`` naming the fix."""
+        ...
 
 
 class Chain:
@@ -60,7 +67,7 @@ class ModelComposer:
         self,
         *,
         settings: KeelSettings,
-        registry: ModelRegistry,
+        registry: Resolver,
         clock: Clock,
         retry: RetryPolicy | None,
         breakers: BreakerBoard | None,

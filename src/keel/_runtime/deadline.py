@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "WallTime"]
 
 
 class Deadline:
@@ -54,6 +54,66 @@ class Deadline:
             self._handle.cancel()
             self._handle = None
         # Ours: undo our cancellation; if nobody else cancelled the task, it is a timeout.
+        if (
+            self._expired
+            and self._task is not None
+            and self._task.uncancel() == 0
+            and exc_type is asyncio.CancelledError
+        ):
+            raise TimeoutError from exc
+        return None
+
+
+class WallTime:
+    """One run's wall-time deadline for one stretch of driving: one timer for the whole drive,
+    armed around each model call (``async with wall_time:``), which the deadline cancels if
+    it is still under way then, as :class:`TimeoutError`.
+    """
+
+    __slots__ = ("_at", "_expired", "_handle", "_inside", "_task")
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._inside = False
+        self._task: asyncio.Task[object] | None = None
+
+    def start(self, seconds: float) -> None:
+        """Set the deadline ``seconds`` from now (for the driving task)."""
+        self.stop()
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._expired = False
+        self._handle = loop.call_at(loop.time() + max(0.0, seconds), self._fire)
+
+    def stop(self) -> None:
+        """Drop the timer (the drive ended)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def expired(self) -> bool:
+        """Whether the deadline passed during a model call."""
+        return self._expired
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._inside and self._task is not None:
+            self._expired = True
+            self._task.cancel()
+
+    async def __aenter__(self) -> WallTime:
+        self._inside = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        self._inside = False
         if (
             self._expired
             and self._task is not None

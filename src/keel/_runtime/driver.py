@@ -35,6 +35,7 @@ from keel._core.messages import Message, ModelRequest
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel._core.usage import Usage
+from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel.errors import LeaseLostError
@@ -144,6 +145,8 @@ class RunDriver:
         self.request: ModelRequest | None = None
         self._task: asyncio.Task[Any] | None = None
         self._stopping = False
+        #: The run's wall-time deadline while this driver drives it (see model_calls).
+        self.wall_time = WallTime()
 
     @property
     def last_seq(self) -> int:
@@ -169,6 +172,10 @@ class RunDriver:
         the run was stopped.
         """
         self._task = asyncio.current_task()
+        state = self.state
+        # The wall-time budget is measured by the runtime's clock; only cutting a model call
+        # that hangs needs a real timer.
+        self.wall_time.start(state.limits.max_wall_time_s - (self.clock.now() - state.active_since))
         try:
             return await self._drive()
         except asyncio.CancelledError:
@@ -182,6 +189,7 @@ class RunDriver:
             ) from None
         finally:
             self._task = None
+            self.wall_time.stop()
 
     async def _drive(self) -> RunState:
         state = self.state

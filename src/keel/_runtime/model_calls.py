@@ -1,6 +1,9 @@
 """The model-call effect: send the run's messages to its model, journal the answer or failure.
 
-The call is bounded by what is left of the run's wall time (measured by the runtime's clock).
+The call is bounded by what is left of the run's wall time (measured by the runtime's clock):
+the driver keeps one timer per stretch of driving at the run's wall-time deadline, which cuts
+a model call still under way then (one timer per drive rather than one per call: with
+thousands of runs at once, timers are what the event loop spends its time on).
 A retryable failure that outlasted every retry and fallback pauses the run
 (``model_unavailable``): its work is kept for when the model answers again. Any other failure
 fails it. When someone follows the run's text, the model is asked to stream and each piece of
@@ -22,7 +25,6 @@ from keel._core.messages import (
     TextDelta,
     ToolCall,
 )
-from keel._runtime.deadline import Deadline
 from keel.errors import ModelError, ModelResponseError
 from keel.ports import Model
 
@@ -79,15 +81,12 @@ class ModelCalls:
                 output_name="output" if output is None else output.name,
                 settings=agent.model_settings,
             )
-        remaining = state.limits.max_wall_time_s - (clock.now() - state.active_since)
         model = driver.model_now()
         model_name = model.name
         sink = driver.delta_sink()
         started = clock.monotonic()
-        # The budget is the run's clock's; only cutting a call that hangs needs a real timer.
-        deadline = Deadline(max(remaining, 0.0))
         try:
-            async with deadline:
+            async with driver.wall_time:
                 if sink is None:
                     response = await model.request(request)
                 else:
@@ -120,7 +119,7 @@ class ModelCalls:
                 driver.record((failed, RunFinished(status="failed", error=error, at=now)))
             return
         except TimeoutError:
-            if not deadline.expired():
+            if not driver.wall_time.expired():
                 raise
             breach = LimitBreach(
                 limit="max_wall_time_s",
