@@ -48,7 +48,10 @@ class Ledger:
     """The world outside Keel: one row per effect, committed inside the tool."""
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # Sync tools run in threads of their own: the ledger is used from any of them.
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, timeout=30, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS effects (kind TEXT NOT NULL, key TEXT NOT NULL, "

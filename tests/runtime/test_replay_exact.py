@@ -21,7 +21,7 @@ NO_MODELS = KeelSettings.from_environ({})
 
 
 class Unreliable(Model):
-    """Fails with the scripted errors first, then answers from its script."""
+    """Fails with the scripted errors first, then answers from its script, then is down."""
 
     def __init__(self, name: str, failures: list[Exception], answers: list[Any]) -> None:
         self._name = name
@@ -35,6 +35,8 @@ class Unreliable(Model):
     async def request(self, request: ModelRequest) -> ModelResponse:
         if self._failures:
             raise self._failures.pop(0)
+        if not self._answers.remaining:
+            raise ModelHTTPError("down", status=503, model=self._name)
         return await self._answers.request(request)
 
 
@@ -62,11 +64,12 @@ async def test_replay_of_retries_fallbacks_cache_hits_checks_and_decisions_is_ex
 ) -> None:
     clock = FakeClock(tick=0.001)
     retry = RetryPolicy(max_attempts=3, initial_backoff_s=0.01)
+    # Step 1: the primary fails once and is retried; later steps: it is down, and the backup
+    # answers (a fallback).
     primary = Retrying(
         Unreliable(
             "acme:primary",
-            [ModelConnectionError("reset", model="acme:primary")] * 1
-            + [ModelHTTPError("down", status=503, model="acme:primary")] * 3,
+            [ModelConnectionError("reset", model="acme:primary")],
             [call("lookup", order_id="1")],
         ),
         retry,
