@@ -247,8 +247,9 @@ class Leases(Protocol):
         - runs with status ``queued`` and no live lease, that are first in their thread: no
           older run of the thread holds it.
 
-        ``agents`` keeps to runs of those agents, ``run_ids`` to those runs. Each claim is atomic: two claimers never get
-        the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one write transaction).
+        ``agents`` keeps to runs of those agents, ``run_ids`` to those runs. Each claim is
+        atomic: two claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``;
+        SQLite: one write transaction).
         """
         ...
 
