@@ -16,8 +16,8 @@ import dataclasses
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from keel._core.events import (
 from keel._core.messages import AssistantMessage, Message, ToolCall, ToolResultMessage, UserMessage
 from keel._core.usage import Usage
 from keel.errors import (
+    ConfigurationError,
     JournalConflictError,
     LeaseLostError,
     RunLeasedError,
@@ -47,9 +48,15 @@ from keel.errors import (
     ThreadChangedError,
 )
 from keel.ports import Lease, Store, ThreadHistory
-from keel.stores import MemoryStore, SQLiteStore
-from tests.postgres import drop_schema, new_schema_name
 
+from ._backends import (
+    EXPIRY_WAIT,
+    LONG_TTL,
+    SHORT_TTL,
+    THREAD_SAFE_BACKENDS,
+    memory_store,
+    sqlite_store,
+)
 from ._data import (
     T0,
     conversation,
@@ -59,66 +66,6 @@ from ._data import (
     started,
     tool_step,
 )
-
-StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
-"""Opens a fresh, empty store."""
-
-SHORT_TTL = 0.2  # a lease the test lets expire
-EXPIRY_WAIT = 0.3  # sleeping this long expires a SHORT_TTL lease
-LONG_TTL = 60.0  # a lease that stays live for the whole test
-
-
-@asynccontextmanager
-async def memory_store() -> AsyncIterator[Store]:
-    store = MemoryStore(check_json=True)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@asynccontextmanager
-async def sqlite_store(directory: Path) -> AsyncIterator[Store]:
-    store = SQLiteStore(directory / "keel.db")
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@asynccontextmanager
-async def postgres_store(url: str) -> AsyncIterator[Store]:
-    from keel.stores._postgres import PostgresStore
-
-    schema = new_schema_name()
-    store = PostgresStore(url, schema=schema)
-    try:
-        yield store
-    finally:
-        await store.close()
-        await drop_schema(url, schema)
-
-
-BACKENDS = ["memory", "sqlite", "postgres"]
-# Stores that one object may serve to several threads, each with its own event loop.
-THREAD_SAFE_BACKENDS = ["memory", "sqlite"]
-
-
-@pytest.fixture(params=BACKENDS)
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    kind: str = request.param
-    if kind == "memory":
-        return memory_store
-    if kind == "sqlite":
-        return lambda: sqlite_store(tmp_path)
-    url: str = request.getfixturevalue("postgres_url")
-    return lambda: postgres_store(url)
-
-
-@pytest.fixture
-async def store(open_store: StoreFactory) -> AsyncIterator[Store]:
-    async with open_store() as store:
-        yield store
 
 
 def full_run() -> list[list[Event]]:
@@ -140,13 +87,15 @@ async def lease_run(
 ) -> Lease:
     """Start a run with its first event, leased to ``owner``."""
     thread_id = kw.pop("thread_id", "thread-1")
-    return await store.start_run(
+    lease = await store.start_run(
         run_id,
         [started(run_id, thread_id=thread_id)],
         record=record(run_id, thread_id=thread_id, **kw),
         owner=owner,
         ttl_s=ttl_s,
     )
+    assert lease is not None
+    return lease
 
 
 def near_now(expires_at: float, ttl_s: float) -> bool:
@@ -490,16 +439,17 @@ async def test_list_runs_default_limit_is_50(store: Store) -> None:
 
 
 @pytest.mark.parametrize("limit", [0, -1])
-async def test_listings_refuse_a_limit_below_one(store: Store, limit: int) -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+async def test_listings_and_claims_refuse_a_limit_below_one(store: Store, limit: int) -> None:
+    with pytest.raises(ConfigurationError, match="list_runs limit must be at least 1"):
         await store.list_runs(limit=limit)
-    with pytest.raises(ValueError, match="at least 1"):
-        await store.recoverable_runs(limit=limit)
+    with pytest.raises(ConfigurationError, match="claim_runs limit must be at least 1"):
+        await store.claim_runs(owner="w", ttl_s=LONG_TTL, limit=limit)
 
 
 async def test_an_empty_store_lists_nothing(store: Store) -> None:
     assert await store.list_runs() == []
-    assert await store.recoverable_runs() == []
+    assert await store.list_runs(limit=None) == []
+    assert await store.claim_runs(owner="w", ttl_s=LONG_TTL, limit=10) == []
     assert await store.active_run("thread-1") is None
 
 
@@ -511,10 +461,13 @@ async def test_start_run_creates_a_run_leased_with_token_one(store: Store) -> No
     lease = await store.start_run(
         "run-1", events, record=record(last_seq=7), owner="worker-a", ttl_s=30.0
     )
+    assert lease is not None
     assert (lease.run_id, lease.owner, lease.token) == ("run-1", "worker-a", 1)
     assert near_now(lease.expires_at, 30.0)
     assert await store.load("run-1") == events
-    assert await store.get_run("run-1") == record(last_seq=4)
+    assert await store.get_run("run-1") == record(
+        last_seq=4, lease_owner="worker-a", lease_expires_at=lease.expires_at
+    )
     # The run is leased: nobody else may write or take it.
     with pytest.raises(RunLeasedError):
         await store.append("run-1", tool_step(2), expected_seq=4, record=record())
@@ -554,8 +507,8 @@ async def test_a_lease_needs_a_positive_finite_ttl(store: Store, ttl_s: float) -
 
 
 async def test_an_exclusive_start_on_a_busy_thread_is_refused(store: Store) -> None:
-    await lease_run(store, "run-1", created_at=T0)
-    await lease_run(store, "run-2", created_at=T0 + 1)
+    await lease_run(store, "run-1", created_at=T0 + 1, holds_thread=True)
+    await lease_run(store, "run-2", created_at=T0, holds_thread=True)
     with pytest.raises(ThreadBusyError) as caught:
         await store.start_run(
             "run-3",
@@ -569,7 +522,7 @@ async def test_an_exclusive_start_on_a_busy_thread_is_refused(store: Store) -> N
     assert caught.value.code == "thread_busy"
     with pytest.raises(RunNotFoundError):
         await store.load("run-3")
-    assert [r.run_id for r in await store.list_runs()] == ["run-2", "run-1"]
+    assert [r.run_id for r in await store.list_runs()] == ["run-1", "run-2"]
 
 
 async def test_an_exclusive_start_with_a_stale_history_is_refused(store: Store) -> None:
@@ -600,21 +553,42 @@ async def test_an_exclusive_start_with_a_stale_history_is_refused(store: Store) 
     lease = await store.start_run(
         "run-2", [fresh], record=record("run-2"), owner="w", ttl_s=LONG_TTL, exclusive=True
     )
+    assert lease is not None
     assert lease.token == 1
 
 
-async def test_an_exclusive_start_ignores_finished_runs_and_other_threads(store: Store) -> None:
-    await store.append("done", [started("done")], expected_seq=0, record=record("done"))
+async def test_an_exclusive_start_ignores_runs_that_do_not_hold_the_thread(store: Store) -> None:
+    await store.append(
+        "done", [started("done")], expected_seq=0, record=record("done", holds_thread=True)
+    )
     await store.append(
         "done", finishing_step(1), expected_seq=1, record=record("done", status="completed")
     )
-    await lease_run(store, "elsewhere", thread_id="thread-2")
-    paused = record("paused", status="paused")
-    await store.append("paused", [started("paused")], expected_seq=0, record=paused)
+    await lease_run(store, "elsewhere", thread_id="thread-2", holds_thread=True)
+    # A fork runs beside its thread without holding it.
+    await lease_run(store, "fork", holds_thread=False)
     lease = await store.start_run(
-        "run-1", [started()], record=record(), owner="w", ttl_s=LONG_TTL, exclusive=True
+        "run-1",
+        [started()],
+        record=record(holds_thread=True),
+        owner="w",
+        ttl_s=LONG_TTL,
+        exclusive=True,
     )
+    assert lease is not None
     assert lease.token == 1
+
+
+async def test_a_paused_run_that_holds_its_thread_refuses_an_exclusive_start(
+    store: Store,
+) -> None:
+    paused = record("paused", status="paused", holds_thread=True)
+    await store.append("paused", [started("paused")], expected_seq=0, record=paused)
+    with pytest.raises(ThreadBusyError) as caught:
+        await store.start_run(
+            "run-1", [started()], record=record(), owner="w", ttl_s=LONG_TTL, exclusive=True
+        )
+    assert caught.value.active_run_id == "paused"
 
 
 async def test_a_non_exclusive_start_ignores_a_busy_thread(store: Store) -> None:
@@ -622,6 +596,7 @@ async def test_a_non_exclusive_start_ignores_a_busy_thread(store: Store) -> None
     lease = await store.start_run(
         "run-2", [started("run-2")], record=record("run-2"), owner="w", ttl_s=LONG_TTL
     )
+    assert lease is not None
     assert lease.token == 1
 
 
@@ -629,11 +604,11 @@ async def test_racing_exclusive_starts_on_an_idle_thread_one_wins(store: Store) 
     for round_ in range(5):
         thread_id = f"thread-{round_}"
 
-        async def start(run_id: str, thread_id: str = thread_id) -> Lease:
+        async def start(run_id: str, thread_id: str = thread_id) -> Lease | None:
             return await store.start_run(
                 run_id,
                 [started(run_id, thread_id=thread_id)],
-                record=record(run_id, thread_id=thread_id),
+                record=record(run_id, thread_id=thread_id, holds_thread=True),
                 owner=run_id,
                 ttl_s=LONG_TTL,
                 exclusive=True,
@@ -886,61 +861,29 @@ async def test_releasing_a_stale_lease_does_nothing(store: Store) -> None:
     assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
 
 
-# --- recoverable and active runs ------------------------------------------------------------
+# --- active runs ----------------------------------------------------------------------------
 
 
-async def test_recoverable_runs_are_running_without_a_live_lease_oldest_first(
-    store: Store,
-) -> None:
-    # Running, never leased (created by append).
-    await store.append(
-        "unleased",
-        [started("unleased")],
-        expected_seq=0,
-        record=record("unleased", created_at=T0 + 3),
-    )
-    # Running, lease expired (its process died).
-    await lease_run(store, "expired", ttl_s=SHORT_TTL, created_at=T0 + 1)
-    # Running, lease released without finishing.
-    released = await lease_run(store, "released", created_at=T0 + 2)
-    await store.release_lease(released)
-    # Not recoverable: a live lease, or not running.
-    await lease_run(store, "live", created_at=T0)
-    await store.append(
-        "done", [started("done")], expected_seq=0, record=record("done", status="completed")
-    )
-    await store.append(
-        "paused", [started("paused")], expected_seq=0, record=record("paused", status="paused")
-    )
-    await asyncio.sleep(EXPIRY_WAIT)
-    runs = await store.recoverable_runs()
-    assert [r.run_id for r in runs] == ["expired", "released", "unleased"]
-    assert runs[2] == record("unleased", created_at=T0 + 3, last_seq=1)
-    assert [r.run_id for r in await store.recoverable_runs(limit=2)] == ["expired", "released"]
-
-
-async def test_recoverable_runs_break_ties_by_run_id(store: Store) -> None:
-    for run_id in ["b", "c", "a"]:
-        await store.append(run_id, [started(run_id)], expected_seq=0, record=record(run_id))
-    assert [r.run_id for r in await store.recoverable_runs()] == ["a", "b", "c"]
-
-
-async def test_the_active_run_is_the_newest_running_run_of_the_thread(store: Store) -> None:
+async def test_the_active_run_is_the_oldest_run_holding_the_thread(store: Store) -> None:
     assert await store.active_run("thread-1") is None
-    await lease_run(store, "old", created_at=T0)
-    await lease_run(store, "new", created_at=T0 + 1)
+    await lease_run(store, "fork", created_at=T0 - 5, holds_thread=False)
+    await lease_run(store, "old", created_at=T0, holds_thread=True)
+    await lease_run(store, "new", created_at=T0 + 1, holds_thread=True)
+    await lease_run(store, "other", thread_id="thread-2", created_at=T0 - 9, holds_thread=True)
+    active = await store.active_run("thread-1")
+    assert active is not None
+    assert (active.run_id, active.holds_thread, active.lease_owner) == ("old", True, "w1")
+    # Once it ends (it no longer holds the thread), the next one is active.
     await store.append(
-        "newest", [started("newest")], expected_seq=0, record=record("newest", created_at=T0 + 2)
-    )
-    await store.append(
-        "newest",
+        "old",
         finishing_step(1),
         expected_seq=1,
-        record=record("newest", created_at=T0 + 2, status="completed"),
+        record=record("old", created_at=T0, status="completed"),
+        lease=await store.acquire_lease("old", owner="w1", ttl_s=LONG_TTL),
     )
-    await lease_run(store, "other", thread_id="thread-2", created_at=T0 + 5)
     active = await store.active_run("thread-1")
-    assert active == record("new", created_at=T0 + 1, last_seq=1)
+    assert active is not None
+    assert active.run_id == "new"
     assert await store.active_run("thread-3") is None
 
 

@@ -24,6 +24,9 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now_s
 
+    async def sleep(self, seconds: float) -> None:
+        self.now_s += seconds
+
 
 async def test_events_records_and_messages_are_kept_as_given() -> None:
     events = [started(), *tool_step(1)]
@@ -66,6 +69,7 @@ async def test_lease_times_follow_the_injected_clock() -> None:
     clock = FakeClock(1_000.0)
     async with MemoryStore(clock=clock) as store:
         lease = await store.start_run("run-1", [started()], record=record(), owner="a", ttl_s=30)
+        assert lease is not None
         assert lease.expires_at == 1_030.0
         clock.now_s = 1_029.9
         with pytest.raises(RunLeasedError):
@@ -73,9 +77,10 @@ async def test_lease_times_follow_the_injected_clock() -> None:
         clock.now_s = 1_030.0  # expiry is inclusive: at expires_at the lease is over
         taken = await store.acquire_lease("run-1", owner="b", ttl_s=30)
         assert (taken.token, taken.expires_at) == (2, 1_060.0)
-        assert [r.run_id for r in await store.recoverable_runs()] == []
+        assert await store.claim_runs(owner="c", ttl_s=30, limit=5) == []
         clock.now_s = 2_000.0
-        assert [r.run_id for r in await store.recoverable_runs()] == ["run-1"]
+        (claimed,) = await store.claim_runs(owner="c", ttl_s=30, limit=5)
+        assert (claimed.run_id, claimed.token, claimed.expires_at) == ("run-1", 3, 2_030.0)
 
 
 async def test_closing_drops_everything() -> None:

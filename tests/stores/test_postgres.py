@@ -28,7 +28,7 @@ from keel._core.events import ToolCallFinished
 from keel.errors import JournalConflictError, MissingExtraError, StoreError, ThreadBusyError
 from keel.ports import Lease, ThreadHistory
 from keel.stores._postgres import PostgresStore
-from keel.stores._postgres_schema import LATEST_VERSION, MIGRATIONS
+from keel.stores._sql.postgres_schema import LATEST_VERSION, MIGRATIONS
 from tests.postgres import drop_schema, new_schema_name, postgres_where
 from tests.services import port_open, require_service
 
@@ -149,7 +149,7 @@ async def test_without_auto_migrate_a_new_schema_needs_an_upgrade(
         with pytest.raises(StoreError, match=r"version 0 .*run `keel db upgrade`"):
             await store.list_runs()
         assert tables(admin_conn, postgres_schema) == set()  # refused, and left alone
-        assert await store.upgrade() == [1]
+        assert await store.upgrade() == [1, 3]
         assert await store.list_runs() == []
     async with PostgresStore(postgres_url, schema=postgres_schema, auto_migrate=False) as store:
         assert await store.list_runs() == []
@@ -190,23 +190,25 @@ async def test_stores_with_different_schemas_keep_their_data_apart(
 def test_every_table_is_named_with_its_schema() -> None:
     store = PostgresStore("postgresql://u@127.0.0.1/db", schema="Some_Schema")
     qualified = '"Some_Schema".'
-    cte_names = {"run", "thread"}
-    statements = [
-        value
-        for value in vars(store._sql).values()
-        if isinstance(value, str) and value != store._sql.qualified_migrations_table
-    ]
-    for group in (store._sql.appends, store._sql.list_runs):
-        statements += list(group.values())
-    statements += [store._sql.render(s) for m in MIGRATIONS for s in m.statements]
-    assert len(statements) > 30
+    cte_names = {"run", "thread", "notified", "released"}
+    programs = store._programs
+    statements: list[str] = []
+    for value in vars(programs.sql).values():
+        if isinstance(value, str):
+            statements.append(value)
+        elif isinstance(value, dict):
+            statements += list(value.values())
+    statements += list(programs.writes.values())
+    statements += [store._render(s) for m in MIGRATIONS for s in m.statements]
+    assert len(statements) > 40
     names = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|ON|SCHEMA)\s+([a-z\"][\w\".]*)")
     for statement in statements:
+        assert "{" not in statement, statement  # every placeholder was filled in
         for target in names.findall(statement):
             if target in cte_names or target.startswith(("run,", "thread,", "(", "CONFLICT")):
                 continue
-            if target.startswith(("t.", "m.", "clock_timestamp")):  # not tables
-                continue
+            if target.startswith(("t.", "m.", "r.", "e.", "o.", "clock_timestamp", "unnest")):
+                continue  # not tables
             assert target.startswith(qualified) or target == '"Some_Schema"', (target, statement)
 
 
@@ -346,6 +348,7 @@ async def test_a_start_whose_commit_was_lost_is_not_written_twice(store: Postgre
         "run-1", [started()], record=record(), owner="w", ttl_s=60, exclusive=True
     )
     assert counter[0] == 3
+    assert lease is not None
     assert (lease.owner, lease.token) == ("w", 1)
     assert await store.load("run-1") == [started()]
     assert await store.append("run-1", tool_step(1), expected_seq=1, record=record(), lease=lease)
@@ -621,7 +624,7 @@ async def test_exclusive_starts_from_many_stores_one_wins(
                     store.start_run(
                         f"r{round_}-{n}",
                         [started(f"r{round_}-{n}", thread_id=thread_id)],
-                        record=record(f"r{round_}-{n}", thread_id=thread_id),
+                        record=record(f"r{round_}-{n}", thread_id=thread_id, holds_thread=True),
                         owner=f"w{n}",
                         ttl_s=60,
                         exclusive=True,
@@ -709,11 +712,14 @@ def pgbouncer_url(postgres_url: str) -> Iterator[str]:
 async def test_the_store_works_behind_pgbouncer_in_transaction_mode(
     pgbouncer_url: str, postgres_url: str, postgres_schema: str
 ) -> None:
-    async with PostgresStore(pgbouncer_url, schema=postgres_schema, max_size=6) as store:
-        assert await store.upgrade() == [1]
+    async with PostgresStore(
+        pgbouncer_url, schema=postgres_schema, max_size=6, listen_url=postgres_url
+    ) as store:
+        assert await store.upgrade() == [1, 3]
         lease = await store.start_run(
             "run-1", [started()], record=record(), owner="w", ttl_s=60, exclusive=True
         )
+        assert lease is not None
         seq = 1
         for step in range(1, 4):
             seq = await store.append(
@@ -733,6 +739,20 @@ async def test_the_store_works_behind_pgbouncer_in_transaction_mode(
         assert (await store.thread_history("thread-1")).last_seq == 4
         again = await store.acquire_lease("run-1", owner="w2", ttl_s=60)
         assert again.token == 2
+        # Watching listens on the direct connection: another store's submit wakes it.
+        async with (
+            PostgresStore(pgbouncer_url, schema=postgres_schema) as other,
+            store.watch(None) as queue,
+        ):
+            await other.start_run(
+                "queued",
+                [started("queued", thread_id="tq")],
+                record=record("queued", thread_id="tq", status="queued"),
+                owner=None,
+                ttl_s=60,
+            )
+            assert await queue.wait(5)
+            assert store._listeners.listening()
 
         # Many clients at once over two server connections: exclusive starts and appends.
         async def run(n: int) -> None:
@@ -741,7 +761,7 @@ async def test_the_store_works_behind_pgbouncer_in_transaction_mode(
                 run_lease = await store.start_run(
                     run_id,
                     [started(run_id, thread_id=f"t{n % 3}")],
-                    record=record(run_id, thread_id=f"t{n % 3}"),
+                    record=record(run_id, thread_id=f"t{n % 3}", holds_thread=True),
                     owner=run_id,
                     ttl_s=60,
                     exclusive=True,

@@ -4,6 +4,7 @@ clear errors for files it cannot use, and safety against other connections and p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -18,11 +19,20 @@ import pytest
 
 from keel._core.codec import encode_event, encode_message, event_to_dict
 from keel._core.events import Event, RunFinished, RunStarted, ToolCallFinished
-from keel.errors import JournalConflictError, RunLeasedError, RunNotFoundError, StoreError
+from keel.errors import (
+    ConfigurationError,
+    JournalConflictError,
+    LeaseLostError,
+    RunLeasedError,
+    RunNotFoundError,
+    StoreError,
+    ThreadBusyError,
+)
 from keel.ports import ThreadHistory
-from keel.stores import SQLiteStore, _sqlite_schema
-from keel.stores import _sqlite as sqlite_module
-from keel.stores._sqlite_schema import LATEST_VERSION, MIGRATIONS
+from keel.stores import SQLiteStore
+from keel.stores._sql import sqlite_schema
+from keel.stores._sql.sqlite import SQLITE
+from keel.stores._sql.sqlite_schema import LATEST_VERSION, MIGRATIONS
 
 from ._data import conversation, finishing_step, record, started, tool_step
 
@@ -133,7 +143,7 @@ async def test_wal_foreign_keys_and_synchronous_are_set(tmp_path: Path) -> None:
     for synchronous, level in levels:
         async with SQLiteStore(path, synchronous=synchronous, busy_timeout_s=2.5) as store:
             await store.list_runs()
-            conn = store._conn  # the settings live on the store's own connection
+            conn = store._writer_conn  # the settings live on the store's write connection
             assert conn is not None
             assert conn.execute("PRAGMA synchronous").fetchone() == (level,)
             assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
@@ -153,7 +163,9 @@ async def test_the_schema_and_its_version_are_recorded(tmp_path: Path) -> None:
         objects = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
     assert {"runs", "events", "thread_messages", "threads", "schema_migrations"} <= objects.keys()
     assert {"runs_by_created", "runs_by_thread", "runs_by_status"} <= objects.keys()
-    assert "WHERE status = 'running'" in objects["runs_running_by_thread"]
+    assert "WHERE holds_thread" in objects["runs_holding_thread"]
+    assert "WHERE status IN ('queued', 'running')" in objects["runs_claimable"]
+    assert "runs_running_by_thread" not in objects
     assert "lease_token INTEGER NOT NULL DEFAULT 0" in objects["runs"]
     assert objects["events"].rstrip().endswith("WITHOUT ROWID")
     assert "PRIMARY KEY (run_id, seq)" in objects["events"]
@@ -230,10 +242,13 @@ async def test_a_directory_is_refused(tmp_path: Path) -> None:
     [
         ({"synchronous": "off"}, "synchronous must be"),
         ({"busy_timeout_s": -1.0}, "busy_timeout_s must be"),
+        ({"busy_timeout_s": float("nan")}, "busy_timeout_s must be"),
+        ({"max_group": 0}, "max_group must be"),
+        ({"poll_interval_s": 0.0}, "poll_interval_s must be"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         SQLiteStore(":memory:", **options)  # type: ignore[arg-type]
 
 
@@ -496,19 +511,22 @@ async def test_a_damaged_database_is_reported_as_such(tmp_path: Path) -> None:
     await store.close()
 
 
+def query_plan(conn: sqlite3.Connection, statement: str, params: dict[str, object]) -> str:
+    rows = conn.execute("EXPLAIN QUERY PLAN " + statement, {"now": 0.0, **params})
+    return " ".join(row[3] for row in rows)
+
+
 async def test_listing_reads_an_index_in_order_instead_of_sorting() -> None:
     async with SQLiteStore(":memory:") as store:
         await store.list_runs()
-        conn = store._conn
+        conn = store._reader
         assert conn is not None
-        for (by_thread, by_status), statement in sqlite_module._LIST_RUNS.items():
-            params = [v for v, on in (("t", by_thread), ("running", by_status)) if on] + [5]
-            plan = " ".join(
-                row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)
-            )
-            # (thread, running) reads the partial index of running runs, also in order.
+        params = {"thread_id": "t", "status": "running", "statuses": '["a", "b"]', "limit": 5}
+        for (_, status), statement in SQLITE.list_runs.items():
+            plan = query_plan(conn, statement, params)
             assert "USING INDEX runs_" in plan, plan
-            assert "TEMP B-TREE" not in plan
+            if status != "many":  # several statuses: the matches are sorted
+                assert "TEMP B-TREE" not in plan, plan
 
 
 # --- migrations from older schemas, and explicit upgrades -----------------------------------
@@ -518,21 +536,46 @@ def make_version_1_database(path: Path) -> list[Event]:
     """A database as Keel's first schema left it, with one finished run and its messages,
     written by plain SQL the way that schema's store wrote it."""
     events = [started(), *tool_step(1), *finishing_step(2)]
+    run = record(status="completed")
     with raw(path) as conn:
         conn.execute("BEGIN")
-        conn.execute(_sqlite_schema.CREATE_MIGRATIONS_TABLE)
+        conn.execute(sqlite_schema.CREATE_MIGRATIONS_TABLE)
         for statement in MIGRATIONS[0].statements:
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations VALUES (1, 'journal', 0)")
         conn.execute(
-            sqlite_module._INSERT_RUN, sqlite_module._run_row(record(status="completed"), 6)
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, NULL, NULL, NULL, "
+            "NULL, 6)",
+            (
+                run.run_id,
+                run.thread_id,
+                run.agent,
+                run.model,
+                run.status,
+                run.created_at,
+                run.updated_at,
+                run.input,
+            ),
+        )
+        # A run paused by that version: it holds its thread once migrated.
+        conn.execute(
+            "INSERT INTO runs VALUES ('paused', 'thread-1', 'a', 'm', 'paused', ?, ?, '', 0, 0, "
+            "0, 0, NULL, NULL, NULL, NULL, 1)",
+            (run.created_at + 1, run.created_at + 1),
+        )
+        conn.execute(
+            "INSERT INTO events VALUES ('paused', 1, ?, 0, ?)",
+            (started("paused").type, encode_event(started("paused")).decode()),
         )
         for seq, event in enumerate(events, 1):
             body = encode_event(event).decode()
-            conn.execute(sqlite_module._INSERT_EVENT, ("run-1", seq, event.type, event.at, body))
+            conn.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                ("run-1", seq, event.type, event.at, body),
+            )
         for seq, message in enumerate(conversation(), 1):
             conn.execute(
-                sqlite_module._INSERT_THREAD_MESSAGE,
+                "INSERT INTO thread_messages VALUES (?, ?, ?, ?)",
                 ("thread-1", seq, "run-1", encode_message(message).decode()),
             )
         conn.execute("COMMIT")
@@ -549,12 +592,29 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Pat
         assert await store.thread_history("thread-1") == ThreadHistory(
             messages=conversation(), last_seq=4
         )
+        # The paused run holds its thread: an exclusive start waits until it gives it up.
+        paused = await store.get_run("paused")
+        assert paused.holds_thread
+        assert await store.active_run("thread-1") == paused
+        assert not (await store.get_run("run-1")).holds_thread
+        with pytest.raises(ThreadBusyError):
+            await store.start_run(
+                "run-2",
+                [started("run-2")],
+                record=record("run-2"),
+                owner="w",
+                ttl_s=60,
+                exclusive=True,
+            )
+        ended = dataclasses.replace(paused, status="cancelled", holds_thread=False)
+        await store.append("paused", tool_step(1), expected_seq=1, record=ended)
         # The new abilities work on old and new runs alike.
         old_lease = await store.acquire_lease("run-1", owner="w", ttl_s=60)
         assert old_lease.token == 1
         lease = await store.start_run(
             "run-2", [started("run-2")], record=record("run-2"), owner="w", ttl_s=60, exclusive=True
         )
+        assert lease is not None
         await store.append(
             "run-2",
             finishing_step(1),
@@ -570,7 +630,7 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Pat
         assert (await store.thread_history("thread-1", upto_seq=4)).messages == []
     with raw(path) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-        assert versions.fetchall() == [(1,), (2,)]
+        assert versions.fetchall() == [(1,), (2,), (3,)]
 
 
 async def test_without_auto_migrate_an_old_database_is_refused_until_upgraded(
@@ -580,11 +640,11 @@ async def test_without_auto_migrate_an_old_database_is_refused_until_upgraded(
     events = make_version_1_database(path)
     store = SQLiteStore(path, auto_migrate=False)
     try:
-        with pytest.raises(StoreError, match=r"schema 1 and this Keel needs schema 2.*keel db"):
+        with pytest.raises(StoreError, match=r"schema 1 and this Keel needs schema 3.*keel db"):
             await store.load("run-1")
         with raw(path) as conn:  # refused, and left alone
             assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (1,)
-        assert await store.upgrade() == [2]
+        assert await store.upgrade() == [2, 3]
         assert await store.load("run-1") == events
         assert await store.upgrade() == []
     finally:
@@ -598,7 +658,7 @@ async def test_without_auto_migrate_a_new_file_needs_an_upgrade(tmp_path: Path) 
     async with SQLiteStore(path, auto_migrate=False) as store:
         with pytest.raises(StoreError, match=r"schema 0 .*run `keel db upgrade`"):
             await store.list_runs()
-        assert await store.upgrade() == [1, 2]
+        assert await store.upgrade() == [1, 2, 3]
         assert await store.list_runs() == []
     async with SQLiteStore(path) as again:
         assert await again.upgrade() == []
@@ -632,20 +692,27 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now_s
 
+    async def sleep(self, seconds: float) -> None:
+        self.now_s += seconds
+
 
 async def test_lease_times_follow_the_injected_clock(tmp_path: Path) -> None:
     clock = FakeClock(1_000.0)
     async with SQLiteStore(tmp_path / "keel.db", clock=clock) as store:
         lease = await store.start_run("run-1", [started()], record=record(), owner="a", ttl_s=30)
+        assert lease is not None
         assert lease.expires_at == 1_030.0
         clock.now_s = 1_029.9
         with pytest.raises(RunLeasedError):
             await store.append("run-1", tool_step(1), expected_seq=1, record=record())
         clock.now_s = 1_030.0  # expiry is inclusive: at expires_at the lease is over
-        assert [r.run_id for r in await store.recoverable_runs()] == ["run-1"]
+        assert lease is not None
+        (claimed,) = await store.claim_runs(owner="b", ttl_s=10, limit=5)
+        assert (claimed.run_id, claimed.token, claimed.expires_at) == ("run-1", 2, 1_040.0)
+        await store.release_lease(claimed)
         assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
-        renewed = await store.renew_lease(lease, ttl_s=5)
-        assert renewed.expires_at == 1_035.0
+        with pytest.raises(LeaseLostError):
+            await store.renew_lease(lease, ttl_s=5)
 
 
 LEASE_CHILD = """
@@ -670,28 +737,26 @@ async def test_a_lease_holds_against_another_process(tmp_path: Path) -> None:
     async with SQLiteStore(path) as store:
         lease = await store.start_run("run-1", [started()], record=record(), owner="me", ttl_s=60)
         assert json.loads(python(LEASE_CHILD, str(path))) == {"refused_by": "me"}
+        assert lease is not None
         await store.release_lease(lease)
         assert json.loads(python(LEASE_CHILD, str(path))) == {"token": 2}
 
 
-async def test_lease_and_thread_queries_read_an_index_in_order() -> None:
+async def test_queue_and_thread_queries_read_few_index_entries() -> None:
     async with SQLiteStore(":memory:") as store:
         await store.list_runs()
-        conn = store._conn
+        conn = store._reader
         assert conn is not None
-        plans = {
-            sqlite_module._ACTIVE_RUN: ("t",),
-            sqlite_module._OTHER_ACTIVE_RUN: ("t", "r"),
-            sqlite_module._RECOVERABLE_RUNS: (0.0, 5),
-        }
-        for statement, params in plans.items():
-            plan = " ".join(
-                row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)
-            )
-            assert "USING INDEX runs_" in plan, plan
+        params = {"thread_id": "t", "run_id": "r", "owner": "w", "ttl": 1.0, "limit": 5}
+        for statement in (SQLITE.active_run, SQLITE.other_holder):
+            plan = query_plan(conn, statement, params)
+            assert "USING INDEX runs_holding_thread" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
-        active = " ".join(
-            row[3]
-            for row in conn.execute("EXPLAIN QUERY PLAN " + sqlite_module._ACTIVE_RUN, ("t",))
-        )
-        assert "runs_running_by_thread" in active
+        for (_, run_ids), statement in SQLITE.claim.items():
+            plan = query_plan(conn, statement, {**params, "agents": "[]", "run_ids": "[]"})
+            # Oldest first from the partial index of queued and running runs; the thread check
+            # from the partial index of the runs that hold a thread.
+            if not run_ids:
+                assert "USING INDEX runs_claimable" in plan, plan
+            assert "runs_holding_thread" in plan, plan
+            assert "SCAN runs" not in plan.replace("SCAN runs USING", ""), plan

@@ -19,6 +19,7 @@ from keel._core.codec import decode_event, decode_message
 from keel._core.events import FINISHED, Event, RunStarted, RunStatus
 from keel._core.messages import Message
 from keel.errors import (
+    ConfigurationError,
     JournalConflictError,
     LeaseLostError,
     RunLeasedError,
@@ -100,17 +101,24 @@ def check_append(
         )
 
 
-def check_limit(limit: int) -> None:
-    """Raise ``ValueError`` for a listing limit below 1."""
-    if limit < 1:
-        raise ValueError(f"list_runs limit must be at least 1, got {limit}")
+def check_limit(limit: int, where: str = "list_runs") -> None:
+    """Raise :class:`keel.errors.ConfigurationError` for a ``limit`` below 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(
+            f"{where} limit must be at least 1, got {limit!r}; pass a positive whole number"
+            + (" (or None for all runs)" if where == "list_runs" else "")
+        )
 
 
 def check_ttl(ttl_s: float) -> None:
-    """Raise ``ValueError`` for a lease duration that is not a positive number of seconds."""
-    if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
-        raise ValueError(
-            f"a lease's ttl_s must be a positive, finite number of seconds, got {ttl_s!r}"
+    """Raise :class:`keel.errors.ConfigurationError` for a lease duration that is not a
+    positive number of seconds."""
+    if isinstance(ttl_s, bool) or not (
+        isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0
+    ):
+        raise ConfigurationError(
+            f"a lease's ttl_s must be a positive, finite number of seconds, got {ttl_s!r}; "
+            "pass how long the holder may go without renewing, e.g. ttl_s=30"
         )
 
 

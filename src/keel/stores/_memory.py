@@ -287,7 +287,7 @@ class MemoryStore:
         """Lease up to ``limit`` runs to advance now, oldest first; see
         :meth:`keel.ports.Leases.claim_runs`."""
         check_ttl(ttl_s)
-        check_limit(limit)
+        check_limit(limit, "claim_runs")
         wanted = None if agents is None else set(agents)
         with self._lock:
             self._check_open()

@@ -118,6 +118,13 @@ class Signals:
         for registration in found:
             registration.set()
 
+    def notify_all(self) -> None:
+        """Wake every registration (a spurious wake-up: when changes may have been missed)."""
+        with self._lock:
+            found = [r for registrations in self._registrations.values() for r in registrations]
+        for registration in found:
+            registration.set()
+
     @contextlib.asynccontextmanager
     async def watch(self, run_id: str | None) -> AsyncIterator[Registration]:
         """Register for changes of ``run_id`` (``None``: the queue) while the block runs."""

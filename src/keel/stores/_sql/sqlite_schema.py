@@ -13,18 +13,9 @@ text keys ``COLLATE "C"`` so that ``list_runs`` breaks ties by ``run_id`` in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from keel.stores._sql.statements import Migration
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Migration:
-    """One schema step: its number, a short name, and the statements it runs in order."""
-
-    version: int
-    name: str
-    statements: tuple[str, ...]
+__all__ = ["CREATE_MIGRATIONS_TABLE", "LATEST_VERSION", "MIGRATIONS", "Migration"]
 
 
 # The bookkeeping table itself is created before any migration, so that the version check can
@@ -96,6 +87,17 @@ CREATE TABLE threads (
     last_seq INTEGER NOT NULL
 ) WITHOUT ROWID"""
 
+# Version 3: the queue. ``holds_thread`` is kept from the run's record on every write: whether
+# the run keeps its thread busy (later runs of the thread wait behind it). Runs that existed
+# before held their thread while running, paused or awaiting approval. The partial indexes keep
+# the queue's questions small: the runs holding a thread (exclusive starts, active_run, the
+# "first in its thread" check of claims), and the queued and running runs, oldest first
+# (claims). runs_running_by_thread answered the old "is a run of this thread running?" and is
+# dropped: nothing reads it any more, and it cost every status change an index write.
+_V3_CLAIMABLE = (
+    "CREATE INDEX runs_claimable ON runs (created_at, run_id) WHERE status IN ('queued', 'running')"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -131,6 +133,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE status = 'running'",
         ),
     ),
+    Migration(
+        version=3,
+        name="queue",
+        statements=(
+            "ALTER TABLE runs ADD COLUMN holds_thread INTEGER NOT NULL DEFAULT 0",
+            "UPDATE runs SET holds_thread = 1 "
+            "WHERE status IN ('running', 'paused', 'awaiting_approval')",
+            "DROP INDEX runs_running_by_thread",
+            "CREATE INDEX runs_holding_thread ON runs (thread_id, created_at, run_id) "
+            "WHERE holds_thread",
+            _V3_CLAIMABLE,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
+
+# --- bookkeeping ------------------------------------------------------------------------------
+
+HAS_MIGRATIONS_TABLE = (
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+)
+SELECT_SCHEMA_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+INSERT_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"

@@ -3,8 +3,9 @@
 The same rules as :mod:`keel.stores._sqlite_schema`: each migration runs once, in order, in
 one transaction, recorded in ``schema_migrations``; never edit a released migration, add the
 next number; a schema whose highest version is above :data:`LATEST_VERSION` is refused. The
-numbering is this dialect's own: PostgreSQL support starts at version 1 with the whole of what
-SQLite reached in two steps (journal, leases, thread counters).
+numbers mean the same schema on both dialects: PostgreSQL support started at version 1 with the
+whole of what SQLite reached in two steps (journal, leases, thread counters), so it has no
+version 2, and version 3 (the queue) is the same step on both.
 
 Every statement names its tables as ``{schema}.table``; the store fills ``{schema}`` in with
 a quoted identifier (:class:`psycopg.sql.Identifier`), so nothing depends on ``search_path``,
@@ -20,7 +21,7 @@ whether an append interrupted by a lost connection was committed.
 
 from __future__ import annotations
 
-from keel.stores._sqlite_schema import Migration
+from keel.stores._sql.statements import Migration
 
 __all__ = ["CREATE_MIGRATIONS_TABLE", "LATEST_VERSION", "MIGRATIONS"]
 
@@ -86,6 +87,20 @@ CREATE TABLE {schema}.thread_messages (
     PRIMARY KEY (thread_id, seq)
 )"""
 
+# Version 3: the queue, as in SQLite (see keel.stores._sql.sqlite_schema): holds_thread, kept
+# from the run's record on every write, and partial indexes for the runs holding a thread and
+# for the queued and running runs. The old index of running runs is dropped.
+_V3 = (
+    "ALTER TABLE {schema}.runs ADD COLUMN holds_thread BOOLEAN NOT NULL DEFAULT false",
+    "UPDATE {schema}.runs SET holds_thread = true "
+    "WHERE status IN ('running', 'paused', 'awaiting_approval')",
+    "DROP INDEX {schema}.runs_running_by_thread",
+    "CREATE INDEX runs_holding_thread ON {schema}.runs (thread_id, created_at, run_id) "
+    "WHERE holds_thread",
+    "CREATE INDEX runs_claimable ON {schema}.runs (created_at, run_id) "
+    "WHERE status IN ('queued', 'running')",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -107,6 +122,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX thread_messages_by_run ON {schema}.thread_messages (run_id)",
         ),
     ),
+    # Version 2 is SQLite's leases and thread counters, which PostgreSQL's version 1 has.
+    Migration(version=3, name="queue", statements=_V3),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
