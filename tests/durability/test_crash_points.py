@@ -43,13 +43,15 @@ def _life(journal: str, ledger: Path, crash_after: int | None, *, before: bool) 
 
 
 def _until_done(journal: str, ledger: Path, crash_at: int | None, *, before: bool) -> int:
-    """Lives until the run completes; the crash lands at the ``crash_at``-th durable append
-    counted over all lives. Returns the appends made in all."""
+    """Lives until the run completes; one crash lands at the ``crash_at``-th durable append
+    counted over all lives (right before it, with ``before``). Returns the appends made."""
     total = 0
+    crashed = crash_at is None
     for _ in range(20):
-        budget = None if crash_at is None or total >= crash_at else crash_at - total
+        budget = None if crashed or crash_at is None else crash_at - total
         code, appends = _life(journal, ledger, budget, before=before)
         total += appends
+        crashed = crashed or code == CRASHED
         if code == 0:
             return total
     raise AssertionError(f"the run did not complete in 20 lives; ledger {dump(ledger)}")
