@@ -33,6 +33,7 @@ from keel.stores import open_store
 from keel.testing import FunctionModel, call
 
 STEPS = 5
+SCHEMA = f"keel_bench_concurrency_{os.getppid()}"
 
 
 @tool(idempotent=True, side_effects="none")
@@ -58,7 +59,7 @@ def make_agent(latency_s: float) -> Agent[str]:
 
 
 async def measure(location: str, runs: int, latency_s: float) -> dict[str, Any]:
-    store = open_store(location)
+    store = open_store(location, schema=SCHEMA, pool_size=20)
     runtime = Runtime(store=store, settings=KeelSettings.from_environ({}))
     agent = make_agent(latency_s)
     await runtime.run(agent, "warm up")
@@ -124,6 +125,8 @@ def main() -> None:
                 if done.returncode != 0:
                     raise SystemExit(done.stderr)
                 found.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if label == "postgres":
+                _reset_postgres(options.postgres)
             found.sort(key=lambda f: f["wall_s"])
             median = found[len(found) // 2]
             print(
@@ -133,11 +136,13 @@ def main() -> None:
 
 
 def _reset_postgres(url: str) -> None:
-    """Drop the benchmark's schema, so every repeat starts from an empty journal."""
+    """Drop the benchmark's own schema, so every repeat starts from an empty journal."""
     import psycopg
+    from psycopg import sql
 
+    schema = f"keel_bench_concurrency_{os.getpid()}"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS keel CASCADE")
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 if __name__ == "__main__":
