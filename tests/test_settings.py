@@ -67,3 +67,19 @@ def test_api_keys_never_show_in_repr_or_dumps() -> None:
 def test_invalid_values_name_the_variable() -> None:
     with pytest.raises(ConfigurationError, match="KEEL_MODEL_TIMEOUT: Input should be a valid"):
         KeelSettings.from_environ({"KEEL_MODEL_TIMEOUT": "soon"})
+
+
+async def test_postgres_settings_are_given_without_building_the_store(postgres_url: str) -> None:
+    from keel import Runtime
+    from keel.stores import PostgresStore
+
+    settings = KeelSettings.from_environ(
+        {"KEEL_DB": postgres_url, "KEEL_DB_SCHEMA": "keel_settings_test", "KEEL_DB_POOL_SIZE": "3"}
+    )
+    runtime = Runtime(settings=settings)
+    try:
+        assert isinstance(runtime.store, PostgresStore)
+        assert runtime.store.schema == "keel_settings_test"
+        assert "keel_settings_test" in repr(runtime.store)
+    finally:
+        await runtime.close()

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
         ("step_overhead.py", ("memory", "sqlite-full", "sqlite-normal", "peak memory")),
         ("journal.py", ("bytes/step", "resume of a 20-step run")),
         ("chaos.py", ("completed: ", "none hung past it")),
+        ("concurrency.py", ("memory", "sqlite", "runs/s", "peak RSS")),
+        ("claim_latency.py", ("sqlite", "p50", "p99")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

@@ -216,3 +216,35 @@ def test_resume_all_and_db_upgrade(local: Path) -> None:
 
 def test_approvals_list_when_nothing_waits(local: Path) -> None:
     assert "no run is waiting" in invoke("approvals", "list").output
+
+
+def test_runs_follow_prints_a_run_live_from_another_process(db: Path) -> None:
+    paused = keel("run", EXAMPLE, "Where is order 1042?", "--max-steps", "1", db=db)
+    run_id = newest(db)["run_id"]
+    assert paused.returncode == 3
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "keel", "runs", "follow", run_id, "--until-finished", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in _PROVIDER_VARIABLES},
+            "KEEL_DB": str(db),
+        },
+        cwd=db.parent,
+    )
+    resumed = keel("resume", run_id, "--max-steps", "5", "--app", APP, db=db)
+    out, err = follower.communicate(timeout=60)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert follower.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    assert lines[0]["event"]["type"] == "run_started"
+    assert lines[-1]["event"]["type"] == "run_finished"
+    assert "run_resumed" in {line["event"]["type"] for line in lines}
+
+    stopped = keel("runs", "follow", run_id, "--after", str(len(lines) - 1), db=db)
+    assert stopped.returncode == 0
+    assert "run completed" in stopped.stdout
