@@ -248,3 +248,15 @@ def test_runs_follow_prints_a_run_live_from_another_process(db: Path) -> None:
     stopped = keel("runs", "follow", run_id, "--after", str(len(lines) - 1), db=db)
     assert stopped.returncode == 0
     assert "run completed" in stopped.stdout
+
+
+def test_resume_with_queue_needs_no_app_and_a_worker_finishes_the_run(db: Path) -> None:
+    keel("run", EXAMPLE, "Where is order 1042?", "--max-steps", "1", db=db)
+    run_id = newest(db)["run_id"]
+
+    queued = keel("resume", run_id, "--max-steps", "5", "--queue", db=db)
+
+    assert queued.returncode == 0, queued.stderr
+    assert f"run {run_id} is queued" in queued.stderr
+    assert keel("worker", APP, "--until-idle", db=db).returncode == 0
+    assert newest(db)["status"] == "completed"

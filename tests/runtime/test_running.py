@@ -346,3 +346,23 @@ async def test_reading_the_output_of_a_run_that_did_not_complete_raises_with_the
     assert "resume" in message
     assert paused.output_or_none is None
     assert not paused.ok
+
+
+async def test_a_raised_limit_puts_the_run_back_in_the_queue_for_a_worker(
+    store: MemoryStore,
+) -> None:
+    agent = Agent(
+        name="echo", model=ScriptedModel([call("nothing"), "done"]), limits=Limits(max_steps=1)
+    )
+    runtime = Runtime(store=store, settings=NO_MODELS, agents=[agent])
+    paused = await runtime.run(agent, "Go")
+    assert paused.status == "paused"
+
+    queued = await Runtime(store=store, settings=NO_MODELS).requeue(
+        paused.run_id, limits=Limits(max_steps=5)
+    )  # another process, without the agent: it only queues
+
+    assert queued.status == "queued"
+    await runtime.worker().run(until_idle=True)
+    done = await runtime.result(paused.run_id)
+    assert (done.status, done.output) == ("completed", "done")

@@ -167,11 +167,18 @@ def resume(
     max_tokens: MaxTokens = None,
     max_wall_time: MaxWallTime = None,
     max_repeated_calls: MaxRepeats = None,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Put the run back in the queue for a worker instead of driving it."
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Continue a paused, queued or interrupted run from its journal, optionally with higher
-    limits. The agent comes from --app (or KEEL_APP), never from the journal.
+    limits. The agent comes from --app (or KEEL_APP), never from the journal; with --queue a
+    worker continues it and no agent is needed here.
 
     Completed model and tool calls are not repeated; the run goes on with the models recorded
     at its start unless --model says otherwise."""
@@ -181,6 +188,16 @@ def resume(
         _resume_all(db, app, as_json=as_json)
         return
     assert run_id is not None
+    overrides = {
+        "max_steps": max_steps,
+        "max_tool_calls": max_tool_calls,
+        "max_total_tokens": max_tokens,
+        "max_wall_time_s": max_wall_time,
+        "max_repeated_calls": max_repeated_calls,
+    }
+    if queue:
+        _requeue(db, run_id, model, overrides, as_json=as_json)
+        return
 
     async def work(runtime: Runtime) -> RunResult[Any]:
         chosen = await agent_of_run(runtime, run_id, app)
@@ -203,6 +220,27 @@ def resume(
         ),
         as_json=as_json,
     )
+
+
+def _requeue(
+    db: str | None, run_id: str, model: str | None, overrides: dict[str, Any], *, as_json: bool
+) -> None:
+    async def work(runtime: Runtime) -> RunResult[Any]:
+        state = await runtime.load_state(run_id)
+        limits = _limits(state.limits, **overrides)
+        return await runtime.requeue(
+            run_id, limits=limits, model=model, reason="resumed from the keel command"
+        )
+
+    result = call(db, work)
+    if as_json:
+        report(result, as_json=True)
+    if result.status == "queued":
+        stderr().print(
+            f"run {run_id} is queued: a worker continues it (keel worker APP)", markup=False
+        )
+        return
+    report(result, as_json=False)
 
 
 def _resume_all(db: str | None, app: str | None, *, as_json: bool) -> None:

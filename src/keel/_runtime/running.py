@@ -26,6 +26,7 @@ from keel._core.events import (
     Event,
     RunDequeued,
     RunFinished,
+    RunQueued,
     RunResumed,
     RunStarted,
 )
@@ -46,7 +47,7 @@ from keel.errors import (
     ThreadChangedError,
     UsageError,
 )
-from keel.ports import Change, Lease, SystemClock, ThreadHistory
+from keel.ports import Change, Lease, Model, SystemClock, ThreadHistory
 
 __all__ = ["UNSET", "IfBusy", "Runs", "check_input", "check_thread"]
 
@@ -521,6 +522,45 @@ class Runs:
                 deps=deps,
                 new_events=events,
             )
+
+    async def requeue(
+        self, run_id: str, *, limits: Limits | None, model: ModelSpec | None, reason: str
+    ) -> RunResult[Any]:
+        """Put a paused or interrupted run back in the queue (with new limits or models) for
+        any driver; see :meth:`keel.Runtime.requeue`."""
+        k = self.k
+        names: tuple[str, ...] | None = None
+        if model is not None:
+            items = [model] if isinstance(model, str | Model) else list(model)
+            if not all(isinstance(item, str) for item in items):
+                raise UsageError(
+                    "a queued run continues in any process, so its models must be given by "
+                    "name (e.g. 'openai:gpt-4o-mini'), not as objects"
+                )
+            names = tuple(str(item) for item in items)
+        async with k.drives.exclusive(run_id) as other:
+            if other is not None:
+                raise UsageError(f"run {run_id} is being driven by this process right now")
+            lease = await k.store.acquire_lease(run_id, owner=k.driver_owner(), ttl_s=k.lease_ttl_s)
+            try:
+                loaded = await k.load(run_id)
+                state = loaded.state
+                if state.status in FINISHED:
+                    return k.result(k.agents.get(state.agent), state)
+                if state.pending:
+                    raise UsageError(pending_message(state))
+                queued = RunQueued(reason=reason, limits=limits, models=names, at=k.clock.now())
+                apply(state, queued)
+                await k.store.append(
+                    run_id,
+                    [queued],
+                    expected_seq=loaded.last_seq,
+                    record=record_of(state, loaded.last_seq + 1),
+                    lease=lease,
+                )
+                return k.result(k.agents.get(state.agent), state)
+            finally:
+                await k.store.release_lease(lease)
 
     # -- waiting --------------------------------------------------------------------------
 

@@ -418,6 +418,19 @@ class Runtime:
         """
         return await self._runs.resume(run_id, agent, limits=limits, deps=deps, model=model)
 
+    async def requeue(
+        self,
+        run_id: str,
+        *,
+        limits: Limits | None = None,
+        model: str | Sequence[str] | None = None,
+        reason: str = "resumed",
+    ) -> RunResult[Any]:
+        """Put a paused or interrupted run back in the queue, optionally with new limits or
+        other models (by name), and return at once; a worker (or :meth:`recover`) continues
+        it. Nothing is driven here, so the agent is not needed."""
+        return await self._runs.requeue(run_id, limits=limits, model=model, reason=reason)
+
     async def recover(self, *, limit: int = 100, concurrency: int = 8) -> Recovery:
         """Continue runs of the registered agents whose process died, and queued runs that are
         first in their thread. Callable at any time. ``skipped`` lists the runs left, why, and
