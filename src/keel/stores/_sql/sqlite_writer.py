@@ -84,8 +84,8 @@ class _Job:
 
 @dataclass(slots=True)
 class _Stop:
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +142,10 @@ class Writer:
         await future
         self._thread.join()
 
+    def stop_soon(self) -> None:
+        """Have the thread end after the writes already submitted (nobody waits for it)."""
+        self._queue.put(_Stop())
+
     def _main(self) -> None:
         take = self._queue.get_nowait
         while True:
@@ -162,7 +166,8 @@ class Writer:
                     outcomes = self._transaction(group)
                 self._answer(outcomes)
             if stop is not None:
-                _call(stop.loop, _settle, stop.future, None, None)
+                if stop.loop is not None:
+                    _call(stop.loop, _settle, stop.future, None, None)
                 return
 
     def _transaction(self, group: list[_Job]) -> list[_Outcome]:
