@@ -10,8 +10,14 @@ write waiting, opens one ``BEGIN IMMEDIATE`` transaction, runs each caller's pro
 its own ``SAVEPOINT`` (a refused append, a conflict or a lost lease, rolls back only its own
 work), commits once, and only then answers each caller on the caller's own event loop
 (``loop.call_soon_threadsafe``) and wakes its watchers. N concurrent appends cost one fsync,
-not N; a lone append costs its commit plus two thread hand-offs (measured in
-``bench/store_commit.py``).
+not N; a lone append costs its commit plus two thread hand-offs.
+
+Measured with ``bench/store_commit.py`` on the reference machine (2 cores, a virtual disk,
+``synchronous=FULL``): 64 tasks appending at once commit about 5,000-7,000 appends/s, against
+about 2,100 with one commit per append (``max_group=1``). A lone append of a 3-event step
+takes 0.40-0.61 ms where a bare commit of the same rows on a plain connection takes
+0.20-0.28 ms (1.8-2.2 times): the two hand-offs cost about 70 µs (a thread round trip alone is
+40 µs there), the store's statements and encoding about 60-130 µs more than the bare ones.
 
 A program that fails with a database error is rolled back to its savepoint like a refusal. If
 the error took the whole transaction with it (SQLite rolls back by itself on some errors, such
