@@ -169,7 +169,11 @@ class Writer:
                     group.append(item)
             if group:
                 with self._lock:
-                    outcomes = self._transaction(group)
+                    try:
+                        outcomes = self._transaction(group)
+                    except BaseException as exc:  # noqa: BLE001 - nobody may be left waiting
+                        _rollback(self._conn)
+                        outcomes = [_Outcome(job, error=exc) for job in group]
                 self._answer(outcomes)
             if stop is not None:
                 if stop.loop is not None:
