@@ -25,7 +25,13 @@ import pytest
 from psycopg import sql
 
 from keel._core.events import ToolCallFinished
-from keel.errors import JournalConflictError, MissingExtraError, StoreError, ThreadBusyError
+from keel.errors import (
+    ConfigurationError,
+    JournalConflictError,
+    MissingExtraError,
+    StoreError,
+    ThreadBusyError,
+)
 from keel.ports import Lease, ThreadHistory
 from keel.stores._postgres import PostgresStore
 from keel.stores._sql.postgres_schema import LATEST_VERSION, MIGRATIONS
@@ -226,10 +232,12 @@ def test_a_schema_that_is_not_a_plain_identifier_is_refused(schema: str) -> None
         ({"min_size": 5, "max_size": 2}, "min_size"),
         ({"max_size": 0}, "max_size"),
         ({"connect_timeout_s": 0.0}, "connect_timeout_s"),
+        ({"reconnect_timeout_s": -1.0}, "reconnect_timeout_s"),
+        ({"poll_interval_s": 0.0}, "poll_interval_s"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         PostgresStore("postgresql://u@127.0.0.1/db", **options)
 
 

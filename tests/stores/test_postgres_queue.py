@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -159,3 +160,37 @@ async def test_a_wrong_password_is_reported_without_it(postgres_url: str) -> Non
     assert "s3cret-pw" not in text
     assert cause is None or "s3cret-pw" not in str(cause)
     assert str(params.get("host", "")) in text
+
+
+async def test_each_event_loop_gets_one_listen_connection(
+    store: PostgresStore, postgres_url: str, postgres_schema: str
+) -> None:
+    app = f"keel-listen-{postgres_schema}"
+    watcher = PostgresStore(
+        postgres_url, schema=postgres_schema, listen_url=f"{postgres_url}?application_name={app}"
+    )
+    registered = threading.Barrier(3)
+    woken: list[bool] = []
+
+    def in_thread() -> None:
+        async def main() -> None:
+            async with watcher.watch(None) as queue, watcher.watch("other") as _:
+                registered.wait(timeout=10)
+                woken.append(await queue.wait(10))
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    await asyncio.to_thread(registered.wait, 10)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        (listeners,) = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+        ).fetchone() or (0,)
+    await submit(store, "q1", thread_id="t")
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 20)
+    await watcher.close()
+    assert listeners == 2  # two loops, two watches each: one connection per loop
+    assert woken == [True, True]

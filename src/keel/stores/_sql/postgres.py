@@ -143,6 +143,7 @@ class PostgresStore(SQLStore):
         self._secrets = {str(p["password"]) for p in (params, listen_params) if p.get("password")}
         self._url = url
         self._listen_url = url if listen_url is None else listen_url
+        self._listen_names_itself = "application_name" in listen_params
         self._schema = schema
         self._min_size = min_size
         self._max_size = max_size
@@ -384,7 +385,10 @@ class PostgresStore(SQLStore):
             raise self._connect_error(exc) from self._cause(exc)
 
     async def _connect_listener(self) -> _Connection:
-        kwargs = {**self._connect_kwargs, "application_name": "keel-listen"}
+        kwargs = dict(self._connect_kwargs)
+        kwargs.pop("application_name", None)
+        if not self._listen_names_itself:
+            kwargs["application_name"] = "keel-listen"
         return await psycopg.AsyncConnection.connect(self._listen_url, **kwargs)
 
     async def _migrate(self, conn: _Connection) -> list[int]:

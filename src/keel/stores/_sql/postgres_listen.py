@@ -39,6 +39,7 @@ class _Listener:
     def __init__(self, owner: Listeners) -> None:
         self.ready = asyncio.Event()
         self.listening = False
+        self.conn: psycopg.AsyncConnection[Any] | None = None
         self._owner = owner
         self.task = asyncio.get_running_loop().create_task(self._main(), name="keel-listen")
 
@@ -47,6 +48,7 @@ class _Listener:
         while True:
             try:
                 async with await owner.connect() as conn:
+                    self.conn = conn
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(owner.channel)))
                     self.listening = True
                     if self.ready.is_set():  # listening again: changes may have been missed
@@ -58,6 +60,7 @@ class _Listener:
                             owner.signals.notify(key)
             except (psycopg.Error, OSError):
                 pass
+            self.conn = None
             self.listening = False
             self.ready.set()
             await self._poll(_RETRY_S)
@@ -88,6 +91,8 @@ class Listeners:
         """Start this loop's listener if needed, and wait until it listens (or polls)."""
         loop = asyncio.get_running_loop()
         with self._lock:
+            for other in [other for other in self._by_loop if other.is_closed()]:
+                _abandon(self._by_loop.pop(other))
             listener = self._by_loop.get(loop)
             if listener is None or listener.task.done():
                 listener = self._by_loop[loop] = _Listener(self)
@@ -111,6 +116,16 @@ class Listeners:
                 listener.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener.task
-            elif not loop.is_closed():
+            elif loop.is_closed():
+                _abandon(listener)
+            else:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(listener.task.cancel)
+
+
+def _abandon(listener: _Listener) -> None:
+    """Close the connection of a listener whose event loop is closed (its task cannot run
+    any more), so that the server session ends now rather than when it is collected."""
+    conn = listener.conn
+    if conn is not None and not conn.closed:
+        conn.pgconn.finish()

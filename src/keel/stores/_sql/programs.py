@@ -163,9 +163,13 @@ class Programs:
         sql = self.sql
         params = w.params()
         statement = sql.advance_run if w.lease is None else sql.advance_leased_run
-        if (yield from execute(statement, params)) != 1:
+        stored = yield from fetch_one(statement, params)
+        if stored is None:
             return False
-        yield from execute(sql.update_run_keys, params)
+        record = w.record
+        keys = (record.thread_id, record.status, record.created_at, record.holds_thread)
+        if (stored[0], stored[1], stored[2], bool(stored[3])) != keys:
+            yield from execute(sql.update_run_keys, params)
         yield from execute_many(sql.insert_event, w.event_rows())
         yield from self.write_messages(w)
         yield from notify(*w.keys)

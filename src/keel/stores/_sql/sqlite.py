@@ -29,6 +29,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -230,6 +231,8 @@ class SQLiteStore(SQLStore):
                     max_group=self._max_group,
                     name=f"keel-sqlite-writer:{self._path}",
                 )
+                # A store dropped without close() still ends its thread.
+                weakref.finalize(self, self._writer.stop_soon)
             return self._writer, reader
 
     def _open(self) -> sqlite3.Connection:

@@ -10,8 +10,14 @@ write waiting, opens one ``BEGIN IMMEDIATE`` transaction, runs each caller's pro
 its own ``SAVEPOINT`` (a refused append, a conflict or a lost lease, rolls back only its own
 work), commits once, and only then answers each caller on the caller's own event loop
 (``loop.call_soon_threadsafe``) and wakes its watchers. N concurrent appends cost one fsync,
-not N; a lone append costs its commit plus two thread hand-offs (measured in
-``bench/store_commit.py``).
+not N; a lone append costs its commit plus two thread hand-offs.
+
+Measured with ``bench/store_commit.py`` on the reference machine (2 cores, a virtual disk,
+``synchronous=FULL``): 64 tasks appending at once commit about 5,000-7,000 appends/s, against
+about 2,100 with one commit per append (``max_group=1``). A lone append of a 3-event step
+takes 0.40-0.61 ms where a bare commit of the same rows on a plain connection takes
+0.20-0.28 ms (1.8-2.2 times): the two hand-offs cost about 70 µs (a thread round trip alone is
+40 µs there), the store's statements and encoding about 60-130 µs more than the bare ones.
 
 A program that fails with a database error is rolled back to its savepoint like a refusal. If
 the error took the whole transaction with it (SQLite rolls back by itself on some errors, such
@@ -84,8 +90,8 @@ class _Job:
 
 @dataclass(slots=True)
 class _Stop:
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +148,10 @@ class Writer:
         await future
         self._thread.join()
 
+    def stop_soon(self) -> None:
+        """Have the thread end after the writes already submitted (nobody waits for it)."""
+        self._queue.put(_Stop())
+
     def _main(self) -> None:
         take = self._queue.get_nowait
         while True:
@@ -159,10 +169,15 @@ class Writer:
                     group.append(item)
             if group:
                 with self._lock:
-                    outcomes = self._transaction(group)
+                    try:
+                        outcomes = self._transaction(group)
+                    except BaseException as exc:  # noqa: BLE001 - nobody may be left waiting
+                        _rollback(self._conn)
+                        outcomes = [_Outcome(job, error=exc) for job in group]
                 self._answer(outcomes)
             if stop is not None:
-                _call(stop.loop, _settle, stop.future, None, None)
+                if stop.loop is not None:
+                    _call(stop.loop, _settle, stop.future, None, None)
                 return
 
     def _transaction(self, group: list[_Job]) -> list[_Outcome]:

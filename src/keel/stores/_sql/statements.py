@@ -158,8 +158,12 @@ UPDATE {runs} SET
 WHERE run_id = :run_id AND last_seq = :expected_seq"""
 # Without a lease, nobody may hold an unexpired one; under one, it must be the current one
 # (expired or not: nobody took over).
-ADVANCE_RUN = _ADVANCE_RUN + " AND (lease_owner IS NULL OR lease_expires_at <= {now})"
-ADVANCE_LEASED_RUN = _ADVANCE_RUN + " AND lease_token = :lease_token AND lease_owner = :lease_owner"
+# The indexed columns come back as stored, so that the keys are updated only when they differ.
+_KEYS = " RETURNING thread_id, status, created_at, holds_thread"
+ADVANCE_RUN = _ADVANCE_RUN + " AND (lease_owner IS NULL OR lease_expires_at <= {now})" + _KEYS
+ADVANCE_LEASED_RUN = (
+    _ADVANCE_RUN + " AND lease_token = :lease_token AND lease_owner = :lease_owner" + _KEYS
+)
 UPDATE_RUN_KEYS = """
 UPDATE {runs} SET
     thread_id = :thread_id, status = :status, created_at = :created_at,
