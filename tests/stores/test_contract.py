@@ -507,8 +507,9 @@ async def test_a_lease_needs_a_positive_finite_ttl(store: Store, ttl_s: float) -
 
 
 async def test_an_exclusive_start_on_a_busy_thread_is_refused(store: Store) -> None:
-    await lease_run(store, "run-1", created_at=T0 + 1, holds_thread=True)
-    await lease_run(store, "run-2", created_at=T0, holds_thread=True)
+    # The thread's first holder is the first created in the store, whatever the clocks say.
+    await lease_run(store, "run-2", created_at=T0 + 1, holds_thread=True)
+    await lease_run(store, "run-1", created_at=T0, holds_thread=True)
     with pytest.raises(ThreadBusyError) as caught:
         await store.start_run(
             "run-3",
@@ -522,7 +523,7 @@ async def test_an_exclusive_start_on_a_busy_thread_is_refused(store: Store) -> N
     assert caught.value.code == "thread_busy"
     with pytest.raises(RunNotFoundError):
         await store.load("run-3")
-    assert [r.run_id for r in await store.list_runs()] == ["run-1", "run-2"]
+    assert [r.run_id for r in await store.list_runs()] == ["run-2", "run-1"]
 
 
 async def test_an_exclusive_start_with_a_stale_history_is_refused(store: Store) -> None:
@@ -864,11 +865,12 @@ async def test_releasing_a_stale_lease_does_nothing(store: Store) -> None:
 # --- active runs ----------------------------------------------------------------------------
 
 
-async def test_the_active_run_is_the_oldest_run_holding_the_thread(store: Store) -> None:
+async def test_the_active_run_is_the_first_created_run_holding_the_thread(store: Store) -> None:
     assert await store.active_run("thread-1") is None
     await lease_run(store, "fork", created_at=T0 - 5, holds_thread=False)
     await lease_run(store, "old", created_at=T0, holds_thread=True)
-    await lease_run(store, "new", created_at=T0 + 1, holds_thread=True)
+    # Created later, though its host's clock says earlier: it comes second.
+    await lease_run(store, "new", created_at=T0 - 1, holds_thread=True)
     await lease_run(store, "other", thread_id="thread-2", created_at=T0 - 9, holds_thread=True)
     active = await store.active_run("thread-1")
     assert active is not None

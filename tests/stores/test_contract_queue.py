@@ -92,13 +92,15 @@ async def test_starting_a_queued_run_that_exists_conflicts(store: Store) -> None
         await submit(store, "q1")
 
 
-async def test_claims_take_queued_runs_oldest_first_one_per_thread(store: Store) -> None:
-    await submit(store, "t1-second", created_at=T0 + 1)
-    await submit(store, "t1-first", created_at=T0)
+async def test_claims_take_queued_runs_in_arrival_order_one_per_thread(store: Store) -> None:
+    # A thread's runs go in the order they were created in the store, not by their clocks:
+    # "t1-second" came from a host whose clock is behind.
+    await submit(store, "t1-first", created_at=T0 + 1)
+    await submit(store, "t1-second", created_at=T0)
     await submit(store, "t2-only", thread_id="thread-2", created_at=T0 + 2)
     await submit(store, "t1-third", created_at=T0 + 3)
     leases = await store.claim_runs(owner="w", ttl_s=LONG_TTL, limit=10)
-    assert [lease.run_id for lease in leases] == ["t1-first", "t2-only"]
+    assert sorted(lease.run_id for lease in leases) == ["t1-first", "t2-only"]
     assert all(lease.token == 1 for lease in leases)
     # The thread's next run waits until the first one ends, then goes, still in order.
     assert await claimed(store) == []
@@ -130,12 +132,17 @@ async def test_a_paused_run_holding_its_thread_blocks_later_queued_runs(store: S
     assert await claimed(store) == ["later"]
 
 
-async def test_an_older_queued_run_blocks_but_a_newer_holder_does_not(store: Store) -> None:
-    running = record("newer", status="running", created_at=T0 + 5, holds_thread=True)
-    await store.start_run("newer", [started("newer")], record=running, owner="w", ttl_s=LONG_TTL)
-    await submit(store, "older", created_at=T0)
-    # Only OLDER holders make a queued run wait.
-    assert await claimed(store) == ["older"]
+async def test_only_holders_created_before_a_queued_run_make_it_wait(store: Store) -> None:
+    # "first" arrived first (its host's clock is ahead): the queued run waits for it.
+    running = record("first", status="running", created_at=T0 + 5, holds_thread=True)
+    await store.start_run("first", [started("first")], record=running, owner="w", ttl_s=LONG_TTL)
+    await submit(store, "second", created_at=T0)
+    assert await claimed(store) == []
+    # A holder that arrived after a queued run does not make it wait.
+    await submit(store, "queued", thread_id="thread-2", created_at=T0)
+    later = record("later", thread_id="thread-2", status="running", holds_thread=True)
+    await store.start_run("later", [started("later")], record=later, owner="w", ttl_s=LONG_TTL)
+    assert await claimed(store) == ["queued"]
 
 
 async def test_claims_recover_running_runs_whose_lease_is_missing_or_expired(

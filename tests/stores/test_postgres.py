@@ -806,7 +806,7 @@ def test_without_psycopg_the_import_names_the_extra(monkeypatch: pytest.MonkeyPa
         importlib.import_module("keel.stores._postgres")
     assert (caught.value.package, caught.value.extra) == ("psycopg", "postgres")
     assert "The PostgreSQL store needs the 'psycopg' package" in str(caught.value)
-    assert "pip install 'keel[postgres]'" in str(caught.value)
+    assert "pip install 'keel-runtime[postgres]'" in str(caught.value)
     import keel.stores
 
     with pytest.raises(MissingExtraError):

@@ -305,7 +305,7 @@ class MemoryStore:
                 and run.state().holder(now) is None
                 and (run.record.status == "running" or self._first_in_thread(run))
             ]
-            candidates.sort(key=lambda r: r.number)
+            candidates.sort(key=lambda r: (r.record.created_at, r.record.run_id))
             leases = []
             for run in candidates[:limit]:
                 run.lease_token += 1

@@ -88,15 +88,16 @@ CREATE TABLE {schema}.thread_messages (
 )"""
 
 # Version 3: the queue, as in SQLite (see keel.stores._sql.sqlite_schema): holds_thread, kept
-# from the run's record on every write, and partial indexes for the runs holding a thread and
-# for the queued and running runs. The old index of running runs is dropped.
+# from the run's record on every write, run_no, the order runs arrived in (SQLite's rowid does
+# that job there), and partial indexes for the runs holding a thread and for the queued and
+# running runs. The old index of running runs is dropped.
 _V3 = (
     "ALTER TABLE {schema}.runs ADD COLUMN holds_thread BOOLEAN NOT NULL DEFAULT false",
+    "ALTER TABLE {schema}.runs ADD COLUMN run_no BIGINT GENERATED ALWAYS AS IDENTITY",
     "UPDATE {schema}.runs SET holds_thread = true "
     "WHERE status IN ('running', 'paused', 'awaiting_approval')",
     "DROP INDEX {schema}.runs_running_by_thread",
-    "CREATE INDEX runs_holding_thread ON {schema}.runs (thread_id, created_at, run_id) "
-    "WHERE holds_thread",
+    "CREATE INDEX runs_holding_thread ON {schema}.runs (thread_id, run_no) WHERE holds_thread",
     "CREATE INDEX runs_claimable ON {schema}.runs (created_at, run_id) "
     "WHERE status IN ('queued', 'running')",
 )

@@ -51,6 +51,7 @@ def spelling(schema: str) -> Spelling:
         param=lambda name: f"%({name})s",
         in_list=lambda name: f"= ANY(%({name})s::text[])",
         index_hint=lambda name: "",
+        arrival="run_no",
     )
 
 

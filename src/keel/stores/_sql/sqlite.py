@@ -66,6 +66,7 @@ SQLITE = Statements(
         # A list parameter is bound as a JSON array (sqlite_writer.bind).
         in_list=lambda name: f"IN (SELECT value FROM json_each(:{name}))",  # noqa: S608
         index_hint=lambda name: f"INDEXED BY {name}",
+        arrival="rowid",
     )
 )
 """Every statement in SQLite's spelling: rendered once, constants from then on."""

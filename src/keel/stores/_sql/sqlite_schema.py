@@ -141,8 +141,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE runs SET holds_thread = 1 "
             "WHERE status IN ('running', 'paused', 'awaiting_approval')",
             "DROP INDEX runs_running_by_thread",
-            "CREATE INDEX runs_holding_thread ON runs (thread_id, created_at, run_id) "
-            "WHERE holds_thread",
+            # Ordered by rowid within a thread (an index entry ends with its rowid): the order
+            # the runs arrived in, which is the thread's order.
+            "CREATE INDEX runs_holding_thread ON runs (thread_id) WHERE holds_thread",
             _V3_CLAIMABLE,
         ),
     ),

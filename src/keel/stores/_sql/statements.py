@@ -18,7 +18,11 @@ template                  SQLite                          PostgreSQL
 ``{in:ids}``              ``IN (SELECT value FROM         ``= ANY(%(ids)s::text[])``
                           json_each(:ids))``
 ``{index:name}``          ``INDEXED BY name``             (nothing: its planner picks it)
+``{arrival}``             ``rowid``                       ``run_no`` (an identity column)
 ========================  ==============================  =====================================
+
+``{arrival}`` is the order runs were created in, as the database hands it out: a thread's runs
+go first come, first served by it, whatever the clocks of the hosts that created them say.
 
 The SQL itself is the standard form both accept: ``INSERT ... ON CONFLICT``, conditional
 ``UPDATE`` with ``RETURNING``, row values, partial-index-friendly predicates.
@@ -88,6 +92,7 @@ class Spelling:
     param: Callable[[str], str]
     in_list: Callable[[str], str]
     index_hint: Callable[[str], str]
+    arrival: str
 
     def render(self, template: str) -> str:
         """The template in this dialect's SQL."""
@@ -99,6 +104,7 @@ class Spelling:
             now=self.now,
             skip_locked=self.skip_locked,
             lock=self.lock,
+            arrival=self.arrival,
         )
         return _PARAM.sub(lambda m: self.param(m[1]), text)
 
@@ -203,12 +209,11 @@ SELECT_RUN = _SELECT_RUNS + "WHERE run_id = :run_id"
 # The runs holding a thread are read from the partial index runs_holding_thread: a few entries,
 # however many ended runs the thread has.
 ACTIVE_RUN = (
-    _SELECT_RUNS + "WHERE thread_id = :thread_id AND holds_thread "
-    "ORDER BY created_at, run_id LIMIT 1"
+    _SELECT_RUNS + "WHERE thread_id = :thread_id AND holds_thread ORDER BY {arrival} LIMIT 1"
 )
 OTHER_HOLDER = """
 SELECT run_id FROM {runs} WHERE thread_id = :thread_id AND holds_thread AND run_id <> :run_id
-ORDER BY created_at, run_id LIMIT 1"""
+ORDER BY {arrival} LIMIT 1"""
 THREAD_LAST_SEQ = "SELECT last_seq FROM {threads} WHERE thread_id = :thread_id"
 # One row per message up to the bound, or one row of NULLs for a thread whose messages are all
 # deleted; no row for an unknown thread. One statement: counter and messages from one snapshot.
@@ -243,7 +248,7 @@ WHERE run_id = :run_id AND lease_token = :token AND lease_owner = :owner"""
 
 # What a driver should advance now, oldest first: a running run whose lease is missing or
 # expired (its process died), or a queued run with no live lease that is first in its thread
-# (no older run holds it). ``status IN (...)`` is the predicate of the partial index
+# (no run of the thread created before it holds it). ``status IN (...)`` is the predicate of the partial index
 # runs_claimable, so the scan reads only queued and running runs, in order; the thread check
 # reads runs_holding_thread. The rows are locked and skipped by concurrent claimers where the
 # dialect locks rows (PostgreSQL); SQLite's single writer makes the statement atomic.
@@ -253,8 +258,7 @@ WHERE r.status IN ('queued', 'running')
     AND (r.lease_owner IS NULL OR r.lease_expires_at <= {now})
     AND (r.status = 'running' OR NOT EXISTS (
         SELECT 1 FROM {runs} AS o
-        WHERE o.thread_id = r.thread_id AND o.holds_thread
-            AND (o.created_at, o.run_id) < (r.created_at, r.run_id)))"""
+        WHERE o.thread_id = r.thread_id AND o.holds_thread AND o.{arrival} < r.{arrival}))"""
 _CLAIM = """
 UPDATE {runs} SET
     lease_owner = :owner, lease_token = lease_token + 1, lease_expires_at = {now} + :ttl
