@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from keel import Agent, KeelSettings, Limits, Runtime, tool
@@ -97,9 +97,14 @@ def main() -> None:
         f"{options.latency * 1000:.0f} ms  ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()})"
     )
-    print("store        wall s   runs/s   peak RSS MiB   (median of repeats, each in a fresh process)")
+    print(
+        "store        wall s   runs/s   peak RSS MiB   (median of repeats, each in a fresh process)"
+    )
     with tempfile.TemporaryDirectory(prefix="keel-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
-        locations = {"memory": lambda i: "memory", "sqlite": lambda i: f"{tmp}/c{i}.db"}
+        locations: dict[str, Callable[[int], str]] = {
+            "memory": lambda i: "memory",
+            "sqlite": lambda i: f"{tmp}/c{i}.db",
+        }
         if options.postgres:
             locations["postgres"] = lambda i: options.postgres
         for label, where in locations.items():

@@ -102,10 +102,22 @@ def test_what_a_user_needs_is_public() -> None:
         assert exported is not None
     assert keel.ModelRequest is ModelRequest
     assert keel.ModelResponse is ModelResponse
-    for found in (ModelResponded, PendingCall, RunEvent, RunFinished, Step, TextDelta, ToolCall):
-        assert found is not None
-    for found in (UserMessage, MemoryStore, PostgresStore, SQLiteStore, Store, open_store):
-        assert found is not None
+    needed: tuple[object, ...] = (
+        ModelResponded,
+        PendingCall,
+        RunEvent,
+        RunFinished,
+        Step,
+        TextDelta,
+        ToolCall,
+        UserMessage,
+        MemoryStore,
+        PostgresStore,
+        SQLiteStore,
+        Store,
+        open_store,
+    )
+    assert all(found is not None for found in needed)
 
 
 def test_every_other_module_is_private() -> None:

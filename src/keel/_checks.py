@@ -111,7 +111,14 @@ class Check:
 
 
 @overload
-def check(function: CheckFunction, /) -> Check: ...
+def check(
+    function: CheckFunction,
+    /,
+    *,
+    name: str | None = None,
+    points: Iterable[CheckPoint] | None = None,
+    timeout_s: float = 30.0,
+) -> Check: ...
 
 
 @overload

@@ -52,5 +52,5 @@ def test_a_budget_smaller_than_one_exchange_keeps_the_last_exchange_whole() -> N
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_nonsense_budgets_are_refused(bad: object) -> None:
-    with pytest.raises(ConfigurationError, match="History.max_messages"):
+    with pytest.raises(ConfigurationError, match=r"History\.max_messages"):
         History(max_messages=bad)  # type: ignore[arg-type]

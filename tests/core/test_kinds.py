@@ -14,9 +14,9 @@ from keel._core.codec import decode_event, encode_event
 from keel._core.eventbase import EventRegistry, ForkCopy
 from keel._core.fold import apply, start
 from keel._core.steps import fork_events, steps_of
+from keel._core.usage import Usage
 from keel.events import Event, ModelResponded, RunStarted, event_kind
 from keel.messages import AssistantMessage
-from keel._core.usage import Usage
 
 if TYPE_CHECKING:
     from keel._core.state import RunState

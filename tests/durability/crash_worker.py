@@ -175,7 +175,7 @@ async def life(options: argparse.Namespace) -> int:
     store = CrashingStore(inner, crash_after=options.crash_after, before=options.before)
     try:
         runtime = Runtime(
-            store=store,  # type: ignore[arg-type]
+            store=store,
             agents=[agent],
             lease_ttl_s=options.lease_ttl,
             recover_on_start=False,

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keel import Agent, Limits, RunContext, Runtime, RunLeasedError, UsageError, tool
+from keel import Agent, Limits, RunContext, RunLeasedError, Runtime, UsageError, tool
 from keel.messages import ModelRequest, ToolResultMessage, UserMessage
 from keel.ports import Store
 from keel.testing import FunctionModel, call

@@ -78,9 +78,9 @@ async def test_a_denied_tool_call_never_runs_and_the_model_reads_why(store: Memo
     @check(points=["tool_call"])
     def small_refunds(request: CheckRequest) -> CheckResult:
         assert request.arguments is not None
-        if request.call is not None and request.call.name == "refund":
-            if request.arguments["amount_usd"] > 100:
-                return CheckResult.deny("refunds over $100 are not allowed here")
+        is_refund = request.call is not None and request.call.name == "refund"
+        if is_refund and request.arguments["amount_usd"] > 100:
+            return CheckResult.deny("refunds over $100 are not allowed here")
         return CheckResult.allow()
 
     model = ScriptedModel([call("refund", amount_usd=500), "Sorry."])
@@ -140,7 +140,8 @@ async def test_a_tool_result_check_redacts_it_once_and_replay_does_not_ask_again
     result = await runtime.run(agent, "Order 7?")
 
     seen = [m for m in model.requests[1].messages if isinstance(m, ToolResultMessage)]
-    assert "[card]" in seen[0].content and "4111" not in seen[0].content
+    assert "[card]" in seen[0].content
+    assert "4111" not in seen[0].content
     assert len(asked) == 1
     replayed = await runtime.replay(result.run_id)
     assert replayed.identical
@@ -167,7 +168,8 @@ async def test_an_escalated_tool_result_is_withheld_until_a_person_decides(
     rejected = await runtime.reject(waiting.run_id, by="sec", reason="injection")
     assert rejected.status == "completed"
     seen = [m for m in model.requests[1].messages if isinstance(m, ToolResultMessage)]
-    assert seen[0].is_error and "withheld this result: injection" in seen[0].content
+    assert seen[0].is_error
+    assert "withheld this result: injection" in seen[0].content
 
 
 async def test_a_denied_model_call_pauses_and_a_resume_asks_the_check_again(
@@ -184,7 +186,8 @@ async def test_a_denied_model_call_pauses_and_a_resume_asks_the_check_again(
 
     paused = await runtime.run(agent, "Hi")
     assert paused.status == "paused"
-    assert paused.reason is not None and paused.reason.code == "check.denied"
+    assert paused.reason is not None
+    assert paused.reason.code == "check.denied"
     open_now[0] = True
     assert (await runtime.resume(paused.run_id)).status == "completed"
 

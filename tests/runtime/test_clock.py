@@ -4,6 +4,7 @@ makes retries, tool retries, queue waits and wall-time limits instant and checka
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from keel import Agent, KeelSettings, Limits, RunContext, Runtime, tool
 from keel.errors import ModelConnectionError
@@ -67,7 +68,7 @@ async def test_tool_retries_wait_on_the_runtime_clock() -> None:
 async def test_the_wall_time_limit_is_measured_by_the_runtime_clock() -> None:
     clock = FakeClock()
 
-    def slow(request: ModelRequest) -> object:
+    def slow(request: ModelRequest) -> Any:
         clock.advance(100)  # the model "takes" 100 s of the run's time
         return call("nothing")
 
@@ -75,5 +76,6 @@ async def test_the_wall_time_limit_is_measured_by_the_runtime_clock() -> None:
     result = await Runtime(store=MemoryStore(), settings=NO_MODELS, clock=clock).run(agent, "Go")
 
     assert result.status == "paused"
-    assert result.reason is not None and result.reason.code == "limit.max_wall_time_s"
+    assert result.reason is not None
+    assert result.reason.code == "limit.max_wall_time_s"
     assert result.steps == 3

@@ -59,7 +59,8 @@ async def test_submit_makes_the_run_durable_as_queued_and_returns_at_once(
     record = await store.get_run(run_id)
     assert (record.status, record.thread_id, record.lease_owner) == ("queued", "t1", None)
     [started] = await store.load(run_id)
-    assert isinstance(started, RunStarted) and started.queued
+    assert isinstance(started, RunStarted)
+    assert started.queued
     assert (await runtime.result(run_id)).status == "queued"
 
 
@@ -262,7 +263,8 @@ async def test_recover_says_which_runs_it_left_and_until_when(store: MemoryStore
     assert recovery.results == []
     [skipped] = recovery.skipped
     assert "holds its lease" in skipped.reason
-    assert skipped.until is not None and skipped.until > 0
+    assert skipped.until is not None
+    assert skipped.until > 0
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -298,7 +300,8 @@ async def test_a_resumed_run_uses_the_model_recorded_at_its_start(store: MemoryS
     agent = Agent(name="echo", model="rules", limits=Limits(max_steps=1))
     started = await runtime.submit(agent, "Where is order 123?")
     [first] = await store.load(started)
-    assert isinstance(first, RunStarted) and first.models == ("rules",)
+    assert isinstance(first, RunStarted)
+    assert first.models == ("rules",)
 
     # The agent now names a model this process cannot use; the run keeps its own.
     changed = Agent(name="echo", model="openai:gpt-4o")
@@ -324,7 +327,8 @@ async def test_a_resume_that_cannot_use_the_recorded_model_refuses_and_says_why(
     other = await keyless.resume(run_id, agent, model="rules")  # an explicit choice is journaled
     assert other.model == "gpt" or other.status in ("completed", "paused")
     resumed = [e for e in await store.load(run_id) if isinstance(e, RunResumed)]
-    assert resumed and resumed[-1].models == ("rules",)
+    assert resumed
+    assert resumed[-1].models == ("rules",)
 
 
 # -- results ---------------------------------------------------------------------------------

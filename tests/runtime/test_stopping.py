@@ -47,7 +47,8 @@ async def test_a_write_tool_that_times_out_is_not_retried_and_a_person_is_asked(
     assert result.status == "awaiting_approval"
     [pending] = result.pending
     assert pending.kind == "interrupted"
-    assert pending.reason is not None and "did not finish within 0.05s" in pending.reason
+    assert pending.reason is not None
+    assert "did not finish within 0.05s" in pending.reason
     assert len(charges) == 1  # the model was not told to try again, so it did not
     doubts = [e for e in await store.load(result.run_id) if isinstance(e, ToolCallInDoubt)]
     assert [d.reason.code for d in doubts] == ["tool_timeout"]

@@ -91,7 +91,8 @@ async def test_a_follower_sees_events_live_and_the_text_as_it_streams(store: Mem
     assert "".join(deltas) == "Hello there."
     assert model.streamed == 1  # asked to stream because someone followed
     kinds = [type(item.event) for item in seen if isinstance(item, RunEvent)]
-    assert ModelResponded in kinds and kinds[-1] is RunFinished
+    assert ModelResponded in kinds
+    assert kinds[-1] is RunFinished
     answered = next(
         i
         for i, item in enumerate(seen)
@@ -144,4 +145,5 @@ async def test_following_until_finished_goes_on_through_a_pause(store: MemorySto
     await runtime.resume(paused.run_id, limits=Limits(max_steps=5))
     items = await asyncio.wait_for(following, 5)
     last = items[-1]
-    assert isinstance(last, RunEvent) and isinstance(last.event, RunFinished)
+    assert isinstance(last, RunEvent)
+    assert isinstance(last.event, RunFinished)

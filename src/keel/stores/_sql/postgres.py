@@ -1,7 +1,8 @@
 """The PostgreSQL store: many processes on many hosts share one database.
 
-Install with ``pip install 'keel-runtime[postgres]'`` (psycopg 3 and its pool). The logic is the shared
-SQL store's (:mod:`keel.stores._sql`); this module runs its programs on a connection pool.
+Install with ``pip install 'keel-runtime[postgres]'`` (psycopg 3 and its pool). The logic is
+the shared SQL store's (:mod:`keel.stores._sql`); this module runs its programs on a
+connection pool.
 
 One round trip per append
 -------------------------

@@ -248,10 +248,11 @@ WHERE run_id = :run_id AND lease_token = :token AND lease_owner = :owner"""
 
 # What a driver should advance now, oldest first: a running run whose lease is missing or
 # expired (its process died), or a queued run with no live lease that is first in its thread
-# (no run of the thread created before it holds it). ``status IN (...)`` is the predicate of the partial index
-# runs_claimable, so the scan reads only queued and running runs, in order; the thread check
-# reads runs_holding_thread. The rows are locked and skipped by concurrent claimers where the
-# dialect locks rows (PostgreSQL); SQLite's single writer makes the statement atomic.
+# (no run of the thread created before it holds it). ``status IN (...)`` is the predicate of
+# the partial index runs_claimable, so the scan reads only queued and running runs, in order;
+# the thread check reads runs_holding_thread. The rows are locked and skipped by concurrent
+# claimers where the dialect locks rows (PostgreSQL); SQLite's single writer makes the
+# statement atomic.
 _CLAIMABLE = """
 SELECT r.run_id FROM {runs} AS r {hint}
 WHERE r.status IN ('queued', 'running')
