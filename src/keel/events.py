@@ -3,10 +3,12 @@
 Every run is an append-only sequence of these events; ``Runtime.events(run_id)`` yields them
 (as :class:`RunEvent`, numbered by ``seq``) as they become durable, and ``Runtime.steps``,
 ``replay``, ``fork`` and ``diff`` read them. New kinds are registered with
-:func:`event_kind`.
+:func:`event_kind`; their ``fold`` gets the :class:`RunState`, ``fork`` a :class:`ForkCopy`
+and ``place`` a :class:`StepBuilder`.
 """
 
 from keel._core.checks import CheckPoint, CheckRecord, CheckRequest, CheckResult, Verdict
+from keel._core.eventbase import ForkCopy
 from keel._core.events import (
     ApprovalRequested,
     CallDecided,
@@ -32,7 +34,8 @@ from keel._core.events import (
     ToolCallStarted,
     event_kind,
 )
-from keel._core.steps import Difference, RunDiff, Step, ToolStep
+from keel._core.state import RunState
+from keel._core.steps import Difference, RunDiff, Step, StepBuilder, ToolStep
 from keel._runtime.stream import RunDelta, RunEvent
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "Difference",
     "ErrorInfo",
     "Event",
+    "ForkCopy",
     "ModelFailed",
     "ModelResponded",
     "ModelSwitched",
@@ -62,8 +66,10 @@ __all__ = [
     "RunQueued",
     "RunResumed",
     "RunStarted",
+    "RunState",
     "RunStatus",
     "Step",
+    "StepBuilder",
     "ToolCallFinished",
     "ToolCallInDoubt",
     "ToolCallStarted",

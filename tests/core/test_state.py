@@ -115,3 +115,23 @@ def test_a_journal_must_begin_with_run_started() -> None:
 def test_a_second_run_started_is_refused() -> None:
     with pytest.raises(ValueError, match="second RunStarted"):
         fold([started(), started()])
+
+
+def test_tool_results_keep_the_order_of_the_calls_whichever_ends_first() -> None:
+    from keel._core.events import ModelResponded, ToolCallFinished
+    from keel._core.usage import Usage
+    from keel.messages import AssistantMessage, ToolCall, ToolResultMessage
+
+    state = start(started())
+    calls = tuple(ToolCall(id=f"c{i}", name="lookup", arguments="{}") for i in range(3))
+    apply(
+        state,
+        ModelResponded(
+            step=1, model="m", message=AssistantMessage(tool_calls=calls), usage=Usage()
+        ),
+    )
+    for i in (1, 2, 0):  # c1 was refused first, c2 and c0 ended later
+        apply(state, ToolCallFinished(step=1, call=calls[i], result=f"r{i}"))
+
+    results = [m for m in state.messages if isinstance(m, ToolResultMessage)]
+    assert [r.tool_call_id for r in results] == ["c0", "c1", "c2"]

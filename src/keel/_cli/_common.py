@@ -200,9 +200,10 @@ def result_json(result: RunResult[Any]) -> str:
     return to_json(data, indent=2, fallback=str).decode()
 
 
-def report(result: RunResult[Any], *, as_json: bool) -> None:
+def report(result: RunResult[Any], *, as_json: bool, app: str | None = None) -> None:
     """Print a run's answer (or JSON) on stdout, its summary on stderr, and exit with the
-    status's code."""
+    status's code. ``app`` (where the run's agent is defined) goes into the hints."""
+    with_app = f" --app {app}" if app else " --app APP"
     out = stdout()
     if as_json:
         out.print(result_json(result), markup=False)
@@ -223,13 +224,19 @@ def report(result: RunResult[Any], *, as_json: bool) -> None:
         err.print(
             f"waiting for a decision on call {pending.call.id}: {pending.call.name}"
             f"({pending.call.arguments}) [{pending.kind}]{why}; keel approve {result.run_id} "
-            f"--call {pending.call.id}, or keel reject ... --reason ...",
+            f"--call {pending.call.id} --by NAME{with_app}, or keel reject ... --reason ...",
+            markup=False,
+        )
+    if result.status == "paused":
+        err.print(
+            f"continue it with: keel resume {result.run_id}{with_app} (raise a limit with "
+            "--max-steps N and the like)",
             markup=False,
         )
     if result.status in ("queued", "running"):
         err.print(
             f"run {result.run_id} is {result.status}: a worker continues it (keel worker APP), "
-            f"or continue it here with: keel resume {result.run_id} --app APP",
+            f"or continue it here with: keel resume {result.run_id}{with_app}",
             markup=False,
         )
     if result.status in ("paused", "awaiting_approval", "queued", "running"):

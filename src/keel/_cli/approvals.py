@@ -110,10 +110,16 @@ def list_pending(
 
 def _decide(db: str | None, run_id: str, app: str | None, as_json: bool, **decision: Any) -> None:
     kind = decision.pop("kind")
-    drive = decision["resume"] and app_of(app) is not None
+    named = app_of(app)
+    if kind == "approve" and decision.get("arguments") is not None and named is None:
+        fail(
+            "--args needs the run's agent to check the edited arguments against the tool's "
+            "schema: pass --app path/to/file.py (or set KEEL_APP)"
+        )
+    drive = decision["resume"] and named is not None
 
     async def work(runtime: Runtime) -> RunResult[Any]:
-        chosen = await agent_of_run(runtime, run_id, app) if drive else None
+        chosen = await agent_of_run(runtime, run_id, app) if named is not None else None
         method: dict[str, Any] = {
             "approve": runtime.approve,
             "reject": runtime.reject,

@@ -144,7 +144,7 @@ def run(
         new_id=new_id,
         on_interrupt=interrupted,
     )
-    report(result, as_json=as_json)
+    report(result, as_json=as_json, app=target.rpartition(":")[0])
 
 
 @app.command()

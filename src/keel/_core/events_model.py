@@ -48,6 +48,7 @@ class ModelResponded(Event):
             state.turn_index = len(state.messages)
             state.turn_successes = 0
             state.call_keys = {}
+            state.positions = {call.id: i for i, call in enumerate(calls)}
             for call in calls:
                 key = (call.name, canonical_arguments(call.arguments))
                 state.call_counts[key] = state.call_counts.get(key, 0) + 1

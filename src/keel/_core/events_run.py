@@ -107,8 +107,7 @@ class RunQueued(Event):
         if self.limits is not None:
             state.limits = self.limits
         if self.models is not None:
-            state.models = self.models
-            state.model_index = 0
+            _switch_models(state, self.models)
         _forget_refusals(state)
 
 
@@ -145,8 +144,7 @@ class RunResumed(Event):
         state.reason = None
         state.active_since = self.at
         if self.models is not None:
-            state.models = self.models
-            state.model_index = 0
+            _switch_models(state, self.models)
         _forget_refusals(state)
 
 
@@ -180,6 +178,18 @@ class RunFinished(Event):
         state.status = self.status
         state.output = self.output
         state.reason = self.error
+
+
+def chain_name(models: tuple[str, ...]) -> str:
+    """The name a chain of models goes by: the model's own, or ``fallback(a,b,...)``."""
+    return models[0] if len(models) == 1 else f"fallback({','.join(models)})"
+
+
+def _switch_models(state: RunState, models: tuple[str, ...]) -> None:
+    state.models = models
+    state.model_index = 0
+    if models:
+        state.model = chain_name(models)
 
 
 def _forget_refusals(state: RunState) -> None:

@@ -93,14 +93,25 @@ class ToolCallFinished(Event):
         if not state.awaiting:  # the turn's last result: did any call of it succeed?
             progress = state.turn_successes > 0
             state.turns_without_progress = 0 if progress else state.turns_without_progress + 1
-        state.messages.append(
-            ToolResultMessage(
-                tool_call_id=call_id,
-                name=self.call.name,
-                content=self.result,
-                is_error=self.error is not None,
-            )
+        result = ToolResultMessage(
+            tool_call_id=call_id,
+            name=self.call.name,
+            content=self.result,
+            is_error=self.error is not None,
         )
+        # Results stand in the order of the model's calls, whichever ended first (a call
+        # refused before running ends before the others).
+        messages = state.messages
+        place = state.positions.get(call_id)
+        index = len(messages)
+        while place is not None and index - 1 > state.turn_index:
+            before = messages[index - 1]
+            if not isinstance(before, ToolResultMessage):
+                break
+            if state.positions.get(before.tool_call_id, -1) <= place:
+                break
+            index -= 1
+        messages.insert(index, result)
 
     def fork(self, copy: ForkCopy) -> ToolCallFinished | None:
         if self.step > copy.at_step:

@@ -480,10 +480,7 @@ def _decided(state: RunState, call: ToolCall, decision: CallDecided, now: float)
 
 def _positions(state: RunState) -> dict[str, int]:
     """The position of each awaiting call in its model turn."""
-    for message in reversed(state.messages):
-        if message.role == "assistant" and message.tool_calls:
-            return {call.id: i for i, call in enumerate(message.tool_calls)}
-    return {}
+    return state.positions
 
 
 def _finish_cancelled(state: RunState, now: float) -> Decision:

@@ -72,8 +72,10 @@ class RunState:
     agent_ref: str | None = None
     history_seq: int | None = None
     forked_from: str | None = None
-    #: Index in ``messages`` of the latest assistant turn that made tool calls.
+    #: Index in ``messages`` of the latest assistant turn that made tool calls, and the place
+    #: of each of its calls in it (results are kept in that order).
     turn_index: int = -1
+    positions: dict[str, int] = field(default_factory=dict)
     #: What waits for a person (by call or subject id), and the decisions made on them. A
     #: decision covers one attempt: the next start of the call uses it up.
     pending: dict[str, PendingCall] = field(default_factory=dict)

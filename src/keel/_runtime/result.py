@@ -19,9 +19,9 @@ OutputT = TypeVar("OutputT", default=str)
 
 _HOW = {
     "paused": "resume it once what stopped it is fixed: runtime.resume(run_id, limits=...) "
-    "or `keel resume RUN_ID --max-steps N` for a limit",
+    "or `keel resume RUN_ID --max-steps N --app APP` for a limit",
     "awaiting_approval": "a person must decide on its pending calls first: "
-    "runtime.approve/reject/confirm(run_id, ...) or `keel approve RUN_ID --by NAME`",
+    "runtime.approve/reject/confirm(run_id, ...) or `keel approve RUN_ID --by NAME --app APP`",
     "failed": "it cannot continue; see result.reason, and start a new run",
     "cancelled": "it was cancelled",
     "queued": "it has not started yet; wait for it with await runtime.wait(run_id)",

@@ -12,8 +12,7 @@ own and the one-driver-per-run rule of :class:`keel._runtime.kernel.Drives`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final, Literal
 
@@ -36,10 +35,12 @@ from keel._core.loop import LoopSpec, decide
 from keel._core.state import RunState
 from keel._runtime.composition import Chain
 from keel._runtime.driver import RunDriver
+from keel._runtime.inputs import check_agent, check_input, check_thread
 from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
+from keel._runtime.waits import pause, watching
 from keel.errors import (
     LeaseLostError,
     RunLeasedError,
@@ -47,9 +48,9 @@ from keel.errors import (
     ThreadChangedError,
     UsageError,
 )
-from keel.ports import Change, Lease, Model, SystemClock, ThreadHistory
+from keel.ports import Lease, Model, ThreadHistory
 
-__all__ = ["UNSET", "IfBusy", "Runs", "check_input", "check_thread"]
+__all__ = ["UNSET", "IfBusy", "Runs"]
 
 OutputT = TypeVar("OutputT", default=Any)
 IfBusy = Literal["reject", "queue", "interrupt"]
@@ -57,45 +58,7 @@ IfBusy = Literal["reject", "queue", "interrupt"]
 ``ThreadBusyError``, wait behind it in the queue, or cancel it."""
 
 UNSET: Final[Any] = object()
-_MAX_THREAD_ID = 200
 _TAKEOVER_WAIT_S = 5.0
-
-
-def check_agent(agent: object) -> None:
-    """Refuse anything but an :class:`Agent`."""
-    if not isinstance(agent, Agent):
-        raise UsageError(f"run() needs a keel.Agent, got {type(agent).__name__}")
-
-
-def check_input(text: object) -> str:
-    """A run's input, or a clear error."""
-    if not isinstance(text, str):
-        raise UsageError(f"a run's input must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise UsageError("a run's input is empty; pass the user's message as a non-empty str")
-    return text
-
-
-def check_thread(thread: object) -> str:
-    """A thread id, or a clear error."""
-    if not isinstance(thread, str) or not thread or len(thread) > _MAX_THREAD_ID:
-        raise UsageError(
-            f"thread must be a non-empty str of at most {_MAX_THREAD_ID} characters, got {thread!r}"
-        )
-    if not thread.isprintable():
-        raise UsageError(f"thread {thread!r} contains control characters; use printable text")
-    return thread
-
-
-@contextlib.asynccontextmanager
-async def watching(store: object, run_id: str | None) -> AsyncIterator[Change | None]:
-    """The store's change registration for ``run_id`` (``None``: the queue), if it has any."""
-    watch = getattr(store, "watch", None)
-    if watch is None:
-        yield None
-        return
-    async with watch(run_id) as change:
-        yield change
 
 
 class Runs:
@@ -595,26 +558,3 @@ def _withdrawn() -> ErrorInfo:
     return ErrorInfo(
         code="withdrawn", message="the run was withdrawn from the queue before it started"
     )
-
-
-async def pause(k: Kernel, changes: Change | None, seconds: float) -> None:
-    """Wait ``seconds`` or until ``changes`` fires, whichever is first; the clock's sleep
-    counts too, so a test clock makes waits instant."""
-    seconds = max(0.0, seconds)
-    sleep = getattr(k.clock, "sleep", None)
-    if changes is None:
-        await (sleep(seconds) if sleep is not None else asyncio.sleep(seconds))
-        return
-    if sleep is None or isinstance(k.clock, SystemClock):
-        await changes.wait(seconds)
-        return
-    waiters = [
-        asyncio.ensure_future(changes.wait(seconds)),
-        asyncio.ensure_future(sleep(seconds)),
-    ]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)

@@ -37,10 +37,11 @@ from keel._core.steps import RunDiff, Step
 from keel._ids import new_run_id
 from keel._runtime.approvals import Approvals
 from keel._runtime.composition import ModelComposer
+from keel._runtime.inputs import check_agent
 from keel._runtime.kernel import Kernel
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
-from keel._runtime.running import UNSET, IfBusy, Runs, check_agent
+from keel._runtime.running import UNSET, IfBusy, Runs
 from keel._runtime.stopping import Recovery, cancel, recover
 from keel._runtime.stream import RunDelta, RunEvent, follow
 from keel._runtime.timetravel import Replay, TimeTravel

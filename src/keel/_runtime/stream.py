@@ -20,7 +20,7 @@ from typing import Literal
 
 from keel._core.events import FINISHED, Event
 from keel._runtime.kernel import Kernel
-from keel._runtime.running import pause, watching
+from keel._runtime.waits import pause, watching
 from keel.errors import UsageError
 
 __all__ = ["RunDelta", "RunEvent", "follow"]

@@ -38,11 +38,12 @@ from keel._core.state import RunState
 from keel._core.steps import RunDiff, Step, diff_runs, fork_events, steps_of
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.driver import EffectHandler, RunDriver
+from keel._runtime.inputs import check_input
 from keel._runtime.kernel import Kernel
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
-from keel._runtime.running import UNSET, Runs, check_input
+from keel._runtime.running import UNSET, Runs
 from keel._runtime.tool_calls import ToolOutcome
 from keel._runtime.tool_runs import ToolRuns
 from keel._tools import RunContext, Tool

@@ -19,7 +19,8 @@ import logging
 from typing import Any
 
 from keel._runtime.kernel import Kernel
-from keel._runtime.running import Runs, watching
+from keel._runtime.running import Runs
+from keel._runtime.waits import watching
 from keel.errors import KeelError
 from keel.ports import Lease
 

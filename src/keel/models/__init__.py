@@ -16,6 +16,6 @@
 from keel.models._anthropic import AnthropicModel
 from keel.models._openai import OpenAIModel
 from keel.models._registry import ModelFactory, ModelRegistry
-from keel.models._rules import RulesModel
+from keel.models._rules import Rule, RulesModel
 
-__all__ = ["AnthropicModel", "ModelFactory", "ModelRegistry", "OpenAIModel", "RulesModel"]
+__all__ = ["AnthropicModel", "ModelFactory", "ModelRegistry", "OpenAIModel", "Rule", "RulesModel"]

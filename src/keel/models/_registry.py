@@ -39,8 +39,8 @@ def _openai(model: str, settings: KeelSettings) -> Model:
     if key is None and not settings.openai_base_url:
         raise ConfigurationError(
             f"model 'openai:{model}' needs an API key: set OPENAI_API_KEY, or set "
-            "OPENAI_BASE_URL to a local OpenAI-compatible server, or use the offline model "
-            "with KEEL_MODEL=rules"
+            "OPENAI_BASE_URL to a local OpenAI-compatible server, or name another model "
+            "(model='rules' is the offline one)"
         )
     return OpenAIModel(
         model,
@@ -54,8 +54,8 @@ def _anthropic(model: str, settings: KeelSettings) -> Model:
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     if key is None and not settings.anthropic_base_url:
         raise ConfigurationError(
-            f"model 'anthropic:{model}' needs an API key: set ANTHROPIC_API_KEY, or use the "
-            "offline model with KEEL_MODEL=rules"
+            f"model 'anthropic:{model}' needs an API key: set ANTHROPIC_API_KEY, or name "
+            "another model (model='rules' is the offline one)"
         )
     return AnthropicModel(
         model,
