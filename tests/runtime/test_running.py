@@ -371,3 +371,24 @@ async def test_a_raised_limit_puts_the_run_back_in_the_queue_for_a_worker(
     await runtime.worker().run(until_idle=True)
     done = await runtime.result(paused.run_id)
     assert (done.status, done.output) == ("completed", "done")
+
+
+async def test_a_worker_picks_up_a_run_when_its_dead_owners_lease_runs_out() -> None:
+    clock = FakeClock(1_000.0)
+    store = MemoryStore(clock=clock)
+    agent = echo()
+    runtime = Runtime(store=store, settings=NO_MODELS, clock=clock, agents=[agent])
+    run_id = await runtime.submit(agent, "left behind")
+    # A process claimed it and died: the run is leased to nobody alive.
+    [lease] = await store.claim_runs(owner="dead-host:1", ttl_s=30, limit=1)
+    assert lease.run_id == run_id
+
+    worker = runtime.worker(poll_interval_s=0.01)
+    await worker.run(until_idle=True)
+    assert (await runtime.result(run_id)).status == "queued"  # the lease is still live
+    recovery = await runtime.recover()
+    assert [(s.run_id, s.until) for s in recovery.skipped] == [(run_id, 1_030.0)]
+
+    clock.advance(31)
+    await worker.run(until_idle=True)
+    assert (await runtime.result(run_id)).output == "echo: left behind"
