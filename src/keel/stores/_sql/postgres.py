@@ -30,11 +30,12 @@ until ``reconnect_timeout_s``. The pool does not test each connection as it hand
 costs a round trip per call, and psycopg_pool backs off exponentially between failed checks
 (after a restart a pool of five dead connections kept the first call waiting 15 s, measured).
 Reads, lease calls and deletions are safe to retry as they are. An append or a start whose
-connection dropped may have committed: the retry then succeeds (it had not) or conflicts, and
-the store compares the events after ``expected_seq``, as stored JSON text, with its own; equal
-means the first attempt committed and the call succeeds. No append is lost or written twice. A
-claim whose connection dropped may have leased runs that nobody drives: their leases expire
-and the next claim takes them.
+connection dropped may have committed: the retry then succeeds (it had not) or is refused (a
+conflict, or for an append that gave its lease up, a lost lease), and the store compares the
+events after ``expected_seq``, as stored JSON text, with its own; equal means the first
+attempt committed and the call succeeds. No append is lost or written twice. A claim whose
+connection dropped may have leased runs that nobody drives: their leases expire and the next
+claim takes them.
 
 Time: lease times are the database's clock (``clock_timestamp()``), so hosts whose clocks
 disagree still agree on who holds a lease. Secrets: the URL's password never appears in a
@@ -58,7 +59,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel._redact import redact
-from keel.errors import ConfigurationError, JournalConflictError, StoreError
+from keel.errors import ConfigurationError, JournalConflictError, LeaseLostError, StoreError
 from keel.ports import Change
 from keel.stores._common import closed_error
 from keel.stores._signals import Signals
@@ -309,16 +310,17 @@ class PostgresStore(SQLStore):
         committed: Callable[[_Connection], Awaitable[tuple[T] | None]] | None,
     ) -> T:
         """Run ``work``; while the connection is lost, try again on fresh ones until
-        ``reconnect_timeout_s``. If a retried write conflicts, ``committed`` says whether the
-        conflict is an earlier attempt's own commit (its result stands) or another writer's
-        (the conflict is raised)."""
+        ``reconnect_timeout_s``. If a retried write is refused (a conflict, or a lost lease: an
+        append may have given it up), ``committed`` says whether the refusal is due to an
+        earlier attempt's own commit (its result stands) or another writer's (the error is
+        raised)."""
         deadline = time.monotonic() + self._reconnect_timeout_s
         delay = 0.05
         retried = False
         while True:
             try:
                 return await self._attempt(work)
-            except JournalConflictError:
+            except (JournalConflictError, LeaseLostError):
                 if not retried or committed is None:
                     raise
                 outcome = await self._retrying(action, committed, committed=None)

@@ -29,6 +29,7 @@ from keel.stores._sql.programs import Programs, Write
 from keel.stores._sql.statements import (
     INSERT_LEASED_RUN,
     INSERT_RUN,
+    RELEASE,
     TABLES,
     Spelling,
     Statements,
@@ -83,8 +84,8 @@ _ADVANCE_RUN = """
         created_at = :created_at, updated_at = :updated_at, input = :input, steps = :steps,
         tool_calls = :tool_calls, input_tokens = :input_tokens, output_tokens = :output_tokens,
         cost_usd = :cost_usd, output_preview = :output_preview, reason_code = :reason_code,
-        reason = :reason, last_seq = :last_seq, holds_thread = :holds_thread
-    WHERE run_id = :run_id AND last_seq = :expected_seq"""
+        reason = :reason, last_seq = :last_seq, holds_thread = :holds_thread"""
+_AT_POSITION = "\n    WHERE run_id = :run_id AND last_seq = :expected_seq"
 _NO_LIVE_LEASE = " AND (lease_owner IS NULL OR lease_expires_at <= {now})"
 _CURRENT_LEASE = " AND lease_token = :lease_token AND lease_owner = :lease_owner"
 _RETURNING = " RETURNING run_id, 1 AS result"
@@ -122,7 +123,9 @@ WRITES = {
     (new, leased, messages): _fused(
         (_NEW_LEASED_RUN if leased else _NEW_RUN)
         if new
-        else _ADVANCE_RUN + (_CURRENT_LEASE if leased else _NO_LIVE_LEASE) + _RETURNING,
+        else _ADVANCE_RUN
+        + (RELEASE + _AT_POSITION + _CURRENT_LEASE if leased else _AT_POSITION + _NO_LIVE_LEASE)
+        + _RETURNING,
         messages=messages,
     )
     for new in (False, True)

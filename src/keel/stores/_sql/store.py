@@ -102,17 +102,18 @@ class SQLStore(abc.ABC):
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
+        release: bool = False,
     ) -> int:
         """Append ``events`` after event ``expected_seq``, upsert ``record``; return last seq.
 
-        All or nothing: the events (seq ``expected_seq + 1`` on), the run's summary and
-        ``thread_messages``. Raises, writing nothing, :class:`keel.errors.LeaseLostError` if
-        ``lease`` is not the run's current lease, :class:`keel.errors.RunLeasedError` if there
-        is no ``lease`` and another process holds an unexpired one, and
-        :class:`keel.errors.JournalConflictError` if the journal does not hold exactly
-        ``expected_seq`` events. Durable when it returns.
+        All or nothing: the events (seq ``expected_seq + 1`` on), the run's summary,
+        ``thread_messages`` and, with ``release``, giving ``lease`` up. Raises, writing
+        nothing, :class:`keel.errors.LeaseLostError` if ``lease`` is not the run's current
+        lease, :class:`keel.errors.RunLeasedError` if there is no ``lease`` and another process
+        holds an unexpired one, and :class:`keel.errors.JournalConflictError` if the journal
+        does not hold exactly ``expected_seq`` events. Durable when it returns.
         """
-        check_append(run_id, events, expected_seq, record, lease)
+        check_append(run_id, events, expected_seq, record, lease, release=release)
         w = Write.of(
             run_id,
             events,
@@ -120,7 +121,8 @@ class SQLStore(abc.ABC):
             expected_seq=expected_seq,
             messages=thread_messages,
             lease=lease,
-            keys=notify_keys(run_id, record),
+            release=release,
+            keys=notify_keys(run_id, record, queued=release),
         )
         programs = self._programs
         return await self._run(
