@@ -18,7 +18,9 @@ if the connection was lost, each runs alone knowing that the group may have comm
 that the store's "did my write commit?" check applies to it (:mod:`.postgres`).
 
 No run appears twice in a group, nor a thread twice among the writes that add messages to
-their thread: a later write of the same run or thread waits for the next group.
+their thread: a later write of the same run or thread waits for the next group. One write or
+group is in flight at a time, so a write that waits (for a row lock another transaction holds,
+or for a lost connection to come back) holds back the writes queued behind it.
 """
 
 from __future__ import annotations

@@ -30,9 +30,13 @@ statement), or whose error took the whole transaction with it, is undone by roll
 transaction back; the others of its group run again in a new one. If ``COMMIT`` fails, every
 write of the group fails with its error: nothing of theirs was written.
 
-Measured with ``bench/store_commit.py`` and ``bench/concurrency.py`` on the reference machine (2
-cores, a virtual disk, ``synchronous=FULL``): see the module docstrings of those scripts and
-``docs/benchmarks.md``.
+Measured on the reference machine (2 cores, a virtual disk, ``synchronous=FULL``): 1,000
+concurrent 5-step runs in one process (``bench/concurrency.py``) went from about 820 to about
+1,000 runs/s when the statements moved off the writer thread. A lone append still costs about
+1.7-1.8 times a bare commit of the same rows on a plain connection (``bench/store_commit.py``):
+encoding the events and running the store's statements cost about 100-150 µs, and the two
+thread hand-offs around the fsync 50-100 µs on this machine (with the commit on the caller's
+thread, which would block the event loop, the same append measured about 1.5 times).
 """
 
 from __future__ import annotations
