@@ -13,9 +13,10 @@ The statements are templates in :mod:`.statements`, rendered once per store by t
 *spelling* (placeholders, table names with their schema, the clock expression, row locking and
 how a list parameter is matched). What differs beyond spelling lives in the backend modules:
 
-- :mod:`.sqlite` and :mod:`.sqlite_writer`: a read connection used inline, and one writer thread
-  that group-commits every waiting write in one transaction (a savepoint per caller);
-  ``PRAGMA data_version`` tells waiting watchers about other processes' commits.
+- :mod:`.sqlite` and :mod:`.sqlite_writer`: a read connection used inline, writes whose
+  statements run inline and whose commits (the fsync) run on one writer thread, the writes that
+  wait meanwhile grouped into one transaction; ``PRAGMA data_version`` tells waiting watchers
+  about other processes' commits.
 - :mod:`.postgres`, :mod:`.postgres_sql`, :mod:`.postgres_group` and :mod:`.postgres_listen`:
   a connection pool, reconnection with the "did my append commit?" check, the one-statement
   append (a data-modifying CTE), group commit (the appends and starts waiting at the same time
