@@ -292,3 +292,42 @@ async def test_a_group_whose_commit_was_lost_is_not_written_twice(
     assert await store.append(
         "leased", tool_step(1), expected_seq=1, record=record("leased"), lease=lease
     )
+
+
+async def test_another_stores_watchers_hear_a_groups_writes(
+    app_store: tuple[PostgresStore, str],
+    postgres_url: str,
+    postgres_schema: str,
+    admin_conn: AdminConnection,
+) -> None:
+    store, app = app_store
+    first = await start(store, "run-1")
+    await store.append("free", [started("free")], expected_seq=0, record=record("free"))
+    groups = groups_of(store)
+    async with (
+        PostgresStore(postgres_url, schema=postgres_schema) as other,
+        other.watch("free") as free,
+        other.watch(None) as queue,
+    ):
+        await store._notifier.flush()
+        await asyncio.sleep(0.1)  # the notifications of the writes above have arrived
+        await free.wait(0)
+        await queue.wait(0)
+        async with in_flight(store, app, postgres_url, admin_conn, first):
+            writes = [
+                queued(store.append("free", tool_step(1), expected_seq=1, record=record("free"))),
+                queued(
+                    store.start_run(
+                        "queued",
+                        [started("queued")],
+                        record=record("queued", status="queued"),
+                        owner=None,
+                        ttl_s=60,
+                    )
+                ),
+            ]
+        assert await asyncio.gather(*writes) == [4, None]
+        assert groups == [["free", "queued"]]
+        # Sent after the group's commit, in one statement: both keys reach the listener.
+        assert await free.wait(5)
+        assert await queue.wait(5)
