@@ -408,7 +408,7 @@ class Writer:
 def _begin(conn: sqlite3.Connection, *, wait_s: float | None = None) -> bool:
     """``BEGIN IMMEDIATE``. Without ``wait_s``, ``False`` if another connection holds the
     write lock; with it, wait that long for the lock, then raise SQLite's busy error."""
-    deadline = time.monotonic() + (wait_s or 0.0)
+    deadline = 0.0
     for attempt in itertools.count():
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -417,6 +417,8 @@ def _begin(conn: sqlite3.Connection, *, wait_s: float | None = None) -> bool:
                 raise
             if wait_s is None:
                 return False
+            if attempt == 0:
+                deadline = time.monotonic() + wait_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise
