@@ -13,7 +13,9 @@ PostgreSQL with --postgres) and for K = 10, 100 and 1000: microseconds per step,
 the best of the repeats (on a shared machine the best is the least disturbed measurement of the
 same work), the per-step ratio of K to K=10 (1.0 means the cost does not grow with the run's
 length), and bare commits measured in the same process, so durable figures can be read as
-"commits per step".
+"commits per step". SQLite's bare commit writes what a step writes (the run's summary and the
+step's three events, taken from a real run) on a plain connection to a warm file made by the
+store, so the ratio is Keel's cost over the commit itself; PostgreSQL's is a one-row insert.
 Peak memory of one K-step run is measured in a separate pass with tracemalloc (which slows
 everything, so it is not timed).
 """
@@ -30,13 +32,16 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from keel import Agent, Limits, Runtime, tool
+from keel._core.codec import encode_event
+from keel._core.events import Event
 from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
 from keel._core.usage import Usage
-from keel.ports import Model, Store
+from keel.ports import Model, RunRecord, Store
 from keel.stores import MemoryStore, SQLiteStore
 
 
@@ -116,17 +121,69 @@ async def _time_runs(store: Store, steps: int, runs: int, *, sync_tool: bool = F
     return elapsed / (runs * steps) * 1e6
 
 
+class _Recording(SQLiteStore):
+    """A SQLite store that keeps what each append wrote: its events and the run's summary."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.appends: list[tuple[list[Event], RunRecord]] = []
+
+    async def append(self, run_id: str, events: Sequence[Event], **options: Any) -> int:
+        self.appends.append((list(events), options["record"]))
+        return await super().append(run_id, events, **options)
+
+
+async def _one_step(path: Path) -> tuple[list[Event], RunRecord, int]:
+    """The events and the run summary one step appends, taken from a real 3-step run (its
+    second append: the first tool's result, the model's next answer and its tool call), and
+    how many events the run has."""
+    agent, _ = _agent(3)
+    store = _Recording(path)
+    runtime = Runtime(store=store)
+    await runtime.run(agent, "go")
+    await runtime.close()
+    await store.close()
+    events, record = store.appends[1]
+    return events, record, store.appends[-1][1].last_seq
+
+
 def _bare_commit_us(directory: Path, count: int = 300) -> float:
+    """One durable commit of the rows a step writes, on a plain sqlite3 connection to a warm
+    file made by the store (same schema): the run's summary updated and the step's events
+    inserted, ``synchronous=FULL``, no Keel code in between."""
     path = directory / f"bare-{time.perf_counter_ns()}.db"
+    events, record, seq = asyncio.run(_one_step(path))
+    rows = [(event.type, float(event.at), encode_event(event).decode()) for event in events]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    summary = {
+        column: getattr(record, column)
+        for column in (
+            "agent",
+            "model",
+            "updated_at",
+            "input",
+            "steps",
+            "tool_calls",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "output_preview",
+            "reason_code",
+            "reason",
+        )
+    }
+    settings = ", ".join(f"{column} = :{column}" for column in summary)
+    update = f"UPDATE runs SET {settings}, last_seq = :last_seq WHERE run_id = :run_id"
+    insert = "INSERT INTO events (run_id, seq, type, at, body) VALUES (?, ?, ?, ?, ?)"
     started = time.perf_counter()
-    for i in range(count):
+    for _ in range(count):
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t VALUES (?, ?)", (i, b"x" * 300))
+        conn.execute(update, {**summary, "last_seq": seq + len(rows), "run_id": record.run_id})
+        conn.executemany(insert, [(record.run_id, seq + i, *row) for i, row in enumerate(rows, 1)])
         conn.execute("COMMIT")
+        seq += len(rows)
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed / count * 1e6
@@ -200,7 +257,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="keel-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
         directory = Path(tmp)
         commit = _median(lambda: _bare_commit_us(directory), repeats)
-        print(f"bare SQLite FULL commit: {commit:.0f} us")
+        print(
+            f"bare SQLite FULL commit of one step's rows (run summary + 3 events): {commit:.0f} us"
+        )
         schema = f"keel_bench_{os.getpid()}"
         stores: dict[str, Callable[[], Store]] = {
             "memory": MemoryStore,

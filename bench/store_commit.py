@@ -65,14 +65,19 @@ def step(n: int, run_id: str = "run") -> list[Event]:
     ]
 
 
+# When each run was created: a run's creation time never changes, so appends rewrite no index.
+_CREATED: dict[str, float] = {}
+
+
 def record(run_id: str, *, status: str = "running", thread_id: str = "t") -> RunRecord:
+    created_at = _CREATED.setdefault(run_id, time.time())
     return RunRecord(
         run_id=run_id,
         thread_id=thread_id,
         agent="bench",
         model="m",
         status=status,  # type: ignore[arg-type]
-        created_at=time.time(),
+        created_at=created_at,
         updated_at=time.time(),
         holds_thread=True,
     )

@@ -189,9 +189,13 @@ class Journal(Protocol):
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
+        release: bool = False,
     ) -> int:
         """Append events (and the run's new thread messages, if it completed); return the last
-        sequence number. ``expected_seq == 0`` creates the run without a lease (imports)."""
+        sequence number. ``expected_seq == 0`` creates the run without a lease (imports).
+
+        With ``release`` (and a ``lease``), the lease is given up in the same atomic step, as
+        ``release_lease`` would: the holder's last append, one write instead of two."""
         ...
 
     async def load(self, run_id: str, *, after_seq: int = 0) -> list[Event]:

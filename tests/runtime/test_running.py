@@ -45,6 +45,39 @@ def echo(name: str = "echo", **options: Any) -> Agent[str]:
     return Agent(name=name, model=FunctionModel(answer), **options)
 
 
+# -- the lease -------------------------------------------------------------------------------
+
+
+class CountingStore(MemoryStore):
+    """Counts the writes that give a lease up."""
+
+    def __init__(self) -> None:
+        super().__init__(check_json=True)
+        self.releasing_appends = 0
+        self.releases = 0
+
+    async def append(self, run_id: str, events: Any, **options: Any) -> int:
+        self.releasing_appends += bool(options.get("release"))
+        return await super().append(run_id, events, **options)
+
+    async def release_lease(self, lease: Any) -> None:
+        self.releases += 1
+        await super().release_lease(lease)
+
+
+async def test_a_runs_last_append_gives_its_lease_up() -> None:
+    store = CountingStore()
+    async with store:
+        runtime = Runtime(store=store, settings=NO_MODELS)
+
+        result = await runtime.run(echo(), "hello")
+
+        assert result.status == "completed"
+        assert (store.releasing_appends, store.releases) == (1, 0)
+        record = await store.get_run(result.run_id)
+        assert (record.lease_owner, record.lease_expires_at) == (None, None)
+
+
 # -- submit, the queue and workers ---------------------------------------------------------
 
 

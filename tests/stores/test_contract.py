@@ -751,6 +751,50 @@ async def test_racing_lease_holders_only_the_current_one_writes(store: Store) ->
     assert await store.load("run-1") == [started(), *tool_step(1, call_id="new")]
 
 
+async def test_the_last_append_gives_the_lease_up_with_release(store: Store) -> None:
+    lease = await lease_run(store)
+    seq = await store.append(
+        "run-1",
+        finishing_step(1),
+        expected_seq=1,
+        record=record(status="completed"),
+        thread_messages=conversation(),
+        lease=lease,
+        release=True,
+    )
+    assert seq == 3
+    stored = await store.get_run("run-1")
+    assert (stored.lease_owner, stored.lease_expires_at, stored.last_seq) == (None, None, 3)
+    assert await messages_of(store, "thread-1") == conversation()
+    with pytest.raises(LeaseLostError) as caught:
+        await store.append("run-1", tool_step(2), expected_seq=3, record=record(), lease=lease)
+    assert caught.value.current is None
+    # As after release_lease: the next holder gets the next token.
+    again = await store.acquire_lease("run-1", owner="w2", ttl_s=LONG_TTL)
+    assert again.token == 2
+
+
+async def test_a_refused_append_gives_no_lease_up(store: Store) -> None:
+    lease = await lease_run(store)
+    with pytest.raises(JournalConflictError):
+        await store.append(
+            "run-1", tool_step(1), expected_seq=5, record=record(), lease=lease, release=True
+        )
+    assert (await store.get_run("run-1")).lease_owner == "w1"
+    with pytest.raises(RunLeasedError):
+        await store.append("run-1", tool_step(1), expected_seq=1, record=record())
+    assert (
+        await store.append("run-1", tool_step(1), expected_seq=1, record=record(), lease=lease) == 4
+    )
+
+
+async def test_release_needs_the_lease_it_gives_up(store: Store) -> None:
+    await lease_run(store)
+    with pytest.raises(ValueError, match="release=True without a lease"):
+        await store.append("run-1", tool_step(1), expected_seq=1, record=record(), release=True)
+    assert await store.load("run-1") == [started()]
+
+
 # --- acquire, renew, release ----------------------------------------------------------------
 
 

@@ -364,6 +364,20 @@ async def test_watching_the_queue_wakes_when_a_run_becomes_claimable(store: Stor
         assert await claimed(store) == ["queued"]
 
 
+async def test_watching_the_queue_wakes_when_an_append_gives_the_lease_up(store: Store) -> None:
+    holding = record(holds_thread=True)
+    lease = await store.start_run("run-1", [started()], record=holding, owner="w", ttl_s=60)
+    assert lease is not None
+    async with watchable(store).watch(None) as queue:
+        assert not await queue.wait(QUICK)
+        # Still running, but unleased: claimable (a driver stopped without finishing it).
+        await store.append(
+            "run-1", tool_step(1), expected_seq=1, record=holding, lease=lease, release=True
+        )
+        assert await queue.wait(5)
+        assert await claimed(store) == ["run-1"]
+
+
 async def test_waits_time_out_without_a_change(store: Store) -> None:
     await store.append("other", [started("other")], expected_seq=0, record=record("other"))
     async with watchable(store).watch("run-1") as change:

@@ -322,9 +322,9 @@ def die_after(store: PostgresStore, *, calls: int = 1) -> list[int]:
     return counter
 
 
-@pytest.mark.parametrize("leased", [False, True])
+@pytest.mark.parametrize(("leased", "release"), [(False, False), (True, False), (True, True)])
 async def test_an_append_whose_commit_was_lost_is_not_written_twice(
-    store: PostgresStore, leased: bool
+    store: PostgresStore, leased: bool, release: bool
 ) -> None:
     lease: Lease | None = None
     if leased:
@@ -339,14 +339,19 @@ async def test_an_append_whose_commit_was_lost_is_not_written_twice(
         record=record(status="completed"),
         thread_messages=conversation(),
         lease=lease,
+        release=release,
     )
-    # The first attempt committed, the retry conflicted, and the check found our own events.
+    # The first attempt committed, the retry was refused (a conflict, or with the lease given
+    # up, a lost lease), and the check found our own events.
     assert counter[0] == 3
     assert last == 3
     assert await store.load("run-1") == [started(), *finishing_step(1)]
     assert await store.thread_history("thread-1") == ThreadHistory(
         messages=conversation(), last_seq=4
     )
+    if release:
+        assert (await store.get_run("run-1")).lease_owner is None
+        lease = None
     assert await store.append("run-1", tool_step(2), expected_seq=3, record=record(), lease=lease)
 
 

@@ -147,7 +147,12 @@ async def test_wal_foreign_keys_and_synchronous_are_set(tmp_path: Path) -> None:
             assert conn is not None
             assert conn.execute("PRAGMA synchronous").fetchone() == (level,)
             assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
-            assert conn.execute("PRAGMA busy_timeout").fetchone() == (2500,)
+            # Writes never wait for the write lock on the caller's thread: the writer thread
+            # does, for busy_timeout_s (see test_a_held_write_lock_...); reads wait in SQLite.
+            assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+            reader = store._reader
+            assert reader is not None
+            assert reader.execute("PRAGMA busy_timeout").fetchone() == (2500,)
     with raw(path) as conn:
         # WAL is a property of the file, so a fresh connection sees it too.
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -302,6 +307,28 @@ async def test_a_held_write_lock_times_out_with_a_store_error(tmp_path: Path) ->
             assert await store.load("run-1") == [started()]
             other.execute("ROLLBACK")
         assert await store.append("run-1", tool_step(1), expected_seq=1, record=record()) == 4
+
+
+async def test_a_write_waiting_for_the_write_lock_leaves_the_event_loop_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keel.db"
+    async with SQLiteStore(path, busy_timeout_s=10) as store:
+        await store.append("run-1", [started()], expected_seq=0, record=record())
+        with raw(path) as other:
+            other.execute("BEGIN IMMEDIATE")
+            write = asyncio.ensure_future(
+                store.append("run-1", tool_step(1), expected_seq=1, record=record())
+            )
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            for _ in range(5):
+                await asyncio.sleep(0.02)  # the loop goes on while the write waits
+            assert loop.time() - began < 2
+            assert not write.done()
+            other.execute("ROLLBACK")
+        assert await write == 4
+        assert len(await store.load("run-1")) == 4
 
 
 async def test_a_corrupted_event_is_reported_not_returned(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ Effects are open: the driver keeps one :class:`EffectHandler` per effect class (
 tool runs, checks), and replay swaps in handlers that answer from a journal. The driver keeps
 the run's state in memory and advances it with the same ``apply`` the fold uses, so a step
 costs the same at step 1,000 as at step 1. After every append it publishes the new events to
-the run's in-process followers (the store wakes the others).
+the run's in-process followers (the store wakes the others). When the run stops, its last
+append also gives the lease up (``release``), so that stopping costs no write of its own.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ class Appender(Protocol):
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
+        release: bool = False,
     ) -> int:
-        """Append events durably; return the last sequence number."""
+        """Append events durably (with ``release``, giving ``lease`` up); return the last
+        sequence number."""
         ...
 
 
@@ -147,6 +150,8 @@ class RunDriver:
         self._stopping = False
         #: The run's wall-time deadline while this driver drives it (see model_calls).
         self.wall_time = WallTime()
+        #: Whether the run's last append gave the lease up (then nobody else need).
+        self.released = False
 
     @property
     def last_seq(self) -> int:
@@ -202,7 +207,7 @@ class RunDriver:
             effect = decision.effect
             if effect is None:
                 if state.status != "running" or state.cancelling is not None:
-                    await self.commit()
+                    await self.commit(release=True)
                     return state
                 continue
             if self._keeper is not None and self._keeper.lost is not None:
@@ -220,8 +225,9 @@ class RunDriver:
             apply(self.state, event)
             self._pending.append(event)
 
-    async def commit(self) -> None:
-        """Make every recorded event durable, then tell the run's followers."""
+    async def commit(self, *, release: bool = False) -> None:
+        """Make every recorded event durable, then tell the run's followers; with ``release``
+        (the driver stops), give the run's lease up in the same append."""
         if not self._pending:
             return
         state = self.state
@@ -229,14 +235,18 @@ class RunDriver:
         if state.status == "completed" and not self._detached:
             thread = state.own_messages
         events, first = self._pending, self._seq + 1
+        lease = None if self._keeper is None else self._keeper.lease
+        release = release and lease is not None
         self._seq = await self.store.append(
             state.run_id,
             events,
             expected_seq=self._seq,
             record=record_of(state, self._seq + len(events)),
             thread_messages=thread,
-            lease=None if self._keeper is None else self._keeper.lease,
+            lease=lease,
+            release=release,
         )
+        self.released = release
         self._pending = []
         self.deferrable = False
         if self._published is not None:

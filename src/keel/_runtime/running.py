@@ -405,7 +405,8 @@ class Runs:
                 else:
                     result = k.result(agent, state)
                 finally:
-                    await keeper.release()
+                    if not driver.released:  # its last append gave the lease up
+                        await keeper.release()
         except BaseException as exc:
             k.drives.done(run_id, error=exc if isinstance(exc, Exception) else None)
             raise

@@ -71,6 +71,7 @@ class _ReplayJournal:
         record: Any,
         thread_messages: Sequence[Message] = (),
         lease: Any = None,
+        release: bool = False,
     ) -> int:
         self.events.extend(events)
         return len(self.events)

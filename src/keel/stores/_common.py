@@ -78,6 +78,8 @@ def check_append(
     expected_seq: int,
     record: RunRecord,
     lease: Lease | None = None,
+    *,
+    release: bool = False,
 ) -> None:
     """Raise ``ValueError`` for an append no store could honour."""
     if not events:
@@ -98,6 +100,11 @@ def check_append(
         raise ValueError(
             f"append to run '{run_id}' got the lease of run '{lease.run_id}'; "
             "pass the lease of the run being appended to"
+        )
+    if release and lease is None:
+        raise ValueError(
+            f"append to run '{run_id}' got release=True without a lease; release gives up "
+            "the lease the append is made under, so pass that lease"
         )
 
 
@@ -237,7 +244,8 @@ def statuses(status: RunStatus | Collection[RunStatus] | None) -> frozenset[str]
 
 def notify_keys(run_id: str, record: RunRecord, *, queued: bool = False) -> tuple[str, ...]:
     """Whom a write to a run wakes: the run's watchers, and the queue's when the run became
-    claimable (queued, unleased) or ended (the next run of its thread may go)."""
+    claimable (queued, unleased, or its lease was given up: ``queued``) or ended (the next run
+    of its thread may go)."""
     if queued or record.status == "queued" or record.status in FINISHED or not record.holds_thread:
         return (run_id, QUEUE_KEY)
     return (run_id,)

@@ -179,15 +179,17 @@ class MemoryStore:
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
+        release: bool = False,
     ) -> int:
         """Append ``events`` after event ``expected_seq``, upsert ``record``; return last seq.
+        With ``release``, give ``lease`` up in the same step.
 
         Raises, changing nothing: :class:`keel.errors.LeaseLostError` if ``lease`` is not the
         run's current lease; :class:`keel.errors.RunLeasedError` if there is no ``lease`` and
         another process holds an unexpired one; :class:`keel.errors.JournalConflictError` if the
         journal does not hold exactly ``expected_seq`` events.
         """
-        check_append(run_id, events, expected_seq, record, lease)
+        check_append(run_id, events, expected_seq, record, lease, release=release)
         events = self._copy_events(events)
         messages = self._copy_messages(thread_messages)
         with self._lock:
@@ -229,8 +231,11 @@ class MemoryStore:
                     for seq, message in enumerate(messages, thread.last_seq + 1)
                 )
                 thread.last_seq += len(messages)
+            if release:
+                run.lease_owner = None
+                run.lease_expires_at = None
         if self._signals.watched:
-            self._signals.notify(*notify_keys(run_id, record))
+            self._signals.notify(*notify_keys(run_id, record, queued=release))
         return last_seq
 
     async def acquire_lease(

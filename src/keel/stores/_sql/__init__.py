@@ -13,16 +13,20 @@ The statements are templates in :mod:`.statements`, rendered once per store by t
 *spelling* (placeholders, table names with their schema, the clock expression, row locking and
 how a list parameter is matched). What differs beyond spelling lives in the backend modules:
 
-- :mod:`.sqlite` and :mod:`.sqlite_writer`: a read connection used inline, and one writer thread
-  that group-commits every waiting write in one transaction (a savepoint per caller);
-  ``PRAGMA data_version`` tells waiting watchers about other processes' commits.
-- :mod:`.postgres`, :mod:`.postgres_sql` and :mod:`.postgres_listen`: a connection pool,
-  reconnection with the "did my append commit?" check, the one-statement append (a
-  data-modifying CTE that also sends ``NOTIFY``), and one ``LISTEN`` connection per event loop.
+- :mod:`.sqlite` and :mod:`.sqlite_writer`: a read connection used inline, writes whose
+  statements run inline and whose commits (the fsync) run on one writer thread, the writes that
+  wait meanwhile grouped into one transaction; ``PRAGMA data_version`` tells waiting watchers
+  about other processes' commits.
+- :mod:`.postgres`, :mod:`.postgres_sql`, :mod:`.postgres_group` and :mod:`.postgres_listen`:
+  a connection pool, reconnection with the "did my append commit?" check, the one-statement
+  append (a data-modifying CTE), group commit (the appends and starts waiting at the same time
+  in one statement), ``NOTIFY`` sent after the commit, and one ``LISTEN`` connection per event
+  loop.
 - :mod:`.sqlite_schema` and :mod:`.postgres_schema`: each dialect's DDL, as numbered,
   forward-only migrations.
 
 A table added later (a queue, budgets, audit, memory) is a few templates and programs here,
 written once; a backend overrides a program only to fuse its statements into fewer round trips,
-as PostgreSQL does for the append.
+as PostgreSQL does for the append, and may commit several callers' appends together
+(:meth:`.store.SQLStore._write`).
 """

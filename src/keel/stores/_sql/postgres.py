@@ -4,15 +4,17 @@ Install with ``pip install 'keel-runtime[postgres]'`` (psycopg 3 and its pool). 
 the shared SQL store's (:mod:`keel.stores._sql`); this module runs its programs on a
 connection pool.
 
-One round trip per append
--------------------------
+One round trip per append, one statement per group of appends
+--------------------------------------------------------------
 An append is one statement in autocommit (:mod:`.postgres_sql`): the run's conditional UPDATE
-and the inserts of its events and messages are CTEs of one statement, which also sends the
-``NOTIFY``. Measured on the reference machine (2 cores, PostgreSQL 15 on loopback, ``fsync``
-on): an append of a 3-event step takes 0.74-0.88 ms where a bare one-row INSERT commit takes
-0.31-0.38 ms; the rest is encoding (25-30 µs), the server parsing and planning the statement
-anew each time (about 190 µs: prepared statements would save it but break behind pgbouncer in
-transaction mode) and executing it (about 120 µs).
+and the inserts of its events and messages are CTEs of one statement. Measured on the
+reference machine (2 cores, PostgreSQL 15 on loopback, ``fsync`` on): a lone append of a
+3-event step takes 0.65-0.9 ms where a bare one-row INSERT commit takes 0.17-0.38 ms; the rest
+is encoding (25-30 µs), the server parsing and planning the statement anew each time (prepared
+statements would save it but break behind pgbouncer in transaction mode) and executing it.
+Appends and starts that wait at the same time are committed together, in one statement
+(:mod:`.postgres_group`), which the server plans once for the whole group. Notifications for
+other processes' watchers are sent after the commit, coalesced (:mod:`.postgres_listen`).
 
 Behind a connection pooler
 --------------------------
@@ -30,7 +32,8 @@ until ``reconnect_timeout_s``. The pool does not test each connection as it hand
 costs a round trip per call, and psycopg_pool backs off exponentially between failed checks
 (after a restart a pool of five dead connections kept the first call waiting 15 s, measured).
 Reads, lease calls and deletions are safe to retry as they are. An append or a start whose
-connection dropped may have committed: the retry then succeeds (it had not) or conflicts, and
+connection dropped (alone or in a group) may have committed: the retry then succeeds (it had
+not) or is refused (a conflict, or for an append that gave its lease up, a lost lease), and
 the store compares the events after ``expected_seq``, as stored JSON text, with its own; equal
 means the first attempt committed and the call succeeds. No append is lost or written twice. A
 claim whose connection dropped may have leased runs that nobody drives: their leases expire
@@ -58,14 +61,21 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel._redact import redact
-from keel.errors import ConfigurationError, JournalConflictError, StoreError
+from keel.errors import ConfigurationError, JournalConflictError, LeaseLostError, StoreError
 from keel.ports import Change
 from keel.stores._common import closed_error
 from keel.stores._signals import Signals
-from keel.stores._sql.postgres_listen import Listeners
+from keel.stores._sql.postgres_group import Alone, GroupWriter
+from keel.stores._sql.postgres_listen import Listeners, Notifier
 from keel.stores._sql.postgres_schema import CREATE_MIGRATIONS_TABLE, LATEST_VERSION, MIGRATIONS
-from keel.stores._sql.postgres_sql import PostgresPrograms, encode_payload, spelling
-from keel.stores._sql.program import Execute, ExecuteMany, Fetch, Notify, Program, Task
+from keel.stores._sql.postgres_sql import (
+    PostgresPrograms,
+    encode_payload,
+    group_params,
+    spelling,
+)
+from keel.stores._sql.program import Execute, ExecuteMany, Fetch, Notify, Program, Row, Task
+from keel.stores._sql.programs import Write
 from keel.stores._sql.statements import Statements
 from keel.stores._sql.store import SQLStore
 
@@ -77,6 +87,9 @@ _Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # SQLSTATEs of a connection that the server ended: admin shutdown, crash, starting up.
 _SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+# The most writes committed in one statement.
+_MAX_GROUP = 128
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _SCHEMA_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
@@ -173,6 +186,10 @@ class PostgresStore(SQLStore):
             signals=self._signals,
             poll_interval_s=poll_interval_s,
         )
+        self._notifier = Notifier(self._send_notifications)
+        self._group = GroupWriter(
+            commit=self._write_group, committed=self._committed, max_group=_MAX_GROUP
+        )
         self._pool: AsyncConnectionPool[_Connection] | None = None
         self._open_lock = asyncio.Lock()
         self._schema_ready = False
@@ -215,8 +232,11 @@ class PostgresStore(SQLStore):
             yield registration
 
     async def close(self) -> None:
-        """Close the pool's and the listeners' connections. Closing twice is fine; any other
-        use afterwards raises."""
+        """Finish the writes waiting to be committed and their notifications, then close the
+        pool's and the listeners' connections. Closing twice is fine; any other use afterwards
+        raises."""
+        await self._group.drain()
+        await self._notifier.flush()
         async with self._open_lock:
             self._closed = True
             pool, self._pool = self._pool, None
@@ -226,7 +246,9 @@ class PostgresStore(SQLStore):
 
     # --- running programs -------------------------------------------------------------------
 
-    async def _run(self, task: Task[T]) -> T:
+    async def _run(self, task: Task[T], *, retried: bool = False) -> T:
+        """Run ``task`` on its own; ``retried``: an earlier attempt (a group that lost its
+        connection) may have committed it."""
         factory, atomic = task.program, task.atomic
 
         async def work(conn: _Connection) -> T:
@@ -239,7 +261,39 @@ class PostgresStore(SQLStore):
         async def committed(conn: _Connection) -> tuple[T] | None:
             return await self._drive(conn, check, False)
 
-        return await self._retrying(task.action, work, committed=committed)
+        return await self._retrying(task.action, work, committed=committed, retried=retried)
+
+    async def _write(self, task: Task[T], w: Write, written: Callable[[Row], T]) -> T:
+        if w.expected_seq == 0 and (w.messages or w.lease is not None):
+            return await self._run(task)  # an import with messages, or refused: never grouped
+        return await self._group.write(w, lambda retried: self._run(task, retried=retried), written)
+
+    async def _write_group(self, writes: list[Write]) -> list[Row] | Alone:
+        """Commit ``writes`` in one statement; the rows of those allowed, or :class:`Alone`."""
+        statement, params = self._programs.group_write, group_params(writes)
+
+        async def work(conn: _Connection) -> list[Row]:
+            return await (await conn.execute(statement, params)).fetchall()
+
+        try:
+            return await self._attempt(work)
+        except _DisconnectedError:
+            return Alone(maybe_committed=True)
+        except (psycopg.Error, StoreError):
+            return Alone(maybe_committed=False)
+
+    def _committed(self, keys: list[str]) -> None:
+        """Writes committed: wake this process's watchers now, and other processes' soon."""
+        self._signals.notify(*keys)
+        self._notifier.add(keys)
+
+    async def _send_notifications(self, keys: list[str]) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        params = {"channel": self._programs.channel, "keys": [encode_payload(k) for k in keys]}
+        async with pool.connection() as conn:
+            await conn.execute(self._programs.notify_sql, params)
 
     async def _drive(self, conn: _Connection, factory: Callable[[], Program[T]], atomic: bool) -> T:
         keys: list[str] = []
@@ -248,8 +302,8 @@ class PostgresStore(SQLStore):
                 result = await self._steps(conn, factory(), keys)
         else:
             result = await self._steps(conn, factory(), keys)
-        if keys:  # committed: wake this process's watchers (others hear the NOTIFY)
-            self._signals.notify(*keys)
+        if keys:
+            self._committed(keys)
         return result
 
     async def _steps(self, conn: _Connection, program: Program[T], keys: list[str]) -> T:
@@ -266,11 +320,6 @@ class PostgresStore(SQLStore):
                         await cursor.executemany(op.sql, op.rows)
                 elif isinstance(op, Notify):
                     keys.extend(op.keys)
-                    if not op.sent:
-                        payloads = [encode_payload(key) for key in op.keys]
-                        channel = self._programs.channel
-                        params = {"channel": channel, "keys": payloads}
-                        await conn.execute(self._programs.notify_sql, params)
                 op = program.send(value)
         except StopIteration as stop:
             result: T = stop.value
@@ -307,18 +356,19 @@ class PostgresStore(SQLStore):
         work: Callable[[_Connection], Awaitable[T]],
         *,
         committed: Callable[[_Connection], Awaitable[tuple[T] | None]] | None,
+        retried: bool = False,
     ) -> T:
         """Run ``work``; while the connection is lost, try again on fresh ones until
-        ``reconnect_timeout_s``. If a retried write conflicts, ``committed`` says whether the
-        conflict is an earlier attempt's own commit (its result stands) or another writer's
-        (the conflict is raised)."""
+        ``reconnect_timeout_s``. If a retried write is refused (a conflict, or a lost lease: an
+        append may have given it up), ``committed`` says whether the refusal is due to an
+        earlier attempt's own commit (its result stands) or another writer's (the error is
+        raised). ``retried``: an attempt was made before this call."""
         deadline = time.monotonic() + self._reconnect_timeout_s
         delay = 0.05
-        retried = False
         while True:
             try:
                 return await self._attempt(work)
-            except JournalConflictError:
+            except (JournalConflictError, LeaseLostError):
                 if not retried or committed is None:
                     raise
                 outcome = await self._retrying(action, committed, committed=None)

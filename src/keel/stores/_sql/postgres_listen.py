@@ -1,8 +1,17 @@
-"""Waking watchers from PostgreSQL's ``NOTIFY``: one ``LISTEN`` connection per event loop.
+"""Waking watchers through PostgreSQL: ``NOTIFY`` after each commit, one ``LISTEN``
+connection per event loop.
 
-Every write that may interest a watcher sends ``NOTIFY`` in its own transaction (see
-:mod:`.postgres_sql`); the listener of each event loop that has watchers receives it and wakes
-the registrations of that key. A listener is started by the first ``watch`` on its loop, and
+A write that may interest a watcher wakes this process's watchers as soon as it has committed,
+and hands its keys to the store's :class:`Notifier`, which sends them with ``NOTIFY`` after the
+commit (not in the write's transaction: a transaction that notifies takes a lock on the whole
+database at commit, so all such commits would take turns), coalesced: one statement for every
+key that came in while the previous one was in flight. So a lone write's notification leaves at
+once, and under load one statement carries many. A process that dies between a commit and its
+notification leaves other processes' watchers to find the change when they next look (every
+waiter has a timeout).
+
+The listener of each event loop that has watchers receives the notifications and wakes the
+registrations of that key. A listener is started by the first ``watch`` on its loop, and
 ``watch`` waits until its ``LISTEN`` is in place, so no change made after the registration is
 missed.
 
@@ -16,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -27,7 +37,9 @@ from psycopg import sql
 from keel.stores._signals import Signals
 from keel.stores._sql.postgres_sql import decode_payload
 
-__all__ = ["Listeners"]
+__all__ = ["Listeners", "Notifier"]
+
+_log = logging.getLogger("keel.stores")
 
 _Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
@@ -129,3 +141,43 @@ def _abandon(listener: _Listener) -> None:
     conn = listener.conn
     if conn is not None and not conn.closed:
         conn.pgconn.finish()
+
+
+class Notifier:
+    """Sends the keys of committed writes with ``NOTIFY``, after their commit, coalesced.
+
+    Args:
+        send: Sends one statement notifying these keys (a failure is logged and dropped:
+            watchers elsewhere find the change when their wait times out).
+    """
+
+    def __init__(self, send: Callable[[list[str]], Awaitable[None]]) -> None:
+        self._send = send
+        self._keys: dict[str, None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, keys: Iterable[str]) -> None:
+        """Notify ``keys`` (of writes that committed) as soon as the statement in flight, if
+        any, is done."""
+        self._keys.update(dict.fromkeys(keys))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._main(), name="keel-notify")
+
+    async def flush(self) -> None:
+        """Wait until every key added so far was sent (or failed to be)."""
+        while self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def _main(self) -> None:
+        try:
+            while self._keys:
+                keys = list(self._keys)
+                self._keys = {}
+                try:
+                    await self._send(keys)
+                except Exception as exc:  # noqa: BLE001 - a notification is a hint, never an error
+                    _log.debug(
+                        "could not send %d notifications (%s)", len(keys), type(exc).__name__
+                    )
+        finally:
+            self._task = None

@@ -63,14 +63,10 @@ class ExecuteMany:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """Wake the watchers of these keys once this program's writes have committed.
-
-    ``sent`` says that a statement of the program already sent the database's own notification
-    (PostgreSQL's ``NOTIFY``), so the executor only wakes this process's watchers.
-    """
+    """Wake the watchers of these keys once this program's writes have committed (this
+    process's at once; other processes' through the database, where it can tell them)."""
 
     keys: tuple[str, ...]
-    sent: bool = False
 
 
 Op: TypeAlias = Execute | Fetch | ExecuteMany | Notify
@@ -120,6 +116,6 @@ def execute_many(sql: str, rows: Sequence[Params]) -> Program[None]:
         yield ExecuteMany(sql, rows)
 
 
-def notify(*keys: str, sent: bool = False) -> Program[None]:
+def notify(*keys: str) -> Program[None]:
     """Wake the watchers of ``keys`` after commit."""
-    yield Notify(keys, sent)
+    yield Notify(keys)

@@ -60,6 +60,7 @@ class Write:
     record: RunRecord
     expected_seq: int
     lease: Lease | None = None
+    release: bool = False
     owner: str | None = None
     ttl_s: float = 0.0
     history_seq: int | None = None
@@ -103,6 +104,7 @@ class Write:
         params["expected_seq"] = self.expected_seq
         params["owner"] = self.owner
         params["ttl"] = float(self.ttl_s)
+        params["release"] = self.release
         if self.lease is not None:
             params["lease_token"] = self.lease.token
             params["lease_owner"] = self.lease.owner

@@ -1,12 +1,14 @@
 """The SQLite store: one file, WAL mode, durable before a write returns.
 
 Reads run inline on the caller's thread, on a read connection of their own (in WAL mode a
-reader never waits for the writer, and sees every commit made before it started). Writes go to
-the store's writer thread (:mod:`.sqlite_writer`), which commits every write waiting in one
-transaction: the event loop never waits for an fsync, and concurrent appends share one.
+reader never waits for the writer, and sees every commit made before it started). A write's
+statements run inline too, on the write connection, and its commit on the store's writer
+thread (:mod:`.sqlite_writer`), which commits every write waiting in one transaction: the
+event loop never waits for an fsync, and concurrent appends share one.
 
 Every write transaction is ``BEGIN IMMEDIATE``: it takes the write lock before reading, so a
-writer in another process waits on the busy timeout instead of failing on a stale read. The
+writer in another process waits on the busy timeout (on the writer thread, never the event
+loop) instead of failing on a stale read. The
 journal's position is ``runs.last_seq``, advanced by a conditional ``UPDATE`` in the same
 transaction as the events (:mod:`.programs`); the statements are rendered once, at import, so
 sqlite3's statement cache prepares each of them once.
@@ -230,6 +232,7 @@ class SQLiteStore(SQLStore):
                     clock=self._clock,
                     signals=self._signals,
                     max_group=self._max_group,
+                    busy_timeout_s=self._busy_timeout_s,
                     name=f"keel-sqlite-writer:{self._path}",
                 )
                 # A store dropped without close() still ends its thread.

@@ -34,7 +34,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["MAX_SEQ", "RECORD_COLUMNS", "RUN_COLUMNS", "Migration", "Spelling", "Statements"]
+__all__ = [
+    "MAX_SEQ",
+    "RECORD_COLUMNS",
+    "RELEASE",
+    "RUN_COLUMNS",
+    "Migration",
+    "Spelling",
+    "Statements",
+]
 
 # Larger than any sequence number or count: "no bound".
 MAX_SEQ = 2**62
@@ -160,15 +168,25 @@ UPDATE {runs} SET
     agent = :agent, model = :model, updated_at = :updated_at, input = :input, steps = :steps,
     tool_calls = :tool_calls, input_tokens = :input_tokens, output_tokens = :output_tokens,
     cost_usd = :cost_usd, output_preview = :output_preview, reason_code = :reason_code,
-    reason = :reason, last_seq = :last_seq
-WHERE run_id = :run_id AND last_seq = :expected_seq"""
+    reason = :reason, last_seq = :last_seq"""
+# Under a lease, the holder's last append may give the lease up in the same write (``release``).
+RELEASE = """,
+    lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN :release THEN NULL ELSE lease_expires_at END"""
+_AT_POSITION = "\nWHERE run_id = :run_id AND last_seq = :expected_seq"
 # Without a lease, nobody may hold an unexpired one; under one, it must be the current one
 # (expired or not: nobody took over).
 # The indexed columns come back as stored, so that the keys are updated only when they differ.
 _KEYS = " RETURNING thread_id, status, created_at, holds_thread"
-ADVANCE_RUN = _ADVANCE_RUN + " AND (lease_owner IS NULL OR lease_expires_at <= {now})" + _KEYS
+ADVANCE_RUN = (
+    _ADVANCE_RUN + _AT_POSITION + " AND (lease_owner IS NULL OR lease_expires_at <= {now})" + _KEYS
+)
 ADVANCE_LEASED_RUN = (
-    _ADVANCE_RUN + " AND lease_token = :lease_token AND lease_owner = :lease_owner" + _KEYS
+    _ADVANCE_RUN
+    + RELEASE
+    + _AT_POSITION
+    + " AND lease_token = :lease_token AND lease_owner = :lease_owner"
+    + _KEYS
 )
 UPDATE_RUN_KEYS = """
 UPDATE {runs} SET

@@ -2,13 +2,15 @@
 
 Each method checks its arguments, encodes what it writes (before any connection is touched),
 builds its program (:mod:`.programs`) and hands it to the backend's executor
-(:meth:`SQLStore._run`). The backends differ only in how they run programs and watch.
+(:meth:`SQLStore._run`). The backends differ only in how they run programs and watch, and in
+that a backend may commit the appends and starts of several callers together
+(:meth:`SQLStore._write`: PostgreSQL does).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Self, TypeVar
@@ -24,7 +26,7 @@ from keel.stores._common import (
     statuses,
 )
 from keel.stores._signals import Signals
-from keel.stores._sql.program import Task
+from keel.stores._sql.program import Row, Task
 from keel.stores._sql.programs import Programs, Write
 
 __all__ = ["SQLStore"]
@@ -41,6 +43,13 @@ class SQLStore(abc.ABC):
     @abc.abstractmethod
     async def _run(self, task: Task[T]) -> T:
         """Run ``task``'s program and return its result (a write: once it has committed)."""
+
+    async def _write(self, task: Task[T], w: Write, written: Callable[[Row], T]) -> T:
+        """Run ``task``, whose whole effect when allowed is writing ``w`` (an append, or a
+        start that checks nothing else). A backend may commit it together with other callers'
+        writes; ``written`` then makes the result from the row its group returned for it
+        (``(run_id, lease_expires_at)``). By default the task runs on its own."""
+        return await self._run(task)
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -83,15 +92,22 @@ class SQLStore(abc.ABC):
             keys=notify_keys(run_id, record, queued=owner is None),
         )
         programs = self._programs
-        return await self._run(
-            Task(
-                f"start run '{run_id}'",
-                lambda: programs.start_run(w, exclusive=exclusive),
-                write=True,
-                atomic=exclusive or not programs.single_statement_writes,
-                committed=lambda: programs.started(w),
-            )
+        task = Task(
+            f"start run '{run_id}'",
+            lambda: programs.start_run(w, exclusive=exclusive),
+            write=True,
+            atomic=exclusive or not programs.single_statement_writes,
+            committed=lambda: programs.started(w),
         )
+        if exclusive:
+            return await self._run(task)
+
+        def written(row: Row) -> Lease | None:
+            if owner is None:
+                return None
+            return Lease(run_id=run_id, owner=owner, token=1, expires_at=float(row[1]))
+
+        return await self._write(task, w, written)
 
     async def append(
         self,
@@ -102,17 +118,18 @@ class SQLStore(abc.ABC):
         record: RunRecord,
         thread_messages: Sequence[Message] = (),
         lease: Lease | None = None,
+        release: bool = False,
     ) -> int:
         """Append ``events`` after event ``expected_seq``, upsert ``record``; return last seq.
 
-        All or nothing: the events (seq ``expected_seq + 1`` on), the run's summary and
-        ``thread_messages``. Raises, writing nothing, :class:`keel.errors.LeaseLostError` if
-        ``lease`` is not the run's current lease, :class:`keel.errors.RunLeasedError` if there
-        is no ``lease`` and another process holds an unexpired one, and
-        :class:`keel.errors.JournalConflictError` if the journal does not hold exactly
-        ``expected_seq`` events. Durable when it returns.
+        All or nothing: the events (seq ``expected_seq + 1`` on), the run's summary,
+        ``thread_messages`` and, with ``release``, giving ``lease`` up. Raises, writing
+        nothing, :class:`keel.errors.LeaseLostError` if ``lease`` is not the run's current
+        lease, :class:`keel.errors.RunLeasedError` if there is no ``lease`` and another process
+        holds an unexpired one, and :class:`keel.errors.JournalConflictError` if the journal
+        does not hold exactly ``expected_seq`` events. Durable when it returns.
         """
-        check_append(run_id, events, expected_seq, record, lease)
+        check_append(run_id, events, expected_seq, record, lease, release=release)
         w = Write.of(
             run_id,
             events,
@@ -120,18 +137,18 @@ class SQLStore(abc.ABC):
             expected_seq=expected_seq,
             messages=thread_messages,
             lease=lease,
-            keys=notify_keys(run_id, record),
+            release=release,
+            keys=notify_keys(run_id, record, queued=release),
         )
         programs = self._programs
-        return await self._run(
-            Task(
-                f"append to run '{run_id}'",
-                lambda: programs.append(w),
-                write=True,
-                atomic=not programs.single_statement_writes,
-                committed=lambda: programs.appended(w),
-            )
+        task = Task(
+            f"append to run '{run_id}'",
+            lambda: programs.append(w),
+            write=True,
+            atomic=not programs.single_statement_writes,
+            committed=lambda: programs.appended(w),
         )
+        return await self._write(task, w, lambda row: w.last_seq)
 
     async def load(self, run_id: str, *, after_seq: int = 0) -> list[Event]:
         """The run's events after ``after_seq``, in order; raises
