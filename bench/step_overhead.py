@@ -306,7 +306,29 @@ def main() -> None:
         print(f"memory, sync tool (runs in a thread), K=100: {sync_us:.1f} us/step")
     for k in sizes:
         print(f"peak memory of one run, K={k}: {_peak_memory_kib(k):.0f} KiB")
+    for label, us in _test_doubles(2000 if options.smoke else 50_000).items():
+        print(f"test double {label}: {us:.1f} us per request")
     sys.stdout.flush()
+
+
+def _test_doubles(count: int) -> dict[str, float]:
+    """What a request to each shipped test model costs: they must cost less than a step."""
+    from keel.messages import UserMessage
+    from keel.testing import FunctionModel, ScriptedModel, call
+
+    request = ModelRequest(messages=[UserMessage(content="hi")])
+    turn = call("ping")
+
+    async def per_request(model: Model) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await model.request(request)
+        return (time.perf_counter() - started) / count * 1e6
+
+    return {
+        "FunctionModel (a tool call)": asyncio.run(per_request(FunctionModel(lambda r: turn))),
+        "ScriptedModel (a tool call)": asyncio.run(per_request(ScriptedModel([turn] * count))),
+    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("step_overhead.py", ("memory", "sqlite-full", "sqlite-normal", "peak memory")),
+        (
+            "step_overhead.py",
+            ("memory", "sqlite-full", "sqlite-normal", "peak memory", "test double"),
+        ),
         ("journal.py", ("bytes/step", "resume of a 20-step run")),
         ("chaos.py", ("completed: ", "none hung past it")),
         ("concurrency.py", ("memory", "sqlite", "runs/s", "peak RSS")),
