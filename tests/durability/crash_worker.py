@@ -1,7 +1,7 @@
 """One life of a process that runs, recovers and decides on one run, and dies on purpose.
 
     python crash_worker.py --journal sqlite:///path/keel.db --ledger path/ledger.db \\
-        --crash-after 7 [--before]
+        --crash-after 7 [--before] [--schema S]
 
 The journal store is wrapped so that the process stops with ``os._exit`` at a chosen durable
 append, counted over this life: right after the append is durable (or, with ``--before``,
@@ -171,7 +171,7 @@ class CrashingStore:
 async def life(options: argparse.Namespace) -> int:
     ledger = Ledger(options.ledger)
     agent = make_agent(ledger)
-    inner = open_store(options.journal)
+    inner = open_store(options.journal, schema=options.schema)
     store = CrashingStore(inner, crash_after=options.crash_after, before=options.before)
     try:
         runtime = Runtime(
@@ -217,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--journal", required=True)
     parser.add_argument("--ledger", required=True)
+    parser.add_argument("--schema", default="keel")
     parser.add_argument("--crash-after", type=int, default=None)
     parser.add_argument("--before", action="store_true")
     parser.add_argument("--lease-ttl", type=float, default=0.3)

@@ -10,6 +10,7 @@ right after a person's decision, or while the attempt that decision allowed is u
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -19,14 +20,18 @@ from pathlib import Path
 import pytest
 
 from tests.durability.crash_worker import CRASHED, dump, ledger_rows
+from tests.postgres import drop_schema, new_schema_name
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _life(journal: str, ledger: Path, crash_after: int | None, *, before: bool) -> tuple[int, int]:
+def _life(
+    journal: str, ledger: Path, crash_after: int | None, *, before: bool, schema: str = "keel"
+) -> tuple[int, int]:
     """Run one life; return its exit code and how many durable appends it made."""
     command = [sys.executable, str(WORKER), "--journal", journal, "--ledger", str(ledger)]
+    command += ["--schema", schema]
     if crash_after is not None:
         command += ["--crash-after", str(crash_after)]
         if before:
@@ -42,14 +47,16 @@ def _life(journal: str, ledger: Path, crash_after: int | None, *, before: bool) 
     return done.returncode, appends[0] if appends else 0
 
 
-def _until_done(journal: str, ledger: Path, crash_at: int | None, *, before: bool) -> int:
+def _until_done(
+    journal: str, ledger: Path, crash_at: int | None, *, before: bool, schema: str = "keel"
+) -> int:
     """Lives until the run completes; one crash lands at the ``crash_at``-th durable append
     counted over all lives (right before it, with ``before``). Returns the appends made."""
     total = 0
     crashed = crash_at is None
     for _ in range(20):
         budget = None if crashed or crash_at is None else crash_at - total
-        code, appends = _life(journal, ledger, budget, before=before)
+        code, appends = _life(journal, ledger, budget, before=before, schema=schema)
         total += appends
         crashed = crashed or code == CRASHED
         if code == 0:
@@ -79,4 +86,28 @@ def test_a_crash_at_any_append_loses_nothing_and_repeats_no_effect(
         where = tmp_path / f"crash-{crash_at}"
         where.mkdir()
         _until_done(f"sqlite://{where / 'keel.db'}", where / "ledger.db", crash_at, before=before)
+        _check_world(where / "ledger.db")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("before", [False, True], ids=["after-append", "before-append"])
+def test_a_crash_at_any_append_on_postgres_loses_nothing_and_repeats_no_effect(
+    tmp_path: Path, postgres_url: str, before: bool
+) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    schema = new_schema_name()
+    try:
+        total = _until_done(postgres_url, clean / "ledger.db", None, before=False, schema=schema)
+        _check_world(clean / "ledger.db")
+    finally:
+        asyncio.run(drop_schema(postgres_url, schema))
+    for crash_at in range(1, total + 1):
+        where = tmp_path / f"crash-{crash_at}"
+        where.mkdir()
+        schema = new_schema_name()
+        try:
+            _until_done(postgres_url, where / "ledger.db", crash_at, before=before, schema=schema)
+        finally:
+            asyncio.run(drop_schema(postgres_url, schema))
         _check_world(where / "ledger.db")
