@@ -21,7 +21,6 @@ from keel._core.fold import apply
 from keel._core.loop import LoopSpec, decide
 from keel._core.toolspec import ToolArgumentsError
 from keel._runtime.kernel import Kernel, pick_pending
-from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.running import Runs
 from keel.errors import UsageError
@@ -122,13 +121,7 @@ class Approvals:
                     for item in ending:
                         apply(state, item)
                     events.extend(ending)
-                last_seq = await k.store.append(
-                    run_id,
-                    events,
-                    expected_seq=loaded.last_seq,
-                    record=record_of(state, loaded.last_seq + len(events)),
-                    lease=lease,
-                )
+                last_seq = await k.record(loaded, events, lease, applied=True)
             except BaseException:
                 await k.store.release_lease(lease)
                 raise

@@ -15,6 +15,18 @@ from types import TracebackType
 __all__ = ["Deadline", "WallTime"]
 
 
+def _timed_out(
+    expired: bool,
+    task: asyncio.Task[object] | None,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+) -> None:
+    """On leaving a limit that fired: undo its cancellation of ``task``, and if nobody else
+    cancelled the task, turn the cancellation into ``TimeoutError``."""
+    if expired and task is not None and task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+        raise TimeoutError from exc
+
+
 class Deadline:
     """``async with Deadline(seconds):`` cancels the body after ``seconds``; see the module."""
 
@@ -53,14 +65,7 @@ class Deadline:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        # Ours: undo our cancellation; if nobody else cancelled the task, it is a timeout.
-        if (
-            self._expired
-            and self._task is not None
-            and self._task.uncancel() == 0
-            and exc_type is asyncio.CancelledError
-        ):
-            raise TimeoutError from exc
+        _timed_out(self._expired, self._task, exc_type, exc)
         return None
 
 
@@ -114,11 +119,5 @@ class WallTime:
         traceback: TracebackType | None,
     ) -> bool | None:
         self._inside = False
-        if (
-            self._expired
-            and self._task is not None
-            and self._task.uncancel() == 0
-            and exc_type is asyncio.CancelledError
-        ):
-            raise TimeoutError from exc
+        _timed_out(self._expired, self._task, exc_type, exc)
         return None

@@ -24,7 +24,7 @@ from typing_extensions import TypeVar
 from keel._agent import Agent
 from keel._checks import Check
 from keel._core.events import Event, PendingCall
-from keel._core.fold import HistoryRef, fold, history_ref
+from keel._core.fold import HistoryRef, apply, fold, history_ref
 from keel._core.history import history_start
 from keel._core.loop import CallModel, Effect, RunChecks, RunTools
 from keel._core.messages import Message
@@ -35,11 +35,12 @@ from keel._runtime.composition import ModelComposer
 from keel._runtime.driver import DeltaSink, EffectHandler, RunDriver
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
+from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.tool_runs import ToolRuns
 from keel._settings import KeelSettings
 from keel.errors import RunLeasedError, UsageError
-from keel.ports import Clock, RunRecord, Store
+from keel.ports import Clock, Lease, RunRecord, Store
 
 __all__ = ["Drives", "Followers", "Kernel", "Loaded", "pending_message"]
 
@@ -273,6 +274,23 @@ class Kernel:
         """A run's journal, folded."""
         events = await self.store.load(run_id)
         return Loaded(state=fold(events, await self.history(events)), events=events)
+
+    async def record(
+        self, loaded: Loaded, events: Sequence[Event], lease: Lease, *, applied: bool = False
+    ) -> int:
+        """Apply ``events`` to a run this process holds the lease of (unless ``applied``) and
+        append them under that lease; return the journal's new last sequence number."""
+        state = loaded.state
+        if not applied:
+            for event in events:
+                apply(state, event)
+        return await self.store.append(
+            state.run_id,
+            events,
+            expected_seq=loaded.last_seq,
+            record=record_of(state, loaded.last_seq + len(events)),
+            lease=lease,
+        )
 
     async def trimmed(
         self, agent: Agent[Any], messages: Sequence[Message]

@@ -267,14 +267,7 @@ class Runs:
                 error=_withdrawn(),
                 at=k.clock.now(),
             )
-            apply(loaded.state, finished)
-            await k.store.append(
-                run_id,
-                [finished],
-                expected_seq=loaded.last_seq,
-                record=record_of(loaded.state, loaded.last_seq + 1),
-                lease=lease,
-            )
+            await k.record(loaded, [finished], lease)
             return True
         finally:
             await k.store.release_lease(lease)
@@ -460,15 +453,7 @@ class Runs:
                     raise UsageError(pending_message(state))
                 if state.cancelling is not None:
                     ending = decide(state, LoopSpec(), k.clock.now()).events
-                    for event in ending:
-                        apply(state, event)
-                    await k.store.append(
-                        run_id,
-                        ending,
-                        expected_seq=loaded.last_seq,
-                        record=record_of(state, loaded.last_seq + len(ending)),
-                        lease=lease,
-                    )
+                    await k.record(loaded, ending, lease)
                     await k.store.release_lease(lease)
                     return k.result(chosen, state)
                 state, events, chain = await self.prepare(
@@ -514,14 +499,7 @@ class Runs:
                 if state.pending:
                     raise UsageError(pending_message(state))
                 queued = RunQueued(reason=reason, limits=limits, models=names, at=k.clock.now())
-                apply(state, queued)
-                await k.store.append(
-                    run_id,
-                    [queued],
-                    expected_seq=loaded.last_seq,
-                    record=record_of(state, loaded.last_seq + 1),
-                    lease=lease,
-                )
+                await k.record(loaded, [queued], lease)
                 return k.result(k.agents.get(state.agent), state)
             finally:
                 await k.store.release_lease(lease)

@@ -28,9 +28,7 @@ from keel._core.events import (
     RunFinished,
     ToolCallInDoubt,
 )
-from keel._core.fold import apply
 from keel._runtime.kernel import Kernel
-from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.running import Runs
 from keel.errors import KeelError, LeaseLostError, RunLeasedError
@@ -70,16 +68,7 @@ async def cancel(k: Kernel, run_id: str, *, reason: str) -> RunResult[Any]:
             loaded = await k.load(run_id)
             state = loaded.state
             if state.status not in FINISHED and state.cancelling is None:
-                events = _cancellation(state, reason, k.clock.now())
-                for event in events:
-                    apply(state, event)
-                await k.store.append(
-                    run_id,
-                    events,
-                    expected_seq=loaded.last_seq,
-                    record=record_of(state, loaded.last_seq + len(events)),
-                    lease=lease,
-                )
+                await k.record(loaded, _cancellation(state, reason, k.clock.now()), lease)
         finally:
             await k.store.release_lease(lease)
     finally:
