@@ -47,7 +47,8 @@ __all__ = ["Appender", "DeltaSink", "EffectHandler", "RunDriver"]
 
 
 class Appender(Protocol):
-    """The part of a store a driver writes through (a journal's ``append``)."""
+    """The part of a store a driver writes through (a journal's ``append``): replay gives a
+    driver a journal that answers this alone."""
 
     async def append(
         self,

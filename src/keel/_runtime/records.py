@@ -12,16 +12,14 @@ __all__ = ["record_of"]
 _PREVIEW = 200
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
+
+
 def _preview(value: Any) -> str | None:
     if value is None:
         return None
-    text = value if isinstance(value, str) else str(value)
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
-
-
-def _input_preview(state: RunState) -> str:
-    text = state.input
-    return text if len(text) <= _PREVIEW else text[: _PREVIEW - 3] + "..."
+    return _cut(value if isinstance(value, str) else str(value))
 
 
 def record_of(state: RunState, last_seq: int) -> RunRecord:
@@ -35,13 +33,13 @@ def record_of(state: RunState, last_seq: int) -> RunRecord:
         status=state.status,
         created_at=state.started_at,
         updated_at=state.updated_at,
-        input=_input_preview(state),
+        input=_cut(state.input),
         steps=state.step,
         tool_calls=state.tool_calls,
         input_tokens=state.usage.input_tokens,
         output_tokens=state.usage.output_tokens,
         cost_usd=state.cost_usd,
-        output_preview=None if state.output is None else _preview(state.output),
+        output_preview=_preview(state.output),
         reason_code=reason.code if reason else None,
         reason=reason.message if reason else None,
         last_seq=last_seq,

@@ -133,7 +133,7 @@ FROM {runs} """
 
 # A new run: inserted unless it exists (then no row is returned). Unleased (queued, or created
 # by an import), or leased to its owner with the first fencing token.
-INSERT_RUN = """
+_INSERT_RUN_HEAD = """
 INSERT INTO {runs} (
     run_id, thread_id, agent, model, status, created_at, updated_at, input, steps, tool_calls,
     input_tokens, output_tokens, cost_usd, output_preview, reason_code, reason, last_seq,
@@ -142,23 +142,21 @@ INSERT INTO {runs} (
 ) VALUES (
     :run_id, :thread_id, :agent, :model, :status, :created_at, :updated_at, :input, :steps,
     :tool_calls, :input_tokens, :output_tokens, :cost_usd, :output_preview, :reason_code,
-    :reason, :last_seq, :holds_thread,
+    :reason, :last_seq, :holds_thread,"""
+INSERT_RUN = (
+    _INSERT_RUN_HEAD
+    + """
     NULL, 0, NULL
 )
 ON CONFLICT (run_id) DO NOTHING RETURNING lease_token"""
-INSERT_LEASED_RUN = """
-INSERT INTO {runs} (
-    run_id, thread_id, agent, model, status, created_at, updated_at, input, steps, tool_calls,
-    input_tokens, output_tokens, cost_usd, output_preview, reason_code, reason, last_seq,
-    holds_thread,
-    lease_owner, lease_token, lease_expires_at
-) VALUES (
-    :run_id, :thread_id, :agent, :model, :status, :created_at, :updated_at, :input, :steps,
-    :tool_calls, :input_tokens, :output_tokens, :cost_usd, :output_preview, :reason_code,
-    :reason, :last_seq, :holds_thread,
+)
+INSERT_LEASED_RUN = (
+    _INSERT_RUN_HEAD
+    + """
     :owner, 1, {now} + :ttl
 )
 ON CONFLICT (run_id) DO NOTHING RETURNING lease_expires_at"""
+)
 # An existing run advances only from the position the writer expects, and only if the lease
 # allows it; no row changes otherwise, which is how a refusal is detected, with no
 # read-then-write gap. The indexed columns are set apart (below), and only when they changed:
