@@ -1,9 +1,10 @@
 """Checks: what policies and guardrails are asked, and what they may answer.
 
-A check is consulted at four points of a run: the user's **input** (before the first model
+A check is consulted at five points of a run: the user's **input** (before the first model
 call), every **model call** (before the request is sent), every **tool call** (after its
-arguments are validated, before it starts or asks for approval) and every **tool result**
-(before the model sees it). It answers with a :class:`CheckResult`:
+arguments are validated, before it starts or asks for approval), every **tool result**
+(before the model sees it) and the final **output** (before the run completes with it). It
+answers with a :class:`CheckResult`:
 
 - ``allow``: go on;
 - ``deny``: do not: a denied tool call or result becomes an error the model reads (with the
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from keel._core.messages import Message, ToolCall
+from keel._core.toolspec import SideEffects
 
 __all__ = [
     "CHECK_POINTS",
@@ -38,8 +40,8 @@ __all__ = [
     "subject_of",
 ]
 
-CheckPoint = Literal["input", "model_call", "tool_call", "tool_result"]
-CHECK_POINTS: tuple[CheckPoint, ...] = ("input", "model_call", "tool_call", "tool_result")
+CheckPoint = Literal["input", "model_call", "tool_call", "tool_result", "output"]
+CHECK_POINTS: tuple[CheckPoint, ...] = ("input", "model_call", "tool_call", "tool_result", "output")
 Verdict = Literal["allow", "deny", "modify", "escalate"]
 
 
@@ -47,9 +49,13 @@ Verdict = Literal["allow", "deny", "modify", "escalate"]
 class CheckRequest:
     """What a check is asked about (one object, so fields can be added later).
 
-    ``text`` is the input (``input``) or the tool's result (``tool_result``); ``call`` the tool
-    call (``tool_call``, ``tool_result``) and ``arguments`` its validated arguments
-    (``tool_call``); ``messages`` what the model is about to be sent (``model_call``).
+    ``text`` is the input (``input``), the tool's result (``tool_result``) or the final answer
+    as text (``output``); ``call`` the tool call (``tool_call``, ``tool_result``) and
+    ``arguments`` its validated arguments (``tool_call``); ``messages`` what the model is about
+    to be sent (``model_call``). ``tool_name`` and ``side_effects`` describe the called tool
+    (``None`` when the model called a tool the agent does not have); ``previous_calls`` are the
+    run's tool calls before this one (earlier turns, then this turn's calls the checks let
+    through). ``tenant``, ``user`` and ``roles`` are who the run is for.
     """
 
     point: CheckPoint
@@ -63,6 +69,11 @@ class CheckRequest:
     messages: Sequence[Message] = ()
     #: The run's dependencies (``deps=``), as tools get them.
     deps: Any = None
+    tenant: str | None = None
+    user: str | None = None
+    roles: frozenset[str] = frozenset()
+    side_effects: SideEffects | None = None
+    previous_calls: Sequence[ToolCall] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,4 +138,6 @@ def subject_of(point: CheckPoint, *, step: int = 0, call_id: str = "") -> str:
         return f"model_call:{step}"
     if point == "tool_result":
         return f"result:{call_id}"
+    if point == "output":
+        return f"output:{step}"
     return call_id
