@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from keel._core.checks import CheckPoint, CheckRecord, Verdict
 from keel._core.eventbase import Event, ForkCopy, event_kind
 from keel._core.events_tools import replace_result, rewrite_call
-from keel._core.messages import UserMessage
+from keel._core.messages import AssistantMessage, UserMessage
 
 if TYPE_CHECKING:
     from keel._core.state import RunState
@@ -49,6 +49,9 @@ class ChecksDecided(Event):
         if self.point == "input":
             if self.verdict == "modify" and self.replacement is not None:
                 state.messages[state.first_own_message] = UserMessage(content=self.replacement)
+        elif self.point == "output":
+            if self.verdict == "modify" and self.replacement is not None:
+                replace_answer(state, self.replacement)
         elif self.point == "tool_call":
             if self.verdict == "modify" and self.replacement is not None:
                 rewrite_call(state, self.subject, self.replacement)
@@ -69,6 +72,15 @@ class ChecksDecided(Event):
 
     def fork(self, copy: ForkCopy) -> ChecksDecided | None:
         return self if self.step <= copy.at_step else None
+
+
+def replace_answer(state: RunState, text: str) -> None:
+    """A check changed the final answer: the run ends with, and the thread keeps, ``text``."""
+    state.final_text = text
+    for index in range(len(state.messages) - 1, -1, -1):
+        if isinstance(state.messages[index], AssistantMessage):
+            state.messages[index] = AssistantMessage(content=text)
+            return
 
 
 def _result(state: RunState, call_id: str) -> str:

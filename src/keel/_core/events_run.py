@@ -59,6 +59,10 @@ class RunStarted(Event):
     models: tuple[str, ...] = ()
     history_from: int = 0
     history_summary: str | None = None
+    #: Who the run is for: policies, budgets and the audit log read these.
+    tenant: str | None = None
+    user: str | None = None
+    roles: tuple[str, ...] = ()
     type: Literal["run_started"] = "run_started"
     v: Literal[1] = 1
 

@@ -99,6 +99,9 @@ def start(
         agent_ref=event.agent_ref,
         history_seq=event.history_seq,
         forked_from=event.forked_from,
+        tenant=event.tenant,
+        user=event.user,
+        roles=event.roles,
     )
 
 

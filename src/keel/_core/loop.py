@@ -5,7 +5,8 @@ the one effect the runtime must perform next, if any: call the model, run tools,
 checks of a point. It does no I/O and reads no clock (``now`` is passed in), so the loop is the
 same on every backend, replayable, and testable without asyncio. The runtime's job is small:
 apply the events, make them durable, perform the effect, turn its outcome into events, and ask
-again. Effects are data (:class:`Effect` subclasses); the runtime keeps one handler per kind.
+again. Effects are data (:mod:`keel._core.effects`); the runtime keeps one handler per kind.
+What the checks of each point said is read by the gates (:mod:`keel._core.gates`).
 
 Order of decisions for a running run:
 
@@ -19,8 +20,9 @@ Order of decisions for a running run:
    start the valid ones. A decision covers one attempt: a call that runs again after one is
    journaled as started again, so an interruption of that attempt goes back to a person.
 3. The tool-result checks of the calls that ran.
-4. A final answer (a turn with no tool calls): validate it against the output type; finish, or
-   send it back with the validation error a bounded number of times, then fail.
+4. A final answer (a turn with no tool calls): its checks (a refused answer goes back to the
+   model, like an invalid one); validate it against the output type; finish, or send it back
+   with the validation error a bounded number of times, then fail.
 5. Otherwise the model must be called: pause if a limit (steps, tokens, turns without
    progress, wall time) is reached; run the model-call checks.
 """
@@ -31,9 +33,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel._core.checks import CheckPoint, subject_of
+from keel._core.checks import CheckPoint
+from keel._core.effects import (
+    CallModel,
+    CheckSubject,
+    Decision,
+    Effect,
+    RunChecks,
+    RunTool,
+    RunTools,
+)
 from keel._core.eventbase import FINISHED, ErrorInfo, Event
-from keel._core.events_checks import ChecksDecided
 from keel._core.events_model import ModelSwitched, OutputRejected
 from keel._core.events_run import RunFinished, RunPaused
 from keel._core.events_tools import (
@@ -43,8 +53,18 @@ from keel._core.events_tools import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from keel._core.gates import (
+    denial,
+    escalated,
+    input_gate,
+    model_call_gate,
+    output_gate,
+    pause,
+    rejection,
+    result_gate,
+)
 from keel._core.limits import LimitBreach
-from keel._core.messages import ToolCall, ToolResultMessage
+from keel._core.messages import ToolCall
 from keel._core.output import OutputSpec, OutputValidationError
 from keel._core.state import RunState, canonical_arguments, correction_message
 from keel._core.toolspec import ToolArgumentsError, ToolSpec
@@ -74,66 +94,6 @@ class LoopSpec:
     output: OutputSpec | None = None
     models: int = 1
     checks: Mapping[CheckPoint, tuple[str, ...]] = field(default_factory=dict)
-
-
-class Effect:
-    """Base of the effects the loop asks the runtime to perform."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallModel(Effect):
-    """Effect: ask the model for turn ``step``."""
-
-    step: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunTool:
-    """One validated tool call, ready to run (``attempt`` counts from 1)."""
-
-    call: ToolCall
-    spec: ToolSpec
-    arguments: dict[str, object]
-    idempotency_key: str
-    attempt: int = 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunTools(Effect):
-    """Effect: run these calls (concurrently if more than one), then journal their results."""
-
-    step: int
-    calls: tuple[RunTool, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CheckSubject:
-    """What a point's checks look at: its id, and the text, call or arguments in question."""
-
-    subject: str
-    text: str | None = None
-    call: ToolCall | None = None
-    arguments: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunChecks(Effect):
-    """Effect: run the checks of ``point`` on each subject, then journal their answers
-    (one ``ChecksDecided`` per subject)."""
-
-    step: int
-    point: CheckPoint
-    subjects: tuple[CheckSubject, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Events to journal now, then the effect to perform (``None``: ask again, or stop)."""
-
-    events: tuple[Event, ...] = ()
-    effect: Effect | None = None
 
 
 _NOTHING = Decision()
@@ -177,16 +137,20 @@ def decide(state: RunState, spec: LoopSpec, now: float) -> Decision:
         return _NOTHING
     checks = spec.checks
     if checks and state.step == 0 and checks.get("input"):
-        gate = _input_gate(state, now)
+        gate = input_gate(state, now)
         if gate is not None:
             return gate
     if state.awaiting:
         return _plan_tools(state, spec, now)
     if checks and checks.get("tool_result"):
-        gate = _result_gate(state, now)
+        gate = result_gate(state, now)
         if gate is not None:
             return gate
     if state.final_text is not None:
+        if checks and checks.get("output"):
+            gate = output_gate(state, now)
+            if gate is not None:
+                return gate
         return _finish(state, spec, now)
     limits = state.limits
     if (
@@ -201,17 +165,13 @@ def decide(state: RunState, spec: LoopSpec, now: float) -> Decision:
         return Decision((_fall_back_or_pause(state, spec, error, now),))
     breach = limit_breach(state, now)
     if breach is not None:
-        return Decision((_pause(breach.code, breach.message, now),))
+        return Decision((pause(breach.code, breach.message, now),))
     step = state.step + 1
     if checks and checks.get("model_call"):
-        gate = _model_call_gate(state, step, now)
+        gate = model_call_gate(state, step, now)
         if gate is not None:
             return gate
     return Decision(effect=CallModel(step=step))
-
-
-def _pause(code: str, message: str, now: float) -> RunPaused:
-    return RunPaused(reason=ErrorInfo(code=code, message=message), at=now)
 
 
 def _reject(state: RunState, call: ToolCall, code: str, message: str, now: float) -> Event:
@@ -222,116 +182,6 @@ def _reject(state: RunState, call: ToolCall, code: str, message: str, now: float
         error=ErrorInfo(code=code, message=message),
         at=now,
     )
-
-
-def _escalated(subject: ToolCall, checked: ChecksDecided, key: str = "") -> PendingCall:
-    return PendingCall(
-        call=subject,
-        kind="escalated",
-        idempotency_key=key,
-        reason=checked.reason,
-        check=checked.deciding_check,
-    )
-
-
-def _denial(checked: ChecksDecided) -> str:
-    why = f": {checked.reason}" if checked.reason else ""
-    return f"check '{checked.deciding_check}' denied this{why}"
-
-
-def _rejection(decision: CallDecided, what: str) -> str:
-    why = f": {decision.reason}" if decision.reason else ""
-    return f"a person ({decision.by}) rejected this {what}{why}"
-
-
-# -- checks of the input, the results and the model call ------------------------------------
-
-
-def _input_gate(state: RunState, now: float) -> Decision | None:
-    """Before the first model call: the input's checks, and what they said."""
-    checked = state.checks.get(("input", "input"))
-    if checked is None:
-        text = state.messages[state.first_own_message].content
-        subject = CheckSubject(subject="input", text=text if isinstance(text, str) else None)
-        return Decision(effect=RunChecks(step=0, point="input", subjects=(subject,)))
-    if checked.verdict == "deny":
-        error = ErrorInfo(code="check.denied", message=f"the input was refused: {_denial(checked)}")
-        return Decision((RunFinished(status="failed", error=error, at=now),))
-    if checked.verdict == "escalate":
-        decision = state.decisions.get("input")
-        if decision is None:
-            pseudo = ToolCall(id="input", name="input", arguments=_text_json(state.input))
-            return Decision(
-                (ApprovalRequested(step=0, calls=(_escalated(pseudo, checked),), at=now),)
-            )
-        if decision.decision == "reject":
-            error = ErrorInfo(
-                code="check.rejected",
-                message=f"the input was refused: {_rejection(decision, 'input')}",
-            )
-            return Decision((RunFinished(status="failed", error=error, at=now),))
-    return None
-
-
-def _result_gate(state: RunState, now: float) -> Decision | None:
-    """The checks of the latest turn's tool results, and what waits for a person."""
-    unchecked: list[CheckSubject] = []
-    waiting: list[PendingCall] = []
-    for index in range(max(state.turn_index, 0), len(state.messages)):
-        message = state.messages[index]
-        if not isinstance(message, ToolResultMessage) or message.tool_call_id not in state.ran:
-            continue
-        subject = subject_of("tool_result", call_id=message.tool_call_id)
-        checked = state.checks.get(("tool_result", subject))
-        if checked is None:
-            call = ToolCall(id=message.tool_call_id, name=message.name)
-            unchecked.append(CheckSubject(subject=subject, text=message.content, call=call))
-        elif checked.verdict == "escalate" and subject in state.withheld:
-            pseudo = ToolCall(
-                id=subject, name=message.name, arguments=_text_json(state.withheld[subject])
-            )
-            waiting.append(_escalated(pseudo, checked))
-    if unchecked:
-        return Decision(
-            effect=RunChecks(step=state.step, point="tool_result", subjects=tuple(unchecked))
-        )
-    if waiting:
-        return Decision((ApprovalRequested(step=state.step, calls=tuple(waiting), at=now),))
-    return None
-
-
-def _model_call_gate(state: RunState, step: int, now: float) -> Decision | None:
-    subject = subject_of("model_call", step=step)
-    checked = state.checks.get(("model_call", subject))
-    if checked is None:
-        return Decision(
-            effect=RunChecks(
-                step=step, point="model_call", subjects=(CheckSubject(subject=subject),)
-            )
-        )
-    if checked.verdict == "deny":
-        message = f"a model call was refused: {_denial(checked)}; resume the run to ask again"
-        return Decision((_pause("check.denied", message, now),))
-    if checked.verdict == "escalate":
-        decision = state.decisions.get(subject)
-        if decision is None:
-            pseudo = ToolCall(id=subject, name="model_call")
-            return Decision(
-                (ApprovalRequested(step=state.step, calls=(_escalated(pseudo, checked),), at=now),)
-            )
-        if decision.decision == "reject":
-            error = ErrorInfo(
-                code="check.rejected",
-                message=f"a model call was refused: {_rejection(decision, 'model call')}",
-            )
-            return Decision((RunFinished(status="failed", error=error, at=now),))
-    return None
-
-
-def _text_json(text: str) -> str:
-    from pydantic_core import to_json
-
-    return to_json({"text": text}).decode()
 
 
 # -- tool calls -------------------------------------------------------------------------------
@@ -356,7 +206,7 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
             runnable.append((call, index))
     breach = _tool_limit_breach(state, [call for call, _ in runnable])
     if breach is not None:
-        return Decision((*events, _pause(breach.code, breach.message, now)))
+        return Decision((*events, pause(breach.code, breach.message, now)))
     checked_calls = bool(spec.checks and spec.checks.get("tool_call"))
     to_run: list[RunTool] = []
     starts: list[Event] = []
@@ -413,9 +263,9 @@ def _plan_call(
         if verdict is None:
             return CheckSubject(subject=call.id, call=call, arguments=arguments)
         if verdict.verdict == "deny":
-            return _reject(state, call, "check.denied", _denial(verdict), now)
+            return _reject(state, call, "check.denied", denial(verdict), now)
         if verdict.verdict == "escalate" and decision is None:
-            return _escalated(call, verdict, key)
+            return escalated(call, verdict, key)
     if started is not None and decision is None:
         if tool.safe_to_repeat:  # run again after a crash, with the same key
             return _planned(call, tool, arguments, key, started.attempt)
@@ -475,7 +325,7 @@ def _decided(state: RunState, call: ToolCall, decision: CallDecided, now: float)
     """The result of a call a person rejected, or whose interrupted effect they confirmed."""
     if decision.decision == "done":
         return ToolCallFinished(step=state.step, call=call, result=decision.result or "", at=now)
-    return _reject(state, call, "call_rejected", _rejection(decision, "call"), now)
+    return _reject(state, call, "call_rejected", rejection(decision, "call"), now)
 
 
 def _positions(state: RunState) -> dict[str, int]:
@@ -500,7 +350,7 @@ def _finish_cancelled(state: RunState, now: float) -> Decision:
         else:
             message = "the run was cancelled; this call's effect did not happen"
             if decision is not None and decision.decision == "reject":
-                message = _rejection(decision, "call") + "; the run was cancelled"
+                message = rejection(decision, "call") + "; the run was cancelled"
             events.append(
                 ToolCallFinished(
                     step=started.step,

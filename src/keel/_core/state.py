@@ -45,6 +45,10 @@ class RunState:
     #: its latest resume with another model); empty for model objects that have no name to
     #: resolve again.
     models: tuple[str, ...] = ()
+    #: Who the run is for (``Runtime.run(tenant=..., user=..., roles=...)``).
+    tenant: str | None = None
+    user: str | None = None
+    roles: tuple[str, ...] = ()
     messages: list[Message] = field(default_factory=list)
     history_count: int = 0
     #: Index in ``messages`` of this run's own first message (its user input).

@@ -13,11 +13,30 @@ from typing import TYPE_CHECKING
 from keel._core.checks import CheckRecord, CheckRequest, CheckResult
 from keel._core.events import ChecksDecided, Event
 from keel._core.loop import CheckSubject, RunChecks
+from keel._core.messages import AssistantMessage, ToolCall
+from keel._core.state import RunState
 
 if TYPE_CHECKING:
     from keel._runtime.driver import RunDriver
 
-__all__ = ["CheckRuns"]
+__all__ = ["CheckRuns", "earlier_calls"]
+
+
+def earlier_calls(state: RunState) -> list[ToolCall]:
+    """The run's tool calls before the latest turn that no check or person refused."""
+    calls: list[ToolCall] = []
+    for message in state.messages[state.first_own_message : max(state.turn_index, 0)]:
+        if not isinstance(message, AssistantMessage):
+            continue
+        for call in message.tool_calls:
+            checked = state.checks.get(("tool_call", call.id))
+            decided = state.decisions.get(call.id)
+            if checked is not None and checked.verdict == "deny":
+                continue
+            if decided is not None and decided.decision == "reject":
+                continue
+            calls.append(call)
+    return calls
 
 
 class CheckRuns:
@@ -27,14 +46,25 @@ class CheckRuns:
 
     async def perform(self, driver: RunDriver, effect: RunChecks) -> None:
         events: list[Event] = []
+        previous = earlier_calls(driver.state) if effect.point == "tool_call" else []
         for subject in effect.subjects:
-            events.append(await self._round(driver, effect, subject))
+            decided = await self._round(driver, effect, subject, tuple(previous))
+            events.append(decided)
+            if subject.call is not None and decided.verdict in ("allow", "modify"):
+                previous.append(subject.call)
         driver.record(events)
 
     async def _round(
-        self, driver: RunDriver, effect: RunChecks, subject: CheckSubject
+        self,
+        driver: RunDriver,
+        effect: RunChecks,
+        subject: CheckSubject,
+        previous: tuple[ToolCall, ...],
     ) -> ChecksDecided:
         state = driver.state
+        tool = (
+            driver.agent.tools_by_name.get(subject.call.name) if subject.call is not None else None
+        )
         request = CheckRequest(
             point=effect.point,
             run_id=state.run_id,
@@ -46,6 +76,11 @@ class CheckRuns:
             arguments=subject.arguments,
             messages=tuple(state.messages) if effect.point == "model_call" else (),
             deps=driver.deps,
+            tenant=state.tenant,
+            user=state.user,
+            roles=frozenset(state.roles),
+            side_effects=None if tool is None else tool.spec.side_effects,
+            previous_calls=previous,
         )
         records: list[CheckRecord] = []
         verdict: CheckResult = CheckResult.allow()

@@ -1,13 +1,32 @@
-"""Checking what callers hand the runtime: an agent, a run's input, a thread id."""
+"""Checking what callers hand the runtime: an agent, a run's input, a thread id, who a run
+is for."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from keel._agent import Agent
 from keel.errors import UsageError
 
-__all__ = ["check_agent", "check_input", "check_thread"]
+__all__ = ["NOBODY", "Principal", "check_agent", "check_input", "check_principal", "check_thread"]
 
 _MAX_THREAD_ID = 200
+_MAX_NAME = 200
+_MAX_ROLES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a run is for: its tenant, its user and the user's roles (all optional)."""
+
+    tenant: str | None = None
+    user: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+#: A run for no tenant or user in particular.
+NOBODY = Principal()
 
 
 def check_agent(agent: object) -> None:
@@ -34,3 +53,31 @@ def check_thread(thread: object) -> str:
     if not thread.isprintable():
         raise UsageError(f"thread {thread!r} contains control characters; use printable text")
     return thread
+
+
+def _name(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise UsageError(
+            f"{what} must be a non-empty str of at most {_MAX_NAME} characters, got {value!r}"
+        )
+    if not value.isprintable():
+        raise UsageError(f"{what} {value!r} contains control characters; use printable text")
+    return value
+
+
+def check_principal(
+    tenant: object = None, user: object = None, roles: Iterable[object] | None = None
+) -> Principal:
+    """Who a run is for, or a clear error (roles are kept sorted and without repeats)."""
+    if roles is None:
+        roles = ()
+    if isinstance(roles, str | bytes):
+        raise UsageError(f"roles must be a list of role names, got the single string {roles!r}")
+    checked = sorted({_name("a role", role) for role in roles})
+    if len(checked) > _MAX_ROLES:
+        raise UsageError(f"a run may carry at most {_MAX_ROLES} roles, got {len(checked)}")
+    return Principal(
+        tenant=None if tenant is None else _name("tenant", tenant),
+        user=None if user is None else _name("user", user),
+        roles=tuple(checked),
+    )

@@ -35,7 +35,7 @@ from keel._core.loop import LoopSpec, decide
 from keel._core.state import RunState
 from keel._runtime.composition import Chain
 from keel._runtime.driver import RunDriver
-from keel._runtime.inputs import check_agent, check_input, check_thread
+from keel._runtime.inputs import NOBODY, Principal, check_agent, check_input, check_thread
 from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
@@ -78,6 +78,7 @@ class Runs:
         thread_id: str,
         text: str,
         limits: Limits | None,
+        principal: Principal,
     ) -> RunStarted:
         output = agent.loop_spec.output
         return RunStarted(
@@ -92,6 +93,9 @@ class Runs:
             limits=limits or agent.limits,
             output_schema=None if output is None else dict(output.schema),
             agent_ref=self.k.refs.get(agent.name),
+            tenant=principal.tenant,
+            user=principal.user,
+            roles=principal.roles,
             at=self.k.clock.now(),
         )
 
@@ -103,6 +107,7 @@ class Runs:
         thread: str | None = None,
         limits: Limits | None = None,
         model: ModelSpec | None = None,
+        principal: Principal = NOBODY,
     ) -> str:
         """Make a run durable with status ``queued``; return its id."""
         check_agent(agent)
@@ -113,7 +118,13 @@ class Runs:
         thread_id = run_id if thread is None else check_thread(thread)
         started = replace(
             self._started(
-                agent, chain=chain, run_id=run_id, thread_id=thread_id, text=text, limits=limits
+                agent,
+                chain=chain,
+                run_id=run_id,
+                thread_id=thread_id,
+                text=text,
+                limits=limits,
+                principal=principal,
             ),
             queued=True,
         )
@@ -141,6 +152,7 @@ class Runs:
         model: ModelSpec | None,
         if_busy: IfBusy,
         queue_timeout_s: float,
+        principal: Principal = NOBODY,
     ) -> RunResult[OutputT]:
         """Start a run and drive it inline; see :meth:`keel.Runtime.run`."""
         check_agent(agent)
@@ -153,7 +165,13 @@ class Runs:
         thread_id = run_id if thread is None else check_thread(thread)
         exclusive = thread is not None
         template = self._started(
-            agent, chain=chain, run_id=run_id, thread_id=thread_id, text=text, limits=limits
+            agent,
+            chain=chain,
+            run_id=run_id,
+            thread_id=thread_id,
+            text=text,
+            limits=limits,
+            principal=principal,
         )
         async with k.drives.exclusive(run_id):
             while True:

@@ -37,7 +37,7 @@ from keel._core.steps import RunDiff, Step
 from keel._ids import new_run_id
 from keel._runtime.approvals import Approvals
 from keel._runtime.composition import ModelComposer
-from keel._runtime.inputs import check_agent
+from keel._runtime.inputs import check_agent, check_principal
 from keel._runtime.kernel import Kernel
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
@@ -258,6 +258,9 @@ class Runtime:
         model: ModelSpec | None = None,
         if_busy: IfBusy = "queue",
         queue_timeout_s: float = 300.0,
+        tenant: str | None = None,
+        user: str | None = None,
+        roles: Sequence[str] = (),
     ) -> RunResult[OutputT]:
         """Run ``agent`` on ``input`` until it completes, fails or stops (a limit, a person).
 
@@ -278,6 +281,11 @@ class Runtime:
                 cancels the earlier run and starts at once.
             queue_timeout_s: How long ``"queue"`` waits before withdrawing this run and
                 raising ``ThreadBusyError``.
+            tenant: The tenant the run is for; journaled, and read by checks (as
+                ``CheckRequest.tenant``), budgets and the audit log.
+            user: The user the run is for (``CheckRequest.user``).
+            roles: The user's roles (``CheckRequest.roles``), e.g. for
+                :class:`keel.policies.ToolPermissions`.
 
         A run that ends badly (a limit, a failing model, invalid output) is not raised: the
         result's ``status`` and ``reason`` say what happened, and reading ``result.output`` of
@@ -294,6 +302,7 @@ class Runtime:
             model=model,
             if_busy=if_busy,
             queue_timeout_s=queue_timeout_s,
+            principal=check_principal(tenant, user, roles),
         )
 
     def run_sync(
@@ -307,6 +316,9 @@ class Runtime:
         model: ModelSpec | None = None,
         if_busy: IfBusy = "queue",
         queue_timeout_s: float = 300.0,
+        tenant: str | None = None,
+        user: str | None = None,
+        roles: Sequence[str] = (),
     ) -> RunResult[OutputT]:
         """:meth:`run` for code without an event loop (scripts, notebooks without one)."""
         try:
@@ -333,6 +345,9 @@ class Runtime:
                     model=model,
                     if_busy=if_busy,
                     queue_timeout_s=queue_timeout_s,
+                    tenant=tenant,
+                    user=user,
+                    roles=roles,
                 )
             finally:
                 # This loop ends when run_sync returns: connections opened on it must close
@@ -349,13 +364,24 @@ class Runtime:
         thread: str | None = None,
         limits: Limits | None = None,
         model: ModelSpec | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        roles: Sequence[str] = (),
     ) -> str:
         """Accept a run into the queue and return its id at once; a worker (or
         :meth:`recover`, or :meth:`resume`) drives it, and :meth:`wait` or :meth:`events`
         follow it. The run is durable
         before this returns. It uses the agent's ``deps``; a model name (or the agent's
-        models) is checked now, so a missing key fails here, not in a worker."""
-        return await self._runs.submit(agent, input, thread=thread, limits=limits, model=model)
+        models) is checked now, so a missing key fails here, not in a worker. ``tenant``,
+        ``user`` and ``roles`` are as for :meth:`run`."""
+        return await self._runs.submit(
+            agent,
+            input,
+            thread=thread,
+            limits=limits,
+            model=model,
+            principal=check_principal(tenant, user, roles),
+        )
 
     async def wait(
         self, run_id: str, agent: Agent[OutputT] | None = None, *, timeout_s: float | None = None
