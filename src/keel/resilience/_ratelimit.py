@@ -336,13 +336,14 @@ class LocalRateLimiter(RateLimiter):
         return f"LocalRateLimiter(buckets={len(self._buckets)})"
 
     def _load(self, bucket: str, limit: RateLimit, now: float) -> Bucket:
+        # Sweep first: the bucket returned is about to change, and must stay in the dict.
+        self._operations += 1
+        if self._operations % self._SWEEP_EVERY == 0:
+            self._sweep(now)
         found = self._buckets.get(bucket)
         state = Bucket.full(limit, now) if found is None else found[0]
         state.refill(limit, now)
         self._buckets[bucket] = (state, limit)
-        self._operations += 1
-        if self._operations % self._SWEEP_EVERY == 0:
-            self._sweep(now)
         return state
 
     def _sweep(self, now: float) -> None:
