@@ -87,7 +87,7 @@ async def test_a_refusal_raises_without_calling_the_model_and_gives_back_what_wa
 
 async def test_after_a_bounded_wait_the_refusal_is_final_not_retryable() -> None:
     limit = RateLimit(requests_per_minute=1, max_wait_s=5)
-    model, limiter, clock = setup(ScriptedModel(["first"]), (MODEL, limit))
+    model, _, clock = setup(ScriptedModel(["first"]), (MODEL, limit))
     await model.request(PROMPT)
     with pytest.raises(RateLimitedError) as caught:
         await model.request(PROMPT)
