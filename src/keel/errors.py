@@ -13,6 +13,7 @@
     │   ├── ModelConnectionError   could not reach the provider (retryable)
     │   ├── ModelResponseError     the provider's answer could not be understood
     │   ├── CircuitOpenError       the model's circuit breaker is open: not even tried
+    │   ├── RateLimitedError       a rate limit of Keel's own refused the call: not even tried
     │   └── AllModelsFailedError   every model of a fallback chain failed (keeps each cause)
     ├── StoreError                 the journal store failed
     │   ├── RunNotFoundError       no run with that id
@@ -49,6 +50,7 @@ __all__ = [
     "ModelHTTPError",
     "ModelResponseError",
     "ModelTimeoutError",
+    "RateLimitedError",
     "RunFailedError",
     "RunLeasedError",
     "RunNotCompletedError",
@@ -200,6 +202,46 @@ class CircuitOpenError(ModelError):
             retry_after=retry_in_s,
         )
         self.retry_in_s = retry_in_s
+
+
+class RateLimitedError(ModelError):
+    """The model was not called: one of Keel's own rate limits (``keel.resilience.RateLimit``)
+    had no room for the call, after waiting as long as the limit allows.
+
+    ``bucket`` names the limit's bucket (``model:openai:gpt-4o``), ``retry_after_s`` when it
+    will have room (``None``: never, the request is larger than the bucket), and ``on_limit``
+    what the limit asks for. With ``on_limit="pause"`` the error is ``retryable`` (the run
+    should pause and go on later; no retry wrapper resends it at once); with ``"wait"`` the
+    bounded wait is over and the call fails.
+    """
+
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        bucket: str,
+        retry_after_s: float | None,
+        on_limit: str,
+        reason: str = "",
+    ) -> None:
+        why = reason or (
+            "the request is larger than the bucket"
+            if retry_after_s is None
+            else f"it is empty and has room again in {retry_after_s:.1f}s"
+        )
+        super().__init__(
+            f"model '{model}' was not called: rate limit bucket '{bucket}' refused it "
+            f"(on_limit={on_limit!r}): {why}; raise the limit, or let the run pause and go on "
+            "later",
+            model=model,
+            retryable=on_limit == "pause" and retry_after_s is not None,
+            retry_after=retry_after_s,
+        )
+        self.bucket = bucket
+        self.retry_after_s = retry_after_s
+        self.on_limit = on_limit
 
 
 class AllModelsFailedError(ModelError):

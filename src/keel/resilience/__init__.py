@@ -22,6 +22,10 @@
   from a :class:`ResponseCache` (memory, SQLite or Redis) without calling the model.
 - :class:`Router` (:mod:`keel.resilience._routing`): chooses a model per request by declared
   rules (:func:`short_input`, :func:`few_tools`, ...), so cheap models take simple work.
+- :class:`RateLimitedModel` (:mod:`keel.resilience._ratelimit_model`): keeps calls under a
+  :class:`RateLimit` (requests and tokens per minute, per model, agent or tenant), in token
+  buckets on a :class:`RateLimiter`: in this process (:class:`LocalRateLimiter`) or in Redis
+  (:class:`RedisRateLimiter`, shared by every process and host).
 
 Every wrapper keeps the wrapped model's ``name`` (a fallback names its chain), passes
 ``stream`` and ``aclose`` through, and reports what happened on the response:
@@ -51,6 +55,20 @@ from keel.resilience._cache import (
     SQLiteResponseCache,
 )
 from keel.resilience._fallback import Fallback
+from keel.resilience._ratelimit import (
+    Acquisition,
+    LocalRateLimiter,
+    OnLimit,
+    RateLimit,
+    RateLimiter,
+    RateLimitScope,
+)
+from keel.resilience._ratelimit_model import (
+    RateLimitedModel,
+    estimate_prompt_tokens,
+    is_rate_limited,
+)
+from keel.resilience._ratelimit_redis import RedisRateLimiter
 from keel.resilience._retry import Retrying, RetryPolicy
 from keel.resilience._routing import (
     Route,
@@ -66,6 +84,7 @@ from keel.resilience._routing import (
 from keel.resilience._wrapper import WrapperModel
 
 __all__ = [
+    "Acquisition",
     "BreakerBoard",
     "BreakerPolicy",
     "BreakerState",
@@ -74,9 +93,16 @@ __all__ = [
     "Caching",
     "CircuitBreaker",
     "Fallback",
+    "LocalRateLimiter",
     "MemoryBreakerBoard",
     "MemoryResponseCache",
+    "OnLimit",
+    "RateLimit",
+    "RateLimitScope",
+    "RateLimitedModel",
+    "RateLimiter",
     "RedisBreakerBoard",
+    "RedisRateLimiter",
     "RedisResponseCache",
     "ResponseCache",
     "RetryPolicy",
@@ -91,7 +117,9 @@ __all__ = [
     "all_of",
     "any_of",
     "counts_as_failure",
+    "estimate_prompt_tokens",
     "few_tools",
+    "is_rate_limited",
     "no_tools",
     "short_input",
 ]

@@ -11,7 +11,9 @@ connection failures, HTTP 408, 409, 429 and 5xx, malformed or cut-off answers. N
 request the provider rejected (400, 401, 403, 404, a prompt longer than the context window, a
 content-policy refusal: the same request would fail the same way), never a
 :class:`keel.errors.CircuitOpenError` (the breaker exists so that nobody calls the model for a
-while), and never an exception that is not a ``ModelError`` (a bug, a cancellation).
+while), never a :class:`keel.errors.RateLimitedError` (a rate limit of Keel's own already
+waited as long as it allows; with ``on_limit="pause"`` the run pauses instead), and never an
+exception that is not a ``ModelError`` (a bug, a cancellation).
 
 **How long it waits.** Before retry ``n`` (0 for the first) it sleeps a random time in
 ``[0, min(max_backoff_s, initial_backoff_s * multiplier**n)]`` ("full jitter", which spreads
@@ -70,6 +72,7 @@ from keel.errors import (
     ModelError,
     ModelResponseError,
     ModelTimeoutError,
+    RateLimitedError,
 )
 from keel.ports import Clock, Model, SystemClock
 from keel.resilience._attempts import (
@@ -226,7 +229,8 @@ class _Tries:
 
     def _delay(self, error: ModelError) -> float | None:
         policy = self._policy
-        if not error.retryable or isinstance(error, CircuitOpenError):
+        # Refusals that come before any call: resending at once would be refused again.
+        if not error.retryable or isinstance(error, CircuitOpenError | RateLimitedError):
             return None
         if self.failures >= policy.max_attempts:
             return None
