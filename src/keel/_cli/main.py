@@ -104,6 +104,16 @@ def run(
         ),
     ] = "queue",
     max_steps: MaxSteps = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="The tenant the run is for (checks, budgets).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="The user the run is for (checks, budgets).")
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="A role of the user (repeat for several), read by checks."),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -135,6 +145,9 @@ def run(
             model=model,
             limits=limits,
             if_busy=if_busy,  # type: ignore[arg-type]
+            tenant=tenant,
+            user=user,
+            roles=role or (),
         )
 
     result = call(

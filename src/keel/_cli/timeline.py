@@ -126,6 +126,12 @@ def _run_started(event: RunStarted) -> list[str]:
     ]
     if event.forked_from is not None:
         lines.append(f"{_INDENT}forked from {event.forked_from} after step {event.fork_step}")
+    people = (("tenant", event.tenant), ("user", event.user))
+    who = [f"{name} {value}" for name, value in people if value is not None]
+    if event.roles:
+        who.append(f"roles {', '.join(event.roles)}")
+    if who:
+        lines.append(f"{_INDENT}for {', '.join(who)}")
     return [*lines, *_wrapped("input: ", event.input)]
 
 
@@ -219,6 +225,10 @@ def _checks_decided(event: ChecksDecided) -> list[str]:
     lines = [f"checks {event.point} {event.subject}: {event.verdict.upper()}  ({names})"]
     if event.reason:
         lines += _wrapped("why: ", event.reason)
+    for result in event.results:
+        # A check that let the subject through may still have said something (a flag).
+        if result.reason and result.reason != event.reason:
+            lines += _wrapped(f"{result.check} says: ", result.reason)
     return lines
 
 

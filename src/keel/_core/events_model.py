@@ -40,6 +40,7 @@ class ModelResponded(Event):
 
     def fold(self, state: RunState) -> None:
         state.step = self.step
+        state.last_call_cost = self.cost_usd
         state.usage = state.usage + self.usage
         if state.cost_usd is not None:
             state.cost_usd = None if self.cost_usd is None else state.cost_usd + self.cost_usd

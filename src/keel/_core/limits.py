@@ -27,6 +27,12 @@ class Limits:
 
     ``max_tool_result_chars`` caps what one tool result may put in front of the model (and in
     the journal): a longer result is cut, and the model is told so. A tool may set its own cap.
+
+    ``max_cost_usd`` caps what the run may spend on models (``None``: no cap). Before each model
+    call the call's worst case (its prompt, counted conservatively, plus ``max_tokens`` of
+    output) is added to what the run has spent; a call that could pass the cap is not made and
+    the run pauses. Under a cap, a model with no known price is refused (configure one with
+    ``Runtime(prices=...)``).
     """
 
     max_steps: int = 25
@@ -39,8 +45,20 @@ class Limits:
     max_repeated_calls: int = 4
     max_turns_without_progress: int = 5
     max_tool_result_chars: int = 20_000
+    max_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
+        cost = self.max_cost_usd
+        if cost is not None and (
+            isinstance(cost, bool)
+            or not isinstance(cost, int | float)
+            or not math.isfinite(cost)
+            or cost < 0
+        ):
+            raise ConfigurationError(
+                f"Limits.max_cost_usd must be a number of dollars of at least 0, or None, "
+                f"got {cost!r}"
+            )
         for name in (
             "max_steps",
             "max_tool_calls",

@@ -57,6 +57,8 @@ class RunState:
     tool_calls: int = 0
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = 0.0
+    #: What the latest model call (of turn ``step``) cost; ``None``: unknown, or no call yet.
+    last_call_cost: float | None = None
     #: Tool calls of the latest model turn that have no result yet, in the model's order.
     awaiting: dict[str, ToolCall] = field(default_factory=dict)
     #: Calls journaled as started whose result is not journaled (the latest attempt of each).

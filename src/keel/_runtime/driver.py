@@ -22,7 +22,7 @@ append also gives the lease up (``release``), so that stopping costs no write of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from keel._core.messages import Message, ModelRequest
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel._core.usage import Usage
+from keel._runtime.call_guards import CallGuard
 from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
@@ -80,6 +81,10 @@ class EffectHandler(Protocol):
 DeltaSink = Callable[[str, int, str], None]
 """Receives a model's text as it streams: ``(run_id, step, text)``."""
 
+JournalHook = Callable[[RunState, Sequence[Event]], Awaitable[None]]
+"""Told of events just appended to a run's journal, with the run's state after them (the
+audit log listens here)."""
+
 
 def checks_by_point(checks: Sequence[Check]) -> dict[CheckPoint, tuple[Check, ...]]:
     """The checks consulted at each point, in order (only points that have some)."""
@@ -112,6 +117,8 @@ class RunDriver:
         detached: bool = False,
         deltas: Callable[[str], DeltaSink | None] | None = None,
         published: Callable[[str, int, Sequence[Event]], None] | None = None,
+        guards: Sequence[CallGuard] = (),
+        journaled: Sequence[JournalHook] = (),
     ) -> None:
         if not models:
             raise ValueError("a run needs at least one model")
@@ -153,6 +160,9 @@ class RunDriver:
         self.wall_time = WallTime()
         #: Whether the run's last append gave the lease up (then nobody else need).
         self.released = False
+        #: Asked around every model call (spending, rate limits; see call_guards).
+        self.guards = tuple(guards)
+        self._journaled = tuple(journaled)
 
     @property
     def last_seq(self) -> int:
@@ -183,7 +193,10 @@ class RunDriver:
         # that hangs needs a real timer.
         self.wall_time.start(state.limits.max_wall_time_s - (self.clock.now() - state.active_since))
         try:
-            return await self._drive()
+            state = await self._drive()
+            for guard in self.guards:
+                await guard.finish()
+            return state
         except asyncio.CancelledError:
             task = self._task
             if not self._stopping or task is None:
@@ -252,6 +265,8 @@ class RunDriver:
         self.deferrable = False
         if self._published is not None:
             self._published(state.run_id, first, events)
+        for hook in self._journaled:
+            await hook(state, events)
 
     def delta_sink(self) -> DeltaSink | None:
         """Where the model's text goes as it streams, when someone follows it."""
@@ -265,6 +280,12 @@ class RunDriver:
             rest = self.models[index:]
             model = self._from[index] = rest[0] if len(rest) == 1 else Fallback(*rest)
         return model
+
+    def model_names_now(self) -> tuple[str, ...]:
+        """The names of the models that may serve the run's next call (its chain from the
+        current position)."""
+        index = min(self.state.model_index, len(self.models) - 1)
+        return tuple(model.name for model in self.models[index:])
 
     def cost(self, model: str, usage: Usage) -> float | None:
         """What ``usage`` of ``model`` cost; ``None`` when its price is unknown (not free)."""

@@ -30,9 +30,10 @@ from keel._core.loop import CallModel, Effect, RunChecks, RunTools
 from keel._core.messages import Message
 from keel._core.pricing import PriceTable
 from keel._core.state import RunState
+from keel._runtime.call_guards import CallGuard
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.composition import ModelComposer
-from keel._runtime.driver import DeltaSink, EffectHandler, RunDriver
+from keel._runtime.driver import DeltaSink, EffectHandler, JournalHook, RunDriver
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.records import record_of
@@ -201,6 +202,10 @@ class Kernel:
         self.followers = Followers()
         #: Runs this process is cancelling now: a driver that lost one waits for the cancel.
         self.cancels: dict[str, asyncio.Future[None]] = {}
+        #: Make the guards around one run's model calls (spending, rate limits), in order.
+        self.call_guards: list[Callable[[RunState], CallGuard | None]] = []
+        #: Told of every append to a run's journal made by this process (the audit log).
+        self.journal_hooks: list[JournalHook] = []
         self._handlers: dict[type[Effect], EffectHandler] = {
             CallModel: ModelCalls(),
             RunTools: ToolRuns(),
@@ -215,6 +220,11 @@ class Kernel:
     def handlers(self) -> dict[type[Effect], EffectHandler]:
         """The effect handlers of live runs."""
         return self._handlers
+
+    def guards_for(self, state: RunState) -> tuple[CallGuard, ...]:
+        """The guards around the model calls of the run in ``state``."""
+        found = (make(state) for make in self.call_guards)
+        return tuple(guard for guard in found if guard is not None)
 
     def checks_for(self, agent: Agent[Any]) -> tuple[Check, ...]:
         """The checks a run of ``agent`` consults: the runtime's, then the agent's."""
@@ -284,13 +294,16 @@ class Kernel:
         if not applied:
             for event in events:
                 apply(state, event)
-        return await self.store.append(
+        last = await self.store.append(
             state.run_id,
             events,
             expected_seq=loaded.last_seq,
             record=record_of(state, loaded.last_seq + len(events)),
             lease=lease,
         )
+        for hook in self.journal_hooks:
+            await hook(state, events)
+        return last
 
     async def trimmed(
         self, agent: Agent[Any], messages: Sequence[Message]

@@ -12,6 +12,7 @@ text is handed on as it arrives.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keel._core.events import ErrorInfo, ModelFailed, ModelResponded, RunFinished, RunPaused
@@ -25,7 +26,14 @@ from keel._core.messages import (
     TextDelta,
     ToolCall,
 )
-from keel.errors import ModelError, ModelResponseError
+from keel._runtime.call_guards import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    CallPlan,
+    ended,
+    guarded,
+    prompt_tokens,
+)
+from keel.errors import ModelError, ModelResponseError, RateLimitedError
 from keel.ports import Model
 
 if TYPE_CHECKING:
@@ -65,24 +73,58 @@ class ModelCalls:
 
     commit_first = False
 
-    async def perform(self, driver: RunDriver, effect: CallModel) -> None:
-        state = driver.state
-        clock = driver.clock
+    @staticmethod
+    def _request(driver: RunDriver) -> ModelRequest:
         # One request object serves every step: its messages are the state's own list, which
         # the fold appends to.
+        state = driver.state
         request = driver.request
         if request is None or request.messages is not state.messages:
             agent = driver.agent
             output = agent.loop_spec.output
+            settings = agent.model_settings
+            if driver.guards and settings.max_tokens is None:
+                # A cost cap holds only if every call's output is bounded.
+                settings = replace(settings, max_tokens=DEFAULT_MAX_OUTPUT_TOKENS)
             request = driver.request = ModelRequest(
                 messages=state.messages,
                 tools=agent.tool_definitions,
                 output_schema=None if output is None else output.schema,
                 output_name="output" if output is None else output.name,
-                settings=agent.model_settings,
+                settings=settings,
             )
+        return request
+
+    @staticmethod
+    async def _guarded(
+        driver: RunDriver, effect: CallModel, request: ModelRequest
+    ) -> tuple[CallPlan | None, bool]:
+        """Ask the guards about the call: its plan, and whether it may be made (when not,
+        the run is paused with the guard's reason)."""
+        if not driver.guards:
+            return None, True
+        plan = CallPlan(
+            state=driver.state,
+            step=effect.step,
+            models=driver.model_names_now(),
+            prompt_tokens=prompt_tokens(request),
+            max_output_tokens=request.settings.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        )
+        refused = await guarded(driver.guards, plan)
+        if refused is not None:
+            driver.record((RunPaused(reason=refused, at=driver.clock.now()),))
+            return plan, False
+        return plan, True
+
+    async def perform(self, driver: RunDriver, effect: CallModel) -> None:
+        state = driver.state
+        clock = driver.clock
+        request = self._request(driver)
         model = driver.model_now()
         model_name = model.name
+        plan, allowed = await self._guarded(driver, effect, request)
+        if not allowed:
+            return
         sink = driver.delta_sink()
         started = clock.monotonic()
         try:
@@ -92,6 +134,7 @@ class ModelCalls:
                 else:
                     response = await _streamed(model, request, sink, state.run_id, effect.step)
         except ModelError as exc:
+            await ended(driver.guards, plan, error=exc)
             latency = (clock.monotonic() - started) * 1000
             error = ErrorInfo(code=exc.code, message=exc.message)
             status = getattr(exc, "status", None)
@@ -109,10 +152,11 @@ class ModelCalls:
             if exc.retryable:
                 # Every retry and fallback failed with errors that may pass (an outage, rate
                 # limits): the run waits to be resumed rather than losing its work.
+                limited = isinstance(exc, RateLimitedError)
                 reason = ErrorInfo(
-                    code="model_unavailable",
+                    code="rate_limited" if limited else "model_unavailable",
                     message=f"{exc.message}; the run is paused: resume it once the model "
-                    "answers again",
+                    + ("has room again" if limited else "answers again"),
                 )
                 driver.record((failed, RunPaused(reason=reason, at=now)))
             else:
@@ -140,6 +184,9 @@ class ModelCalls:
             return
         latency = (clock.monotonic() - started) * 1000
         served = response.served_by or model_name
+        # A cached answer was not paid for; an unknown price is an unknown cost, not 0.
+        cost = 0.0 if response.cached else driver.cost(served, response.usage)
+        await ended(driver.guards, plan, response, cost)
         message = response.message
         if message.tool_calls:
             message = normalize_calls(message, effect.step)
@@ -148,8 +195,7 @@ class ModelCalls:
             model=served,
             message=message,
             usage=response.usage,
-            # A cached answer was not paid for; an unknown price is an unknown cost, not 0.
-            cost_usd=0.0 if response.cached else driver.cost(served, response.usage),
+            cost_usd=cost,
             latency_ms=latency,
             finish_reason=response.finish_reason,
             attempts=response.attempts,

@@ -1,9 +1,11 @@
-"""Retention: deleting runs, old runs and whole threads, with everything derived from them."""
+"""Retention: deleting runs, old runs and whole threads, with everything derived from them.
+Each deletion is recorded in the audit log when the runtime keeps one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from keel._runtime.auditing import Auditor
 from keel._runtime.kernel import Kernel
 from keel.errors import UsageError
 
@@ -13,19 +15,34 @@ __all__ = ["Retention"]
 class Retention:
     """Deletion of one runtime's runs."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, auditor: Auditor | None = None) -> None:
         self.k = kernel
+        self._auditor = auditor
 
     async def delete_runs(self, run_ids: Iterable[str]) -> int:
         """Delete runs and everything derived from them; return how many existed."""
-        return await self.k.store.delete_runs(list(run_ids))
+        wanted = list(run_ids)
+        deleted = await self.k.store.delete_runs(wanted)
+        if self._auditor is not None:
+            for run_id in wanted:
+                await self._auditor.record("run.deleted", run_id, details={"existed": deleted})
+        return deleted
 
     async def delete_runs_older_than(self, seconds: float) -> int:
         """Delete runs created more than ``seconds`` ago (except queued and running ones)."""
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             raise UsageError(f"seconds must be a number of 0 or more, got {seconds!r}")
-        return await self.k.store.delete_runs_before(self.k.clock.now() - seconds)
+        before = self.k.clock.now() - seconds
+        deleted = await self.k.store.delete_runs_before(before)
+        if self._auditor is not None:
+            await self._auditor.record(
+                "runs.deleted", "runs", details={"created_before": before, "count": deleted}
+            )
+        return deleted
 
     async def delete_thread(self, thread_id: str) -> int:
         """Delete a thread's conversation and all its runs; return how many runs."""
-        return await self.k.store.delete_thread(thread_id)
+        deleted = await self.k.store.delete_thread(thread_id)
+        if self._auditor is not None:
+            await self._auditor.record("thread.deleted", thread_id, details={"runs": deleted})
+        return deleted

@@ -406,6 +406,8 @@ class Runs:
                     checks=k.checks_for(agent),
                     detached=detached or state.forked_from is not None,
                     deltas=k.followers.sink,
+                    guards=k.guards_for(state),
+                    journaled=k.journal_hooks,
                 )
                 k.drives.attach(run_id, driver)
                 driver.record(new_events)

@@ -29,32 +29,37 @@ from typing_extensions import TypeVar
 
 from keel._agent import Agent, ModelSpec
 from keel._checks import Check, CheckFunction, as_check
-from keel._core.events import PendingCall
 from keel._core.limits import Limits
 from keel._core.pricing import Price, PriceTable
-from keel._core.state import RunState
-from keel._core.steps import RunDiff, Step
 from keel._ids import new_run_id
 from keel._runtime.approvals import Approvals
 from keel._runtime.composition import ModelComposer
+from keel._runtime.governance import Governance, store_location
 from keel._runtime.inputs import check_agent, check_principal
 from keel._runtime.kernel import Kernel
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
+from keel._runtime.runtime_decisions import DecisionMethods
+from keel._runtime.runtime_governance import GovernanceMethods
+from keel._runtime.runtime_history import HistoryMethods
 from keel._runtime.stopping import Recovery, cancel, recover
 from keel._runtime.stream import RunDelta, RunEvent, follow
-from keel._runtime.timetravel import Replay, TimeTravel
+from keel._runtime.timetravel import TimeTravel
 from keel._runtime.worker import Worker
 from keel._settings import KeelSettings
+from keel.audit import AuditLog
+from keel.budgets import Budget, BudgetLedger
 from keel.errors import ConfigurationError
 from keel.models import ModelRegistry
-from keel.ports import Clock, Model, RunRecord, Store, SystemClock
+from keel.ports import Clock, Model, Store, SystemClock
 from keel.resilience import (
     BreakerBoard,
     BreakerPolicy,
     BreakerStatus,
     MemoryBreakerBoard,
+    RateLimit,
+    RateLimiter,
     RetryPolicy,
 )
 from keel.resilience._cache import ResponseCache
@@ -69,7 +74,7 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_BREAKER = BreakerPolicy()
 
 
-class Runtime:
+class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
     """Runs agents and keeps their journals.
 
     Args:
@@ -100,6 +105,21 @@ class Runtime:
         cache: A response cache for models named by string (off by default); only requests
             with deterministic settings (temperature 0 or a seed) are cached.
         cache_ttl_s: How long a cached answer is reused.
+        budgets: Cost budgets shared by every run and process (:class:`keel.budgets.Budget`:
+            per agent, user, tenant or global, over an hour, day, month or in total). Any
+            sequence, even empty, turns budget checks on: before each model call its worst
+            case is reserved in the ledger, which lives beside the journal in the store's
+            database, and limits stored there (``keel budgets set``, :meth:`set_budget`) apply
+            too. ``None`` (the default): no budgets. ``Limits(max_cost_usd=...)`` caps one run
+            either way.
+        budget_ledger: Where budgets are kept, instead of the store's database.
+        rate_limits: Token buckets on model calls (:class:`keel.resilience.RateLimit`, per
+            model, agent or tenant): in this process, or shared through Redis when
+            ``KEEL_REDIS_URL`` is set (or ``rate_limiter`` is given).
+        rate_limiter: Where the buckets live, instead of what the settings say.
+        audit: ``True`` keeps a hash-chained audit log (:mod:`keel.audit`) of check decisions,
+            approvals, spending refusals, budget changes and deletions, beside the journal in
+            the store's database; or pass a log. Default: off.
     """
 
     def __init__(
@@ -119,6 +139,11 @@ class Runtime:
         breakers: BreakerBoard | None = None,
         cache: ResponseCache | None = None,
         cache_ttl_s: float = 3600.0,
+        budgets: Sequence[Budget] | None = None,
+        budget_ledger: BudgetLedger | None = None,
+        rate_limits: Sequence[RateLimit] = (),
+        rate_limiter: RateLimiter | None = None,
+        audit: AuditLog | bool = False,
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
         if (
@@ -133,6 +158,7 @@ class Runtime:
             store = self.settings.db
         # A store object passed in is borrowed (its owner closes it); one opened here is ours.
         self._owns_store = isinstance(store, str | os.PathLike)
+        opened_from = os.fspath(store) if isinstance(store, str | os.PathLike) else None
         self.store: Store = (
             open_store(
                 store,
@@ -169,7 +195,19 @@ class Runtime:
         self._runs = Runs(self._kernel)
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)
-        self._retention = Retention(self._kernel)
+        self._governance = Governance(
+            kernel=self._kernel,
+            settings=self.settings,
+            location=store_location(self.store, opened_from),
+            clock=self.clock,
+            prices=self.prices,
+            budgets=budgets,
+            budget_ledger=budget_ledger,
+            rate_limits=rate_limits,
+            rate_limiter=rate_limiter,
+            audit=audit,
+        )
+        self._retention = Retention(self._kernel, self._governance.auditor)
         self._recover_on_start = recover_on_start
         for agent in agents:
             self.register(agent)
@@ -186,8 +224,10 @@ class Runtime:
         await self.close()
 
     async def close(self) -> None:
-        """Close the models this runtime resolved by name, and the store if it opened it."""
+        """Close the models this runtime resolved by name, and the store (and the budget
+        ledger, rate limiter and audit log) if it opened them."""
         await self.composer.aclose()
+        await self._governance.aclose()
         if self._owns_breakers and self.breakers is not None:
             await self.breakers.close()
         if self._owns_store:
@@ -469,132 +509,3 @@ class Runtime:
         fenced out. A call under way whose effect is in doubt (not safe to repeat) goes to a
         person first, as after a crash; the run frees its thread at once."""
         return await cancel(self._kernel, run_id, reason=reason)
-
-    # -- people deciding ----------------------------------------------------------------------
-
-    async def pending_calls(self, run_id: str) -> list[PendingCall]:
-        """What in a run waits for a person's decision (empty if nothing)."""
-        return await self._approvals.pending_calls(run_id)
-
-    async def waiting_runs(self) -> list[RunRecord]:
-        """Every run waiting for a person's decision, oldest first, without a cap."""
-        return await self._approvals.waiting_runs()
-
-    async def approve(
-        self,
-        run_id: str,
-        call_id: str | None = None,
-        *,
-        by: str,
-        arguments: Mapping[str, Any] | str | None = None,
-        agent: Agent[OutputT] | None = None,
-        resume: bool = True,
-    ) -> RunResult[OutputT]:
-        """Approve a pending call (with ``arguments``: run it with those instead), or let an
-        interrupted call run once more. When nothing else waits, the run goes back to the
-        queue (durably, with the decision) and, with ``resume`` (the default), is driven on
-        here; otherwise a worker continues it. ``call_id`` may be left out when one call is
-        pending. The decision covers the call's next attempt only."""
-        return await self._approvals.approve(
-            run_id, call_id, by=by, arguments=arguments, agent=agent, resume=resume
-        )
-
-    async def reject(
-        self,
-        run_id: str,
-        call_id: str | None = None,
-        *,
-        by: str,
-        reason: str,
-        agent: Agent[OutputT] | None = None,
-        resume: bool = True,
-    ) -> RunResult[OutputT]:
-        """Refuse a pending call; the model is told who refused it and ``reason``."""
-        return await self._approvals.decide(
-            run_id, call_id, "reject", by=by, reason=reason, agent=agent, resume=resume
-        )
-
-    async def confirm(
-        self,
-        run_id: str,
-        call_id: str | None = None,
-        *,
-        by: str,
-        result: str,
-        agent: Agent[OutputT] | None = None,
-        resume: bool = True,
-    ) -> RunResult[OutputT]:
-        """Say that an interrupted call's effect did happen, and what it returned: the run
-        goes on with ``result`` as the call's result, without calling the tool again."""
-        return await self._approvals.decide(
-            run_id, call_id, "done", by=by, result=result, agent=agent, resume=resume
-        )
-
-    # -- time travel --------------------------------------------------------------------------
-
-    async def steps(self, run_id: str) -> list[Step]:
-        """A run's steps: each model turn with the tool calls it asked for and their results."""
-        return await self._travel.steps(run_id)
-
-    async def replay(self, run_id: str, agent: Agent[Any] | None = None) -> Replay:
-        """Replay a run from its journal with ``agent``'s current code, calling no model or
-        tool, writing nothing and taking no lease; ``identical`` says whether the same events
-        came out."""
-        return await self._travel.replay(run_id, agent)
-
-    async def fork(
-        self,
-        run_id: str,
-        agent: Agent[OutputT] | None = None,
-        *,
-        at_step: int,
-        input: str | None = None,
-        tool_results: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-        deps: Any = UNSET,
-        model: ModelSpec | None = None,
-    ) -> RunResult[OutputT]:
-        """Start a new run from a copy of ``run_id``'s steps ``1..at_step`` and continue it.
-
-        ``input`` replaces the original input; ``tool_results`` ({call id: text}) replaces what
-        those calls returned. The fork shares its source's thread history but does not add to
-        the thread. Its journal records where it came from (``RunStarted.forked_from``).
-        """
-        return await self._travel.fork(
-            run_id,
-            agent,
-            at_step=at_step,
-            input=input,
-            tool_results=tool_results,
-            limits=limits,
-            deps=deps,
-            model=model,
-        )
-
-    async def diff(self, run_a: str, run_b: str) -> RunDiff:
-        """How two runs differ: their start, each step, and their outcome."""
-        return await self._travel.diff(run_a, run_b)
-
-    # -- reading ------------------------------------------------------------------------------
-
-    async def load_state(self, run_id: str) -> RunState:
-        """A run's state, folded from its journal."""
-        return (await self._kernel.load(run_id)).state
-
-    async def get_run(self, run_id: str) -> RunRecord:
-        """The summary of one run."""
-        return await self.store.get_run(run_id)
-
-    # -- retention ----------------------------------------------------------------------------
-
-    async def delete_runs(self, run_ids: Iterable[str]) -> int:
-        """Delete runs and everything derived from them; returns how many existed."""
-        return await self._retention.delete_runs(run_ids)
-
-    async def delete_runs_older_than(self, seconds: float) -> int:
-        """Delete runs created more than ``seconds`` ago (except queued and running ones)."""
-        return await self._retention.delete_runs_older_than(seconds)
-
-    async def delete_thread(self, thread_id: str) -> int:
-        """Delete a thread's conversation and all its runs; returns how many runs."""
-        return await self._retention.delete_thread(thread_id)

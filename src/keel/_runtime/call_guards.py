@@ -1,0 +1,139 @@
+"""Guards around each model call: what must hold before a call is made, and be settled after.
+
+A guard is asked before every model call of a run (``before``): it may let the call go, wait
+(a rate limit), or refuse it with a reason, and then the run pauses with that reason instead of
+calling. After an answer it is told the call's cost and usage (``after``); when the driver stops
+it may flush what it deferred (``finish``). The per-run cost cap (``Limits.max_cost_usd``) and
+the budgets are guards (:mod:`keel._runtime.spending`), and so are the rate limits
+(:mod:`keel._runtime.throttling`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from keel._core.eventbase import ErrorInfo
+from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse
+from keel._core.pricing import Price, PriceTable
+from keel._core.state import RunState
+from keel.errors import ModelError
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "CallGuard",
+    "CallPlan",
+    "ended",
+    "guarded",
+    "prompt_tokens",
+    "worst_case",
+]
+
+#: The output a call may produce when the agent sets no ``max_tokens`` and a cost cap applies:
+#: the cap can only hold if every call's output is bounded, so it is bounded here.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+# A conservative count: real tokenizers give about 4 bytes of English a token; 3 over-counts
+# most text (and code), and every message carries a few tokens of framing.
+_BYTES_PER_TOKEN = 3
+_PER_MESSAGE = 8
+
+
+def _count(text: str) -> int:
+    return math.ceil(len(text.encode()) / _BYTES_PER_TOKEN)
+
+
+def prompt_tokens(request: ModelRequest) -> int:
+    """A conservative estimate of the tokens ``request`` sends (messages, tools, schema)."""
+    total = 0
+    for message in request.messages:
+        total += _PER_MESSAGE
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += _count(content)
+        if isinstance(message, AssistantMessage):
+            for call in message.tool_calls:
+                total += _count(call.name) + _count(call.arguments) + _PER_MESSAGE
+    for tool in request.tools:
+        total += _count(tool.name) + _count(tool.description)
+        total += _count(json.dumps(tool.parameters, separators=(",", ":")))
+    if request.output_schema is not None:
+        total += _count(json.dumps(request.output_schema, separators=(",", ":")))
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What a call is about to be: the run, the step, the models that may serve it, its
+    prompt estimate and the output it may produce."""
+
+    state: RunState
+    step: int
+    models: tuple[str, ...]
+    prompt_tokens: int
+    max_output_tokens: int
+
+
+def worst_case(plan: CallPlan, prices: PriceTable) -> tuple[float | None, str | None]:
+    """The most the call can cost on any model that may serve it, or ``(None, model)`` naming
+    a model whose price is unknown."""
+    highest = 0.0
+    for name in plan.models:
+        price: Price | None = prices.price(name)
+        if price is None:
+            return None, name
+        cost = (
+            plan.prompt_tokens * price.input_per_mtok
+            + plan.max_output_tokens * price.output_per_mtok
+        ) / 1_000_000
+        highest = max(highest, cost)
+    return highest, None
+
+
+class CallGuard(Protocol):
+    """Asked around every model call of one run (see the module docstring)."""
+
+    async def before(self, plan: CallPlan) -> ErrorInfo | None:
+        """``None`` lets the call go; an error pauses the run with it as the reason."""
+        ...
+
+    async def after(
+        self,
+        plan: CallPlan,
+        response: ModelResponse | None,
+        cost: float | None,
+        error: ModelError | None = None,
+    ) -> None:
+        """The call ended: with an answer and its cost (``None``: unknown), or failed (with
+        the model's error, when it raised one)."""
+        ...
+
+    async def finish(self) -> None:
+        """The driver stops driving the run: flush what was deferred."""
+        ...
+
+
+async def ended(
+    guards: Sequence[CallGuard],
+    plan: CallPlan | None,
+    response: ModelResponse | None = None,
+    cost: float | None = None,
+    error: ModelError | None = None,
+) -> None:
+    """Tell every guard how the call ended (nothing to tell when no guard planned it)."""
+    if plan is None:
+        return
+    for guard in guards:
+        await guard.after(plan, response, cost, error)
+
+
+async def guarded(guards: Sequence[CallGuard], plan: CallPlan) -> ErrorInfo | None:
+    """Ask each guard in order; the first refusal wins (later guards are not asked)."""
+    for guard in guards:
+        refused = await guard.before(plan)
+        if refused is not None:
+            return refused
+    return None
