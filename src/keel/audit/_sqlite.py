@@ -63,6 +63,7 @@ _SCHEMA = (
 _INSERT = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"  # noqa: S608
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
 
 
 @contextmanager
@@ -99,10 +100,12 @@ class _Connection:
                 conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout_s * 1000)}")
                 with _immediate(conn):
-                    for statement in _SCHEMA:
-                        conn.execute(
-                            statement, {"genesis": GENESIS_HASH} if ":genesis" in statement else ()
-                        )
+                    # Only a database without the log gets the tables, the triggers and an
+                    # empty head: a head row someone deleted must stay missing, not reset.
+                    if conn.execute(_EXISTS).fetchone() is None:
+                        for statement in _SCHEMA:
+                            values = {"genesis": GENESIS_HASH} if ":genesis" in statement else {}
+                            conn.execute(statement, values)
             except BaseException:
                 conn.close()
                 raise
