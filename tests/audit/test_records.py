@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_the_first_record_follows_64_zeros() -> None:
 )
 def test_the_hash_covers_every_field(field: str) -> None:
     record = one()
-    changed = {
+    changed: Any = {
         "seq": 2,
         "at": 1.0,
         "details": {"call_id": "c2"},
