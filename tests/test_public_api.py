@@ -65,6 +65,7 @@ EXPECTED = [
 # The documented public modules; everything else is private (a leading underscore).
 PUBLIC_MODULES = [
     "keel",
+    "keel.audit",
     "keel.errors",
     "keel.events",
     "keel.messages",
@@ -163,6 +164,8 @@ _BELOW_RUNTIME = (
 # What each layer may import from Keel (besides itself). Imports point one way: down.
 ALLOWED = {
     "_core": ("keel._core", "keel.errors"),
+    # The audit log stands alone: the runtime and the command line call it, not the reverse.
+    "audit": ("keel.audit", "keel.errors", "keel._redact"),
     "stores": ("keel._core", "keel.errors", "keel.ports", "keel.stores", "keel._redact"),
     "models": (
         "keel._core",
