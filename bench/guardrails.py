@@ -97,7 +97,10 @@ def injection(corpus: Path, limit: int | None) -> list[str]:
     for r in attacks:
         hit = detect_injection(r["user_input"]).is_attack
         by_variant.setdefault(r["injection_variant"], []).append(int(hit))
-    print("  by variant: " + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_variant.items())))
+    print(
+        "  by variant: "
+        + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(by_variant.items()))
+    )
 
     print("\n## Injection: NotInject benign prompts (user input), false positives")
     for name, part in (("NotInject_one", "dev"), ("NotInject_two", "held-out")):
@@ -171,9 +174,10 @@ def pii(corpus: Path, limit: int | None) -> list[str]:
         for kind in sorted(set(tp) | set(fp) | set(fn)):
             precision = _rate(tp[kind], tp[kind] + fp[kind])
             print(f"  {kind:12} {precision:>18} {_rate(tp[kind], tp[kind] + fn[kind]):>18}")
-    print("  labels not covered (spans, all files): " + ", ".join(
-        f"{k} {v}" for k, v in uncovered.most_common()
-    ))
+    print(
+        "  labels not covered (spans, all files): "
+        + ", ".join(f"{k} {v}" for k, v in uncovered.most_common())
+    )
     return texts
 
 

@@ -67,6 +67,7 @@ PUBLIC_MODULES = [
     "keel",
     "keel.errors",
     "keel.events",
+    "keel.guardrails",
     "keel.messages",
     "keel.models",
     "keel.ports",

@@ -18,15 +18,15 @@ InjectionAction = Literal["block", "flag", "fence", "escalate"]
 _INJECTION_ACTIONS: tuple[str, ...] = ("block", "flag", "fence", "escalate")
 
 
-def _points(points: Iterable[CheckPoint], guard: str) -> tuple[CheckPoint, ...]:
-    chosen = (points,) if isinstance(points, str) else tuple(points)
+def _points(points: Iterable[CheckPoint] | str, guard: str) -> tuple[CheckPoint, ...]:
+    chosen: tuple[str, ...] = (points,) if isinstance(points, str) else tuple(points)
     wrong = [p for p in chosen if p not in CHECK_POINTS or p == "model_call"]
     if wrong or not chosen:
         raise ConfigurationError(
             f"{guard}: points must be some of input, tool_call, tool_result, output "
             f"(a model call cannot be changed), got {list(chosen)!r}"
         )
-    return chosen
+    return tuple(p for p in CHECK_POINTS if p in chosen)
 
 
 def _arguments(request: CheckRequest) -> Any:
@@ -53,7 +53,7 @@ def PIIGuard(  # noqa: N802 - a factory named like the check it makes
     found (the reason names the types, never the values) and ``allow`` when nothing is found.
     Actions are those of :func:`keel.guardrails.redact_pii`.
     """
-    chosen = check_actions(actions, default)
+    chosen: Mapping[str, PIIAction] = check_actions(actions, default)
     wanted = _entities(entities)
     where = _points(points, "PIIGuard")
 
@@ -95,8 +95,7 @@ def PIIGuard(  # noqa: N802 - a factory named like the check it makes
 
 def _source(request: CheckRequest) -> str:
     if request.point in ("tool_call", "tool_result"):
-        tool = request.tool_name or (request.call.name if request.call else None)
-        return f"tool:{tool or 'unknown'}"
+        return f"tool:{request.call.name if request.call else 'unknown'}"
     return request.point
 
 
@@ -142,9 +141,7 @@ def InjectionGuard(  # noqa: N802 - a factory named like the check it makes
         text = _subject(request)
         if not text:
             return CheckResult.allow()
-        found = detect_injection(
-            text, in_data=request.point == "tool_result", threshold=threshold
-        )
+        found = detect_injection(text, in_data=request.point == "tool_result", threshold=threshold)
         if not found.is_attack:
             return CheckResult.allow()
         reason = (

@@ -34,6 +34,10 @@ class Family:
         return any(k in text for k in self.keywords) and self.pattern.search(text) is not None
 
 
+def _keys(words: str) -> tuple[str, ...]:
+    return tuple(words.split(","))
+
+
 def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
 
@@ -55,7 +59,7 @@ _OVERRIDE_VERBS = (
 _INSTRUCTION_OVERRIDE = _rx(
     rf"\b{_OVERRIDE_VERBS} (?:(?:all|any|each|every|of|the|your|my|these|those) ){{0,3}}"
     rf"(?:{_PRIOR} ){{1,2}}{_RULES}\b",
-    rf"\b{_OVERRIDE_VERBS} (?:all |everything |anything )?(?:that |what )?(?:was |is )?"
+    rf"\b{_OVERRIDE_VERBS} (?:all |everything |anything |the )?(?:that |what )?(?:was |is )?"
     r"(?:said |written |stated |mentioned )?(?:above|before|so far|previously|earlier)\b",
     r"\b(?:ignore|disregard|forget) (?:all |the |your )?(?:safety|ethical|content|moral)\b",
     # The same in the languages most often used to slip past English-only filters.
@@ -189,80 +193,59 @@ _EVASION = _rx(
     r"\bone (?:letter|character) at a time\b|\binterlace\b",
 )
 
-_K_OVERRIDE = (
-    "ignor", "disregard", "forget", "skip", "overrid", "overrul", "bypass", "neglect",
-    "abandon", "discard", "drop", "aside", "attention", "follow", "cancel", "void", "erase",
-    "delete", "clear", "oubli", "vergiss", "olvid", "esque", "dimentic", "negeer",
-    "忽略", "无视", "忘", "無視",
+_K_OVERRIDE = _keys(
+    "ignor,disregard,forget,skip,overrid,overrul,bypass,neglect,abandon,discard,drop,aside,"
+    "attention,follow,cancel,void,erase,delete,clear,oubli,vergiss,olvid,esque,dimentic,"
+    "negeer,忽略,无视,忘,無視"
 )
-_K_DELIMITER = (
-    "<|", "[inst", "[/inst", "<<", "</s>", "#", "system", "developer", "admin", "end of",
-    "close of", "begin", "start",
+_K_DELIMITER = _keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
+_K_ROLE = _keys(
+    "i am,i'm,this is,mode,overrid,access,you are now,as if,as though,audit,turn you off,"
+    "shut you down,delete you,unplug you,answer all,answer every,answer any"
 )
-_K_ROLE = (
-    "i am", "i'm", "this is", "mode", "overrid", "access", "you are now", "as if", "as though",
-    "audit", "turn you off", "shut you down", "delete you", "unplug you", "answer all",
-    "answer every", "answer any",
+_K_JAILBREAK = _keys(
+    "anything,mode,jailbr,evil,unfiltered,uncensored,unrestricted,amoral,unethical,bound,"
+    "restricted,limited,ethic,moral,safety,content,broken free,abide,follow,obey,comply,"
+    "character,opposite"
 )
-_K_JAILBREAK = (
-    "anything", "mode", "jailbr", "evil", "unfiltered", "uncensored", "unrestricted", "amoral",
-    "unethical", "bound", "restricted", "limited", "ethic", "moral", "safety", "content",
-    "broken free", "abide", "follow", "obey", "comply", "character", "opposite",
+_K_EXFILTRATION = _keys(
+    "![,send,post,forward,upload,transmit,mail,exfiltrat,leak,copy,submit,curl,wget,"
+    "invoke-webrequest,requests.,fetch(,append,add,include"
 )
-_K_EXFILTRATION = (
-    "![", "send", "post", "forward", "upload", "transmit", "mail", "exfiltrat", "leak", "copy",
-    "submit", "curl", "wget", "invoke-webrequest", "requests.", "fetch(", "append", "add",
-    "include",
+_K_SENSITIVE = _keys(
+    "environ,env,printenv,ssh,/etc/,id_rsa,.aws,cookie,keylogger,reverse shell,subprocess,os.system"
 )
-_K_SENSITIVE = (
-    "environ", "env", "printenv", "ssh", "/etc/", "id_rsa", ".aws", "cookie", "keylogger",
-    "reverse shell", "subprocess", "os.system",
+_K_ADDRESSED = _keys("your , ai,assistant,llm,model,bot,agent,the user,summari,answer,respond")
+_K_TASK = _keys(
+    "write,compose,draft,generate,create,develop,translate,explain,describe,summari,list,"
+    "provide,tell me,give me,break down, you "
 )
-_K_ADDRESSED = (
-    "your ", " ai", "assistant", "llm", "model", "bot", "agent", "the user", "summari",
-    "answer", "respond",
+_K_EVASION = _keys(
+    "reverse,backward,leetspeak,l33t,morse,pig latin,rot,base64,hex,encode,decode,decipher,"
+    "decrypt,one letter,one character,interlace"
 )
-_K_TASK = (
-    "write", "compose", "draft", "generate", "create", "develop", "translate", "explain",
-    "describe", "summari", "list", "provide", "tell me", "give me", "break down", " you ",
+_K_SECRET = _keys(
+    "password,passcode,passphrase,secret,api key,access key,credentials,pin code,private key"
 )
-_K_EVASION = (
-    "reverse", "backward", "leetspeak", "l33t", "morse", "pig latin", "rot", "base64", "hex",
-    "encode", "decode", "decipher", "decrypt", "one letter", "one character", "interlace",
-)
-_K_SECRET = (
-    "password", "passcode", "passphrase", "secret", "api key", "access key", "credentials",
-    "pin code", "private key",
-)
-_K_PERSONAL = ("'s ", "s' ", "live")
+_K_PERSONAL = _keys("'s ,s' ,live")
+_K_LEAK = _keys("prompt,instruction,above,before,rules,guidelines,directives,config")
+_K_NEW = _keys("new ,from now on,instead,instruction")
 
 #: Every family, strongest first.
 FAMILIES: tuple[Family, ...] = (
     Family("instruction_override", _INSTRUCTION_OVERRIDE, 0.9, 0.95, _K_OVERRIDE),
     Family("jailbreak_persona", _JAILBREAK, 0.85, 0.9, _K_JAILBREAK),
     Family("fake_delimiter", _FAKE_DELIMITERS, 0.75, 0.85, _K_DELIMITER),
-    Family(
-        "prompt_leak",
-        _PROMPT_LEAK,
-        0.75,
-        0.85,
-        ("prompt", "instruction", "above", "before", "rules", "guidelines", "directives", "config"),
-    ),
+    Family("prompt_leak", _PROMPT_LEAK, 0.75, 0.85, _K_LEAK),
     Family("exfiltration", _EXFILTRATION, 0.75, 0.85, _K_EXFILTRATION),
     Family("secret_request", _SECRET_REQUEST, 0.6, 0.7, _K_SECRET),
     Family("role_impersonation", _ROLE_IMPERSONATION, 0.55, 0.7, _K_ROLE),
     Family("personal_data_request", _PERSONAL_DATA, 0.5, 0.5, _K_PERSONAL),
-    Family(
-        "new_instructions",
-        _NEW_INSTRUCTIONS,
-        0.45,
-        0.7,
-        ("new ", "from now on", "instead", "instruction"),
-    ),
+    Family("new_instructions", _NEW_INSTRUCTIONS, 0.45, 0.7, _K_NEW),
     Family("addressed_to_assistant", _ADDRESSED, 0.15, 0.75, _K_ADDRESSED),
     Family("sensitive_access", _SENSITIVE, 0.3, 0.5, _K_SENSITIVE),
-    Family("visit_link", _VISIT, 0.3, 0.35, ("http", "www.")),
+    Family("visit_link", _VISIT, 0.3, 0.35, _keys("http,www.")),
     Family("evasion_format", _EVASION, 0.3, 0.4, _K_EVASION),
-    Family("pretend_persona", _PRETEND, 0.2, 0.4, ("pretend", "imagine", "role")),
+    Family("pretend_persona", _PRETEND, 0.2, 0.4, _keys("pretend,imagine,role")),
     Family("task_in_data", _TASK, 0.0, 0.4, _K_TASK),
 )

@@ -136,7 +136,9 @@ def _replacement(match: PIIMatch, action: str, key: bytes | None) -> str:
     return f"[{match.entity}]"  # redact, and block (the value never stays)
 
 
-def check_actions(actions: Mapping[str, str] | None, default: str) -> dict[str, str]:
+def check_actions(
+    actions: Mapping[str, PIIAction] | None, default: PIIAction
+) -> dict[str, PIIAction]:
     """``actions`` validated (entity type -> action), raising a clear error if not."""
     if default not in _ACTIONS:
         raise ConfigurationError(f"default PII action {default!r}: use one of {_ACTIONS}")

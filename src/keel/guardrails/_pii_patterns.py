@@ -83,7 +83,9 @@ def _valid_card(text: str) -> bool:
     digits = re.sub(r"\D", "", text)
     separators = set(re.sub(r"\d", "", text))
     # One kind of separator at most ("4111 1111-1111" is two numbers, not one card).
-    return 13 <= len(digits) <= 19 and len(separators) <= 1 and len(set(digits)) > 1 and _luhn(digits)
+    return (
+        13 <= len(digits) <= 19 and len(separators) <= 1 and len(set(digits)) > 1 and _luhn(digits)
+    )
 
 
 def _valid_iban(text: str) -> bool:
@@ -120,7 +122,9 @@ def _valid_phone(text: str) -> bool:
     return (6 if groups > 2 else 7) <= len(digits) <= 15
 
 
-def _from(pattern: re.Pattern[str], valid: Callable[[str], bool]) -> Callable[[str], Iterator[tuple[int, int]]]:
+def _from(
+    pattern: re.Pattern[str], valid: Callable[[str], bool]
+) -> Callable[[str], Iterator[tuple[int, int]]]:
     def find(text: str) -> Iterator[tuple[int, int]]:
         for match in pattern.finditer(text):
             if valid(match[0]):
@@ -144,6 +148,16 @@ def _ips(text: str) -> Iterator[tuple[int, int]]:
                 yield match.start(), match.end()
 
 
+def _phones(text: str) -> Iterator[tuple[int, int]]:
+    # Something shaped like an IBAN, SSN or IPv4 address that failed its check is a wrong
+    # one of those (a typo, an example), not a phone number.
+    shaped = [m.span() for p in (_IBAN, _SSN, _IPV4) for m in p.finditer(text)]
+    for match in _PHONE.finditer(text):
+        start, end = match.span()
+        if _valid_phone(match[0]) and all(end <= s or start >= e for s, e in shaped):
+            yield start, end
+
+
 def _secrets(text: str) -> Iterator[tuple[int, int]]:
     for pattern in (_TOKENS, _PEM):
         for match in pattern.finditer(text):
@@ -159,7 +173,7 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "CREDIT_CARD": _from(_CARD, _valid_card),
     "US_SSN": _ssns,
     "IP_ADDRESS": _ips,
-    "PHONE": _from(_PHONE, _valid_phone),
+    "PHONE": _phones,
 }
 
 
