@@ -68,6 +68,7 @@ PUBLIC_MODULES = [
     "keel.audit",
     "keel.errors",
     "keel.events",
+    "keel.guardrails",
     "keel.messages",
     "keel.models",
     "keel.ports",

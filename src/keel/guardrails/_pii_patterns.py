@@ -1,0 +1,182 @@
+"""The patterns and validators behind PII detection: candidates by regex, kept only if valid.
+
+A regex alone over-matches (any 16 digits look like a card), so every structured type has a
+validator: the Luhn checksum for cards, ISO 13616 mod-97 for IBANs, the issued ranges for US
+social security numbers, :mod:`ipaddress` for IP addresses, plausible digit counts (and not a
+date) for phone numbers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+
+__all__ = ["BUILTIN_ENTITIES", "candidates"]
+
+#: The types found by patterns, in priority order: where two overlap, the earlier one wins.
+BUILTIN_ENTITIES: tuple[str, ...] = (
+    "SECRET",
+    "EMAIL",
+    "IBAN",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IP_ADDRESS",
+    "PHONE",
+)
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w@-])"
+)
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+# Compact, or printed in groups of four: both case-insensitive (people type them lower case).
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}"
+    r"(?: [A-Za-z0-9]{1,3})?)(?![A-Za-z0-9])"
+)
+_SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_PHONE = re.compile(
+    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,8}){0,4}"
+    r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?!\w|[.-]\d)"
+)
+_DATE = re.compile(r"^(?:\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{4}|\d{2}$))")
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,6}$")
+
+# Well-known token formats: a prefix that says what the secret is, then enough random text.
+_TOKENS = re.compile(
+    r"(?<![\w-])(?:"
+    r"sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}"  # GitHub
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|[rs]k_(?:live|test)_[0-9A-Za-z]{16,}"  # Stripe
+    r"|glpat-[0-9A-Za-z_-]{20,}"  # GitLab
+    r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWT
+    r")(?![\w-])"
+)
+_PEM = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+)
+# password=..., "api_key": "...", token: ...: the value is the secret, the name stays readable.
+_ASSIGNED = re.compile(
+    r"(?i)(?<![\w-])[\"']?(?:password|passwd|passphrase|pwd|secret|client[_-]?secret"
+    r"|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|(?:access|auth|bearer"
+    r"|refresh|api)[_-]?token|token)[\"']?\s*[:=]\s*(?P<q>[\"']?)(?P<value>[^\s\"',;}]{4,})(?P=q)"
+)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _valid_card(text: str) -> bool:
+    digits = re.sub(r"\D", "", text)
+    separators = set(re.sub(r"\d", "", text))
+    # One kind of separator at most ("4111 1111-1111" is two numbers, not one card).
+    return (
+        13 <= len(digits) <= 19 and len(separators) <= 1 and len(set(digits)) > 1 and _luhn(digits)
+    )
+
+
+def _valid_iban(text: str) -> bool:
+    compact = text.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def _valid_ssn(match: re.Match[str]) -> bool:
+    area, group, serial = int(match[1]), int(match[3]), int(match[4])
+    return 0 < area < 900 and area != 666 and group != 0 and serial != 0
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_phone(text: str) -> bool:
+    body = _EXTENSION.sub("", text)
+    digits = re.sub(r"\D", "", body)
+    groups = len(re.findall(r"\d+", body))
+    if _DATE.match(body.strip()):
+        return False  # 2024-05-01, 12.05.2020, 2024-05-01 14:30
+    if groups == 1:
+        # One run of digits is a phone number only when long and marked as one.
+        return 10 <= len(digits) <= 15 and (body.startswith("+") or text != body)
+    # Two short groups are as often a postcode and a house number: ask for 7 digits.
+    return (6 if groups > 2 else 7) <= len(digits) <= 15
+
+
+def _from(
+    pattern: re.Pattern[str], valid: Callable[[str], bool]
+) -> Callable[[str], Iterator[tuple[int, int]]]:
+    def find(text: str) -> Iterator[tuple[int, int]]:
+        for match in pattern.finditer(text):
+            if valid(match[0]):
+                yield match.start(), match.end()
+
+    return find
+
+
+def _ssns(text: str) -> Iterator[tuple[int, int]]:
+    for match in _SSN.finditer(text):
+        if _valid_ssn(match):
+            yield match.start(), match.end()
+
+
+def _ips(text: str) -> Iterator[tuple[int, int]]:
+    for pattern in (_IPV4, _IPV6):
+        for match in pattern.finditer(text):
+            if ":" in match[0] and not re.search(r"[0-9A-Fa-f]", match[0]):
+                continue  # a bare "::" in prose
+            if _valid_ip(match[0]):
+                yield match.start(), match.end()
+
+
+def _phones(text: str) -> Iterator[tuple[int, int]]:
+    # Something shaped like an IBAN, SSN or IPv4 address that failed its check is a wrong
+    # one of those (a typo, an example), not a phone number.
+    shaped = [m.span() for p in (_IBAN, _SSN, _IPV4) for m in p.finditer(text)]
+    for match in _PHONE.finditer(text):
+        start, end = match.span()
+        if _valid_phone(match[0]) and all(end <= s or start >= e for s, e in shaped):
+            yield start, end
+
+
+def _secrets(text: str) -> Iterator[tuple[int, int]]:
+    for pattern in (_TOKENS, _PEM):
+        for match in pattern.finditer(text):
+            yield match.start(), match.end()
+    for match in _ASSIGNED.finditer(text):
+        yield match.start("value"), match.end("value")
+
+
+_FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
+    "SECRET": _secrets,
+    "EMAIL": _from(_EMAIL, lambda _: True),
+    "IBAN": _from(_IBAN, _valid_iban),
+    "CREDIT_CARD": _from(_CARD, _valid_card),
+    "US_SSN": _ssns,
+    "IP_ADDRESS": _ips,
+    "PHONE": _phones,
+}
+
+
+def candidates(text: str, entity: str) -> Iterator[tuple[int, int]]:
+    """The valid ``(start, end)`` spans of one built-in entity type in ``text``."""
+    return _FINDERS[entity](text)
