@@ -65,6 +65,7 @@ EXPECTED = [
 # The documented public modules; everything else is private (a leading underscore).
 PUBLIC_MODULES = [
     "keel",
+    "keel.budgets",
     "keel.errors",
     "keel.events",
     "keel.messages",
@@ -173,6 +174,8 @@ ALLOWED = {
         "keel._redact",
     ),
     "resilience": ("keel._core", "keel.errors", "keel.ports", "keel.resilience", "keel._redact"),
+    # The budget ledger stands beside the stores: no runtime, no store.
+    "budgets": ("keel._core", "keel.errors", "keel.budgets", "keel._redact"),
     # The runtime's parts use ports only: no concrete store or provider.
     "_runtime": _BELOW_RUNTIME,
 }
