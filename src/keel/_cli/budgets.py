@@ -19,8 +19,6 @@ from keel._cli._common import DbOption, JsonOption, dumps, fail, guarded, stdout
 from keel._cli.timeline import format_time
 from keel._settings import KeelSettings
 from keel.budgets import (
-    SCOPES,
-    WINDOWS,
     BudgetLedger,
     BudgetStatus,
     Reservation,
@@ -28,6 +26,7 @@ from keel.budgets import (
     Window,
     open_budget_ledger,
 )
+from keel.budgets._model import SCOPES, WINDOWS
 
 __all__ = ["budgets_app"]
 

@@ -31,17 +31,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from keel.budgets._estimate import (
-    BYTES_PER_TOKEN,
-    MESSAGE_OVERHEAD_TOKENS,
     estimate_tokens,
     worst_case_cost,
 )
 from keel.budgets._ledger import BudgetLedger
 from keel.budgets._memory import MemoryBudgetLedger
 from keel.budgets._model import (
-    GLOBAL_KEY,
-    SCOPES,
-    WINDOWS,
     Budget,
     BudgetStatus,
     Exhausted,
@@ -59,11 +54,6 @@ if TYPE_CHECKING:
     from keel.budgets._postgres import PostgresBudgetLedger
 
 __all__ = [
-    "BYTES_PER_TOKEN",
-    "GLOBAL_KEY",
-    "MESSAGE_OVERHEAD_TOKENS",
-    "SCOPES",
-    "WINDOWS",
     "Budget",
     "BudgetLedger",
     "BudgetStatus",
