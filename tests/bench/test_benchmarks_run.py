@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("chaos.py", ("completed: ", "none hung past it")),
         ("concurrency.py", ("memory", "sqlite", "runs/s", "peak RSS")),
         ("claim_latency.py", ("sqlite", "p50", "p99")),
+        ("budgets.py", ("| sqlite |", "statements per call", "ratio")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:
