@@ -66,6 +66,7 @@ EXPECTED = [
 PUBLIC_MODULES = [
     "keel",
     "keel.audit",
+    "keel.budgets",
     "keel.errors",
     "keel.events",
     "keel.guardrails",
@@ -150,6 +151,8 @@ def _modules(package: str) -> list[Path]:
 
 _BELOW_RUNTIME = (
     "keel._core",
+    "keel.audit",
+    "keel.budgets",
     "keel.errors",
     "keel.ports",
     "keel.resilience",
@@ -177,11 +180,16 @@ ALLOWED = {
         "keel._redact",
     ),
     "resilience": ("keel._core", "keel.errors", "keel.ports", "keel.resilience", "keel._redact"),
+    # The budget ledger stands beside the stores: no runtime, no store.
+    "budgets": ("keel._core", "keel.errors", "keel.budgets", "keel._redact"),
     # The runtime's parts use ports only: no concrete store or provider.
     "_runtime": _BELOW_RUNTIME,
 }
 # The entry points wire adapters in: the runtime facade (and the command line).
-WIRING = {"_runtime/runtime.py": ("keel.models", "keel.stores")}
+WIRING = {
+    "_runtime/runtime.py": ("keel.models", "keel.stores"),
+    "_runtime/governance.py": ("keel.stores",),
+}
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

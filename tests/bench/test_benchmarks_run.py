@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("concurrency.py", ("memory", "sqlite", "runs/s", "peak RSS")),
         ("claim_latency.py", ("sqlite", "p50", "p99")),
         ("guardrails.py", ("CyberSecEval", "NotInject", "BIPIA", "precision", "p99")),
+        ("budgets.py", ("| sqlite |", "statements per call", "ratio")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

@@ -48,9 +48,10 @@ class GovernanceMethods:
         window: Window = "day",
         by: str | None = None,
     ) -> None:
-        """Store a budget limit (it beats the code's for that scope and key), e.g. raise a
-        tenant's daily budget; runs paused by the old limit continue once resumed. ``key``
-        ``None`` sets the limit of every key of the scope. Recorded in the audit log."""
+        """Store a budget limit for one key of a scope (it beats the code's budgets for that
+        key), e.g. raise tenant ``"acme"``'s daily budget; runs paused by the old limit continue
+        once resumed. ``key`` is ``None`` for the global scope. Recorded in the audit log,
+        with ``by``."""
         await self._ledger().set_limit(scope, key, limit_usd, window)
         await self._audit_budget(scope, key, by, limit_usd=limit_usd, window=window)
 
