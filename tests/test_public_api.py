@@ -69,6 +69,7 @@ PUBLIC_MODULES = [
     "keel.events",
     "keel.messages",
     "keel.models",
+    "keel.policies",
     "keel.ports",
     "keel.resilience",
     "keel.stores",
@@ -175,6 +176,8 @@ ALLOWED = {
     "resilience": ("keel._core", "keel.errors", "keel.ports", "keel.resilience", "keel._redact"),
     # The runtime's parts use ports only: no concrete store or provider.
     "_runtime": _BELOW_RUNTIME,
+    # Policies are checks: they build on the check machinery, never on the runtime's parts.
+    "policies": ("keel._core", "keel._checks", "keel.errors", "keel.policies"),
 }
 # The entry points wire adapters in: the runtime facade (and the command line).
 WIRING = {"_runtime/runtime.py": ("keel.models", "keel.stores")}
