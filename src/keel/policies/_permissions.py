@@ -37,7 +37,9 @@ class Grant:
     tools: Literal["*"] | frozenset[str]
     read_only: bool
 
-    def __init__(self, *, tools: Literal["*"] | Iterable[str] = "*", read_only: bool = False):
+    def __init__(
+        self, *, tools: Literal["*"] | Iterable[str] = "*", read_only: bool = False
+    ) -> None:
         if isinstance(tools, str):
             if tools != "*":
                 raise ConfigurationError(
@@ -106,7 +108,7 @@ class ToolPermissions(Check):
     def __init__(
         self,
         *,
-        default: Grant | None = None,
+        default: Grant = Grant.all(),  # noqa: B008 - a frozen value, safe to share
         agents: Mapping[str, Grant] | None = None,
         tenants: Mapping[str, Grant] | None = None,
         users: Mapping[str, Grant] | None = None,
@@ -115,11 +117,11 @@ class ToolPermissions(Check):
         timeout_s: float = 30.0,
     ) -> None:
         super().__init__(self.decide, name=name, points=("tool_call",), timeout_s=timeout_s)
-        if default is not None and not isinstance(default, Grant):
+        if not isinstance(default, Grant):
             raise ConfigurationError(
                 f"ToolPermissions(default=...) must be a Grant, got {type(default).__name__}"
             )
-        self.default = Grant.all() if default is None else default
+        self.default = default
         self.agents = _grants("agents", agents)
         self.tenants = _grants("tenants", tenants)
         self.users = _grants("users", users)
