@@ -72,6 +72,7 @@ PUBLIC_MODULES = [
     "keel.guardrails",
     "keel.messages",
     "keel.models",
+    "keel.policies",
     "keel.ports",
     "keel.resilience",
     "keel.stores",
@@ -184,6 +185,8 @@ ALLOWED = {
     "budgets": ("keel._core", "keel.errors", "keel.budgets", "keel._redact"),
     # The runtime's parts use ports only: no concrete store or provider.
     "_runtime": _BELOW_RUNTIME,
+    # Policies are checks: they build on the check machinery, never on the runtime's parts.
+    "policies": ("keel._core", "keel._checks", "keel.errors", "keel.policies"),
 }
 # The entry points wire adapters in: the runtime facade (and the command line).
 WIRING = {
