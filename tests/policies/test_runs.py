@@ -112,7 +112,6 @@ async def test_refusals_reach_the_model_with_the_policy_and_its_reason(
             "I can only look orders up.",
         ]
     )
-    # lead: read_only grants need side_effects filled; see the tests at the end.
     permissions = ToolPermissions(agents={"desk": Grant(tools={"lookup_order"})})
     # refund is refused by the permissions: the limit after them is never asked.
     cap = ArgumentLimit("refund", "amount_usd", max=500)
@@ -225,14 +224,9 @@ async def test_replay_of_a_run_policies_decided_on_is_exact_and_asks_none(
     assert asked == asked_before == ["lookup_order", "delete_user", "refund"]
 
 
-# -- once runs carry who they are for and the calls before ---------------------------------
-# lead: these pass once runtime.run(..., tenant=, user=, roles=) exists and check_runs.py fills
-# side_effects and previous_calls; then drop the xfail markers (strict: they fail on passing).
+# -- who a run is for, and the calls before -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="lead: runs do not carry roles nor side effects to checks yet"
-)
 async def test_a_read_only_role_keeps_a_run_from_writing(store: MemoryStore) -> None:
     done_so_far: list[str] = []
     model = ScriptedModel(
@@ -254,7 +248,6 @@ async def test_a_read_only_role_keeps_a_run_from_writing(store: MemoryStore) -> 
     assert (result.status, done_so_far) == ("completed", [])
 
 
-@pytest.mark.xfail(strict=True, reason="lead: check requests do not carry previous_calls yet")
 async def test_max_calls_counts_the_calls_of_earlier_turns(store: MemoryStore) -> None:
     done_so_far: list[str] = []
     model = ScriptedModel(
