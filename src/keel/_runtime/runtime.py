@@ -58,7 +58,7 @@ from keel.resilience import (
     RetryPolicy,
 )
 from keel.resilience._cache import ResponseCache
-from keel.stores import open_store
+from keel.stores import Keyring, open_store
 
 __all__ = ["Runtime"]
 
@@ -139,6 +139,7 @@ class Runtime:
                 clock=clock,
                 schema=self.settings.db_schema,
                 pool_size=self.settings.db_pool_size,
+                keyring=Keyring.from_settings(self.settings),
             )
             if isinstance(store, str | os.PathLike)
             else store
