@@ -35,6 +35,7 @@ from keel._cli._common import (
 )
 from keel._cli.admin import breakers_app, db_app, threads_app
 from keel._cli.approvals import approvals_app, register_decisions
+from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
 from keel._cli.timeline import format_time
@@ -59,6 +60,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(threads_app, name="threads")
 app.add_typer(db_app, name="db")
 app.add_typer(breakers_app, name="breakers")
+app.add_typer(keys_app, name="keys")
 register_decisions(app)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
