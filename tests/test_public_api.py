@@ -100,7 +100,15 @@ def test_each_public_module_exports_a_sorted_list_that_resolves(name: str) -> No
 def test_what_a_user_needs_is_public() -> None:
     from keel.events import ModelResponded, PendingCall, RunEvent, RunFinished, Step
     from keel.messages import ModelRequest, ModelResponse, TextDelta, ToolCall, UserMessage
-    from keel.stores import MemoryStore, PostgresStore, SQLiteStore, Store, open_store
+    from keel.stores import (
+        Keyring,
+        MemoryStore,
+        PostgresStore,
+        Rotation,
+        SQLiteStore,
+        Store,
+        open_store,
+    )
 
     for exported in (keel.Replay, keel.RunDiff, keel.Step, keel.PendingCall, keel.Worker):
         assert exported is not None
@@ -115,8 +123,10 @@ def test_what_a_user_needs_is_public() -> None:
         TextDelta,
         ToolCall,
         UserMessage,
+        Keyring,
         MemoryStore,
         PostgresStore,
+        Rotation,
         SQLiteStore,
         Store,
         open_store,

@@ -83,3 +83,15 @@ async def test_postgres_settings_are_given_without_building_the_store(postgres_u
         assert "keel_settings_test" in repr(runtime.store)
     finally:
         await runtime.close()
+
+
+def test_encryption_keys_are_secret_and_the_key_file_is_a_path() -> None:
+    key = "Tp6hoNeDBJYKF3Zy8WSZq5QgAv8n0g1HqKrH6Q2zSsc="
+    settings = KeelSettings.from_environ(
+        {"KEEL_ENCRYPTION_KEYS": key, "KEEL_ENCRYPTION_KEY_FILE": "/run/secrets/keel"}
+    )
+    assert settings.encryption_keys is not None
+    assert settings.encryption_keys.get_secret_value() == key
+    assert settings.encryption_key_file == "/run/secrets/keel"
+    assert key not in repr(settings)
+    assert key not in str(settings.model_dump())

@@ -3,28 +3,35 @@
 Nothing in Keel reads ``os.environ`` behind the caller's back: a :class:`KeelSettings` is built
 with :meth:`KeelSettings.from_environ` (the process environment by default, any mapping in
 tests) and handed to the :class:`keel.Runtime`. API keys are ``SecretStr`` so they never show
-in a repr, a log line or an error.
+in a repr, a log line or an error; so are the encryption keys (``KEEL_ENCRYPTION_KEYS``), which
+:meth:`keel.stores.Keyring.from_settings` turns into a keyring.
 
-=====================  =========================================================
-``KEEL_DB``            where runs are kept: a path (default ``keel.db``), ``sqlite:///path``,
-                       ``postgresql://user:password@host/db`` or ``memory``
-``KEEL_DB_SCHEMA``     PostgreSQL: the schema of Keel's tables (default ``keel``)
-``KEEL_DB_POOL_SIZE``  PostgreSQL: the most connections the pool opens (default 10)
-``KEEL_APP``           the agents the ``keel`` command may run and continue: a Python file or
-                       module (every agent it defines), or ``module:attribute``
-``KEEL_MODEL``         the model of agents that name none
-``OPENAI_API_KEY``     key for ``openai:*`` models (``KEEL_OPENAI_API_KEY`` wins if set)
-``OPENAI_BASE_URL``    an OpenAI-compatible server for ``openai:*`` models (vLLM, LM Studio...)
-``ANTHROPIC_API_KEY``  key for ``anthropic:*`` models
-``ANTHROPIC_BASE_URL`` another Messages API endpoint
-``OLLAMA_BASE_URL``    Ollama's ``/v1`` root (default ``http://127.0.0.1:11434/v1``)
-``VLLM_BASE_URL``      a vLLM server's ``/v1`` root (default ``http://127.0.0.1:8000/v1``)
-``LMSTUDIO_BASE_URL``  LM Studio's ``/v1`` root (default ``http://127.0.0.1:1234/v1``)
-``LLAMACPP_BASE_URL``  llama.cpp server's ``/v1`` root (default ``http://127.0.0.1:8080/v1``)
-``KEEL_MODEL_TIMEOUT`` seconds per network phase of a model call (default 60)
-``KEEL_REDIS_URL``     Redis shared by processes for circuit breakers and the response cache,
-                       e.g. ``redis://127.0.0.1:6379/0`` (``pip install 'keel-runtime[redis]'``)
-=====================  =========================================================
+============================  ==============================================================
+``KEEL_DB``                   where runs are kept: a path (default ``keel.db``), ``sqlite:///path``,
+                              ``postgresql://user:password@host/db`` or ``memory``
+``KEEL_DB_SCHEMA``            PostgreSQL: the schema of Keel's tables (default ``keel``)
+``KEEL_DB_POOL_SIZE``         PostgreSQL: the most connections the pool opens (default 10)
+``KEEL_APP``                  the agents the ``keel`` command may run and continue: a Python file or
+                              module (every agent it defines), or ``module:attribute``
+``KEEL_MODEL``                the model of agents that name none
+``OPENAI_API_KEY``            key for ``openai:*`` models (``KEEL_OPENAI_API_KEY`` wins if set)
+``OPENAI_BASE_URL``           an OpenAI-compatible server for ``openai:*`` models (vLLM, LM
+                              Studio...)
+``ANTHROPIC_API_KEY``         key for ``anthropic:*`` models
+``ANTHROPIC_BASE_URL``        another Messages API endpoint
+``OLLAMA_BASE_URL``           Ollama's ``/v1`` root (default ``http://127.0.0.1:11434/v1``)
+``VLLM_BASE_URL``             a vLLM server's ``/v1`` root (default ``http://127.0.0.1:8000/v1``)
+``LMSTUDIO_BASE_URL``         LM Studio's ``/v1`` root (default ``http://127.0.0.1:1234/v1``)
+``LLAMACPP_BASE_URL``         llama.cpp server's ``/v1`` root (default ``http://127.0.0.1:8080/v1``)
+``KEEL_MODEL_TIMEOUT``        seconds per network phase of a model call (default 60)
+``KEEL_REDIS_URL``            Redis shared by processes for circuit breakers and the response cache,
+                              e.g. ``redis://127.0.0.1:6379/0``
+                              (``pip install 'keel-runtime[redis]'``)
+``KEEL_ENCRYPTION_KEYS``      Fernet keys, comma-separated, that encrypt what SQLite and PostgreSQL
+                              stores keep (the first encrypts, all decrypt; ``keel keys generate``
+                              makes one; ``pip install 'keel-runtime[encryption]'``)
+``KEEL_ENCRYPTION_KEY_FILE``  a file holding those keys instead, one per line
+============================  ==============================================================
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ _ENV = {
     "model": ("KEEL_MODEL",),
     "model_timeout_s": ("KEEL_MODEL_TIMEOUT",),
     "redis_url": ("KEEL_REDIS_URL",),
+    "encryption_keys": ("KEEL_ENCRYPTION_KEYS",),
+    "encryption_key_file": ("KEEL_ENCRYPTION_KEY_FILE",),
     "openai_api_key": ("KEEL_OPENAI_API_KEY", "OPENAI_API_KEY"),
     "openai_base_url": ("KEEL_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
     "anthropic_api_key": ("KEEL_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
@@ -71,6 +80,8 @@ class KeelSettings(BaseModel):
     model: str | None = None
     model_timeout_s: float = 60.0
     redis_url: str | None = None
+    encryption_keys: SecretStr | None = None
+    encryption_key_file: str | None = None
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None

@@ -63,7 +63,7 @@ from keel.resilience import (
     RetryPolicy,
 )
 from keel.resilience._cache import ResponseCache
-from keel.stores import open_store
+from keel.stores import Keyring, open_store
 
 __all__ = ["Runtime"]
 
@@ -165,6 +165,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
                 clock=clock,
                 schema=self.settings.db_schema,
                 pool_size=self.settings.db_pool_size,
+                keyring=Keyring.from_settings(self.settings),
             )
             if isinstance(store, str | os.PathLike)
             else store

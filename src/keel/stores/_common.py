@@ -27,6 +27,8 @@ from keel.errors import (
     StoreError,
 )
 from keel.ports import Lease, RunRecord, ThreadHistory
+from keel.stores._keyring import Keyring
+from keel.stores._sealed import described, unseal
 
 __all__ = [
     "LeaseState",
@@ -179,17 +181,21 @@ def refusal(
     return None
 
 
-def decode_events(rows: Sequence[tuple[Any, ...]], run_id: str, *, where: str) -> list[Event]:
+def decode_events(
+    rows: Sequence[tuple[Any, ...]], run_id: str, *, where: str, keyring: Keyring | None = None
+) -> list[Event]:
     """Decode a run's ``(seq, body)`` rows; ``RunNotFoundError`` if there are none.
 
-    ``where`` names the database in the error for a body that is not a valid event.
+    ``where`` names the database in the error for a body that is not a valid event; an
+    encrypted body is decrypted with ``keyring`` first (:func:`keel.stores._sealed.unseal`).
     """
     if not rows:
         raise RunNotFoundError(run_id)
     events: list[Event] = []
     for seq, body in rows:
+        text = unseal(keyring, body, described("event {} of run '{}' {}", seq, run_id, where))
         try:
-            events.append(decode_event(body))
+            events.append(decode_event(text))
         except ValidationError as exc:
             raise StoreError(
                 f"event {seq} of run '{run_id}' {where} is not a valid Keel event "
@@ -199,9 +205,14 @@ def decode_events(rows: Sequence[tuple[Any, ...]], run_id: str, *, where: str) -
 
 
 def decode_thread_history(
-    rows: Sequence[tuple[Any, ...]], thread_id: str, *, where: str
+    rows: Sequence[tuple[Any, ...]],
+    thread_id: str,
+    *,
+    where: str,
+    keyring: Keyring | None = None,
 ) -> ThreadHistory:
-    """Decode the rows of a thread-history query, ``(last_seq, seq, body)``.
+    """Decode the rows of a thread-history query, ``(last_seq, seq, body)``, decrypting
+    encrypted bodies with ``keyring``.
 
     ``seq`` and ``body`` are ``NULL`` in the one row of a thread with no message left, and an
     unknown thread has no row at all.
@@ -212,8 +223,10 @@ def decode_thread_history(
     for _, seq, body in rows:
         if body is None:
             continue
+        what = described("message {} of thread '{}' {}", seq, thread_id, where)
+        text = unseal(keyring, body, what)
         try:
-            messages.append(decode_message(body))
+            messages.append(decode_message(text))
         except ValidationError as exc:
             raise StoreError(
                 f"message {seq} of thread '{thread_id}' {where} is not a valid Keel message "

@@ -24,6 +24,10 @@ how a list parameter is matched). What differs beyond spelling lives in the back
   loop.
 - :mod:`.sqlite_schema` and :mod:`.postgres_schema`: each dialect's DDL, as numbered,
   forward-only migrations.
+- :mod:`.rotation`: re-encrypting what the store keeps with its keyring's first key, in
+  batches of conditional updates (the keyring itself, and what it encrypts, are
+  :mod:`keel.stores._keyring` and :mod:`keel.stores._sealed`: bodies are sealed when a
+  :class:`.programs.Write` is encoded and opened when they are decoded).
 
 A table added later (a queue, budgets, audit, memory) is a few templates and programs here,
 written once; a backend overrides a program only to fuse its statements into fewer round trips,

@@ -64,6 +64,7 @@ from keel._redact import redact
 from keel.errors import ConfigurationError, JournalConflictError, LeaseLostError, StoreError
 from keel.ports import Change
 from keel.stores._common import closed_error
+from keel.stores._keyring import Keyring
 from keel.stores._signals import Signals
 from keel.stores._sql.postgres_group import Alone, GroupWriter
 from keel.stores._sql.postgres_listen import Listeners, Notifier
@@ -127,6 +128,9 @@ class PostgresStore(SQLStore):
             transaction mode, where ``LISTEN`` does not work.
         poll_interval_s: When ``LISTEN`` is impossible, how often watchers are woken to look
             again.
+        keyring: Encrypts event bodies, thread messages and the runs' content fields
+            (:class:`keel.stores.Keyring`); ``None`` writes them plain. Plain values are read
+            either way.
 
     Nothing connects until first use. The pool belongs to the event loop that first uses it.
     Errors from PostgreSQL are raised as :class:`keel.errors.StoreError` naming the server
@@ -145,6 +149,7 @@ class PostgresStore(SQLStore):
         reconnect_timeout_s: float = 15.0,
         listen_url: str | None = None,
         poll_interval_s: float = 0.25,
+        keyring: Keyring | None = None,
     ) -> None:
         _check_options(schema, min_size, max_size, connect_timeout_s, reconnect_timeout_s)
         if not 0 < poll_interval_s <= 60:
@@ -176,7 +181,7 @@ class PostgresStore(SQLStore):
             self._connect_kwargs["application_name"] = "keel"
         statements = Statements(spelling(schema))
         self._programs: PostgresPrograms = PostgresPrograms(
-            statements, schema=schema, where=self._where()
+            statements, schema=schema, where=self._where(), keyring=keyring
         )
         self._render = statements.render
         self._signals = Signals()

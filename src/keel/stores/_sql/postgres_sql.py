@@ -38,6 +38,7 @@ from typing import Any
 from psycopg import sql
 
 from keel.stores._common import QUEUE_KEY
+from keel.stores._keyring import Keyring
 from keel.stores._sql.program import Program, Row, fetch_one, notify
 from keel.stores._sql.programs import Programs, Write
 from keel.stores._sql.statements import (
@@ -308,12 +309,14 @@ class PostgresPrograms(Programs):
 
     single_statement_writes = True
 
-    def __init__(self, statements: Statements, *, schema: str, where: str) -> None:
+    def __init__(
+        self, statements: Statements, *, schema: str, where: str, keyring: Keyring | None = None
+    ) -> None:
         lock = statements.render(
             "SELECT pg_advisory_xact_lock(hashtextextended("
             f"'keel:{schema}:' || :key, 0))"  # the schema is a plain identifier: no quote
         )
-        super().__init__(statements, where=where, lock_thread=lock)
+        super().__init__(statements, where=where, lock_thread=lock, keyring=keyring)
         self.channel = channel_of(schema)
         self.writes = {key: statements.render(text) for key, text in WRITES.items()}
         self.group_write = statements.render(GROUP_WRITE)

@@ -34,6 +34,8 @@ from keel.stores._common import (
     refusal,
     started_after,
 )
+from keel.stores._keyring import Keyring
+from keel.stores._sealed import open_record, seal, seal_record
 from keel.stores._sql.program import (
     Program,
     Row,
@@ -79,17 +81,20 @@ class Write:
         *,
         expected_seq: int,
         messages: Sequence[Message] = (),
+        keyring: Keyring | None = None,
         **options: Any,
     ) -> Write:
+        """Encode ``events``, ``messages`` and ``record``, encrypting the bodies and the
+        record's content fields with ``keyring`` if given."""
         return cls(
             run_id=run_id,
-            record=record,
+            record=seal_record(keyring, record),
             expected_seq=expected_seq,
             history_seq=started_after(events) if expected_seq == 0 else None,
             types=[event.type for event in events],
             ats=[float(event.at) for event in events],
-            bodies=[encode_event(event).decode() for event in events],
-            messages=[encode_message(message).decode() for message in messages],
+            bodies=[seal(keyring, encode_event(event).decode()) for event in events],
+            messages=[seal(keyring, encode_message(message).decode()) for message in messages],
             **options,
         )
 
@@ -119,11 +124,11 @@ class Write:
         ]
 
 
-def record_of(row: Row) -> RunRecord:
-    """A run record from a row of ``RECORD_COLUMNS``."""
+def record_of(row: Row, keyring: Keyring | None = None, where: str = "") -> RunRecord:
+    """A run record from a row of ``RECORD_COLUMNS``, its encrypted fields decrypted."""
     values = dict(zip(RECORD_COLUMNS, row, strict=True))
     values["holds_thread"] = bool(values["holds_thread"])
-    return RunRecord(**values)
+    return open_record(keyring, RunRecord(**values), where)
 
 
 class Programs:
@@ -135,15 +140,26 @@ class Programs:
         lock_thread: A statement taking a transaction-long lock on ``:key`` (PostgreSQL's
             advisory lock), so that checking a thread and starting a run in it is one step;
             ``None`` where every write transaction excludes the others anyway (SQLite).
+        keyring: Decrypts what is read (the store encrypts what it writes with it,
+            :meth:`Write.of`); ``None``: nothing is encrypted, and reading an encrypted value
+            raises :class:`keel.errors.StoreError`.
     """
 
     #: Whether an append or a start is one statement (then it needs no transaction).
     single_statement_writes = False
 
-    def __init__(self, sql: Statements, *, where: str, lock_thread: str | None = None) -> None:
+    def __init__(
+        self,
+        sql: Statements,
+        *,
+        where: str,
+        lock_thread: str | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.sql = sql
         self.where = where
         self.lock_thread = lock_thread
+        self.keyring = keyring
 
     # --- the journal --------------------------------------------------------------------------
 
@@ -274,31 +290,33 @@ class Programs:
         params = {"run_id": run_id, "after_seq": after_seq}
         if after_seq <= 0:
             rows = yield from fetch(self.sql.select_events, params)
-            return decode_events(rows, run_id, where=self.where)
+            return decode_events(rows, run_id, where=self.where, keyring=self.keyring)
         rows = yield from fetch(self.sql.select_events_after, params)
         if not rows:
             raise RunNotFoundError(run_id)
         found = [row for row in rows if row[0] is not None]
-        return decode_events(found, run_id, where=self.where) if found else []
+        if not found:
+            return []
+        return decode_events(found, run_id, where=self.where, keyring=self.keyring)
 
     def get_run(self, run_id: str) -> Program[RunRecord]:
         row = yield from fetch_one(self.sql.select_run, {"run_id": run_id})
         if row is None:
             raise RunNotFoundError(run_id)
-        return record_of(row)
+        return record_of(row, self.keyring, self.where)
 
     # --- threads ------------------------------------------------------------------------------
 
     def active_run(self, thread_id: str) -> Program[RunRecord | None]:
         row = yield from fetch_one(self.sql.active_run, {"thread_id": thread_id})
-        return None if row is None else record_of(row)
+        return None if row is None else record_of(row, self.keyring, self.where)
 
     def thread_history(self, thread_id: str, upto_seq: int | None) -> Program[ThreadHistory]:
         bound = MAX_SEQ if upto_seq is None else upto_seq
         rows = yield from fetch(
             self.sql.thread_history, {"thread_id": thread_id, "upto_seq": bound}
         )
-        return decode_thread_history(rows, thread_id, where=self.where)
+        return decode_thread_history(rows, thread_id, where=self.where, keyring=self.keyring)
 
     # --- leases and claims --------------------------------------------------------------------
 
@@ -375,7 +393,7 @@ class Programs:
             "limit": MAX_SEQ if limit is None else limit,
         }
         rows = yield from fetch(self.sql.list_runs[thread_id is not None, mode], params)
-        return [record_of(row) for row in rows]
+        return [record_of(row, self.keyring, self.where) for row in rows]
 
     def delete_runs(self, run_ids: Sequence[str]) -> Program[int]:
         ids = sorted(set(run_ids))

@@ -38,6 +38,7 @@ from typing import Literal, TypeVar
 from keel.errors import ConfigurationError, StoreError
 from keel.ports import Clock, SystemClock
 from keel.stores._common import closed_error
+from keel.stores._keyring import Keyring
 from keel.stores._signals import Signals
 from keel.stores._sql.program import Task
 from keel.stores._sql.programs import Programs
@@ -93,6 +94,9 @@ class SQLiteStore(SQLStore):
             :class:`keel.errors.StoreError` until :meth:`upgrade` (``keel db upgrade``) runs.
         max_group: The most writes committed in one transaction (1 turns group commit off).
         poll_interval_s: How often a waiting watcher checks for other processes' commits.
+        keyring: Encrypts event bodies, thread messages and the runs' content fields
+            (:class:`keel.stores.Keyring`; see :mod:`keel.stores._sealed`); ``None`` writes
+            them plain. Plain values are read either way.
 
     The file is opened, and its schema checked, on first use. One store may be used from
     several threads and event loops. Errors from SQLite are raised as
@@ -109,6 +113,7 @@ class SQLiteStore(SQLStore):
         auto_migrate: bool = True,
         max_group: int = 256,
         poll_interval_s: float = 0.002,
+        keyring: Keyring | None = None,
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise ConfigurationError(
@@ -147,7 +152,7 @@ class SQLiteStore(SQLStore):
         self._signals = Signals(
             poll=None if self._memory else self._data_version, poll_interval_s=poll_interval_s
         )
-        self._programs = Programs(SQLITE, where=f"in '{self._path}'")
+        self._programs = Programs(SQLITE, where=f"in '{self._path}'", keyring=keyring)
 
     @property
     def path(self) -> str:

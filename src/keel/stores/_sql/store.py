@@ -17,6 +17,7 @@ from typing import Self, TypeVar
 
 from keel._core.events import Event, RunStatus
 from keel._core.messages import Message
+from keel.errors import ConfigurationError
 from keel.ports import Change, Lease, RunRecord, ThreadHistory
 from keel.stores._common import (
     check_append,
@@ -25,9 +26,11 @@ from keel.stores._common import (
     notify_keys,
     statuses,
 )
+from keel.stores._keyring import Keyring
 from keel.stores._signals import Signals
 from keel.stores._sql.program import Row, Task
 from keel.stores._sql.programs import Programs, Write
+from keel.stores._sql.rotation import Rotation, Rotator, rotate
 
 __all__ = ["SQLStore"]
 
@@ -54,6 +57,37 @@ class SQLStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and files."""
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keys this store encrypts with (``None``: it writes plain JSON)."""
+        return self._programs.keyring
+
+    async def rotate_keys(self, *, encrypt_plain: bool = False, batch_size: int = 500) -> Rotation:
+        """Re-encrypt every encrypted event body, thread message and run field with the
+        keyring's first key (and, with ``encrypt_plain``, every plain one), ``batch_size``
+        rows per transaction; what it did, counted.
+
+        Safe to run again and while runs are being written: a value is rewritten only if it
+        is still what was read. Raises :class:`keel.errors.ConfigurationError` without a
+        keyring, and :class:`keel.errors.StoreError` for a value no key decrypts (nothing
+        after it is rewritten; add its key and run again).
+        """
+        keyring = self._programs.keyring
+        if keyring is None:
+            raise ConfigurationError(
+                "rotating keys needs the store's encryption keys; set KEEL_ENCRYPTION_KEYS to "
+                "the new key followed by the old ones, comma-separated (or pass keyring=)"
+            )
+        check_limit(batch_size, "rotate_keys batch_size")
+        return await rotate(
+            self._run,
+            Rotator(self._programs.sql),
+            keyring,
+            where=self._programs.where,
+            encrypt_plain=encrypt_plain,
+            batch_size=batch_size,
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -90,6 +124,7 @@ class SQLStore(abc.ABC):
             owner=owner,
             ttl_s=ttl_s,
             keys=notify_keys(run_id, record, queued=owner is None),
+            keyring=self._programs.keyring,
         )
         programs = self._programs
         task = Task(
@@ -139,6 +174,7 @@ class SQLStore(abc.ABC):
             lease=lease,
             release=release,
             keys=notify_keys(run_id, record, queued=release),
+            keyring=self._programs.keyring,
         )
         programs = self._programs
         task = Task(
