@@ -34,12 +34,10 @@ def test_postgres_takes_the_schema_and_hides_the_password() -> None:
     assert "s1" in repr(ledger)
 
 
-def test_unknown_schemes_and_misplaced_schemas_are_refused() -> None:
+def test_unknown_schemes_and_bad_schemas_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown scheme 'redis://'") as caught:
         open_budget_ledger("redis://u:hunter2@host/0")
     assert "hunter2" not in str(caught.value)
-    with pytest.raises(ConfigurationError, match="PostgreSQL only"):
-        open_budget_ledger("memory", schema="x")
     with pytest.raises(ConfigurationError, match="plain identifier"):
         open_budget_ledger("postgresql://127.0.0.1/db", schema="a-b")
 
@@ -54,3 +52,11 @@ async def test_an_unreachable_server_is_a_store_error_without_the_password() -> 
         await ledger.reservations()
     assert "hunter2" not in str(caught.value)
     await ledger.aclose()
+
+
+def test_the_schema_is_ignored_where_it_does_not_apply(tmp_path: Path) -> None:
+    from keel.budgets import MemoryBudgetLedger, SQLiteBudgetLedger
+
+    assert isinstance(open_budget_ledger("memory", schema="keel"), MemoryBudgetLedger)
+    opened = open_budget_ledger(tmp_path / "keel.db", schema="keel")
+    assert isinstance(opened, SQLiteBudgetLedger)

@@ -18,14 +18,14 @@ def open_budget_ledger(
 ) -> BudgetLedger:
     """A ledger for ``target``: ``memory`` (this process only), ``sqlite:///path`` or a file
     path (the store's file: its tables sit beside the store's), or ``postgresql://...``
-    (``schema``: the store's schema, ``keel`` by default). Nothing connects until first use.
+    (``schema``: the store's schema, ``keel`` by default; ignored for the other targets, so
+    ``open_budget_ledger(settings.db, schema=settings.db_schema)`` works for every one).
+    Nothing connects until first use.
     """
     text = os.fspath(target)
     if text in ("memory", "memory://", ":memory:"):
         from keel.budgets._memory import MemoryBudgetLedger
 
-        if schema is not None:
-            raise ConfigurationError("schema applies to PostgreSQL only; leave it out for memory")
         return MemoryBudgetLedger()
     if text.startswith(("postgres://", "postgresql://")):
         from keel.budgets._postgres import PostgresBudgetLedger
@@ -38,8 +38,6 @@ def open_budget_ledger(
             f"'{scheme}://'; use a file path, 'sqlite:///path/to/keel.db', "
             "'postgresql://user@host/db' or 'memory'"
         )
-    if schema is not None:
-        raise ConfigurationError("schema applies to PostgreSQL only; leave it out for SQLite")
     from keel.budgets._sqlite import SQLiteBudgetLedger
 
     path = Path(text.removeprefix("sqlite://")) if "://" in text else Path(text)
