@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -120,6 +122,29 @@ class KeelSettings(BaseModel):
                 yield name, redact_url(value)
             else:
                 yield name, value
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The secrets these settings hold: API keys, encryption keys (the key file's too) and
+        the passwords in the store's and Redis's URLs. The runtime keeps them out of what it
+        records (:mod:`keel._runtime.scrubbing`)."""
+        found: list[str] = []
+        for key in (self.openai_api_key, self.anthropic_api_key):
+            if key is not None:
+                found.append(key.get_secret_value())
+        if self.encryption_keys is not None:
+            found += [k.strip() for k in self.encryption_keys.get_secret_value().split(",")]
+        if self.encryption_key_file:
+            try:
+                lines = Path(self.encryption_key_file).read_text().splitlines()
+            except OSError:
+                lines = []  # the keyring reports a missing file; nothing to mask from it
+            found += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        for url in (self.db, self.redis_url):
+            if url and "://" in url:
+                password = urlsplit(url).password
+                if password:
+                    found.append(unquote(password))
+        return tuple(secret for secret in found if secret)
 
     @property
     def default_model(self) -> str | None:

@@ -110,8 +110,9 @@ class Approvals:
                     result=result,
                     at=k.clock.now(),
                 )
-                apply(state, event)
-                events: list[Event] = [event]
+                # What a person writes (a reason, edited arguments) is scrubbed like the rest.
+                events: list[Event] = list(k.scrubber.events([event]))
+                apply(state, events[0])
                 if not state.pending:
                     if state.cancelling is not None:
                         # What the person said settles the calls; the run ends cancelled.

@@ -40,6 +40,7 @@ from keel._runtime.call_guards import CallGuard
 from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
+from keel._runtime.scrubbing import Scrubber
 from keel.errors import LeaseLostError
 from keel.ports import Clock, Lease, Model, RunRecord
 from keel.resilience import Fallback
@@ -119,6 +120,7 @@ class RunDriver:
         published: Callable[[str, int, Sequence[Event]], None] | None = None,
         guards: Sequence[CallGuard] = (),
         journaled: Sequence[JournalHook] = (),
+        scrubber: Scrubber | None = None,
     ) -> None:
         if not models:
             raise ValueError("a run needs at least one model")
@@ -163,6 +165,7 @@ class RunDriver:
         #: Asked around every model call (spending, rate limits; see call_guards).
         self.guards = tuple(guards)
         self._journaled = tuple(journaled)
+        self._scrubber = scrubber if scrubber else None
 
     @property
     def last_seq(self) -> int:
@@ -234,7 +237,10 @@ class RunDriver:
             await handler.perform(self, effect)
 
     def record(self, events: Sequence[Event]) -> None:
-        """Apply events to the state; they reach the store before the next effect."""
+        """Apply events to the state (with the secrets the runtime knows masked); they reach
+        the store before the next effect."""
+        if self._scrubber is not None:
+            events = self._scrubber.events(events)
         for event in events:
             apply(self.state, event)
             self._pending.append(event)

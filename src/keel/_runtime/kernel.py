@@ -38,6 +38,7 @@ from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
+from keel._runtime.scrubbing import Scrubber
 from keel._runtime.tool_runs import ToolRuns
 from keel._settings import KeelSettings
 from keel.errors import RunLeasedError, UsageError
@@ -206,6 +207,8 @@ class Kernel:
         self.call_guards: list[Callable[[RunState], CallGuard | None]] = []
         #: Told of every append to a run's journal made by this process (the audit log).
         self.journal_hooks: list[JournalHook] = []
+        #: Masks the secrets this runtime knows in every event before it is applied.
+        self.scrubber = Scrubber()
         self._handlers: dict[type[Effect], EffectHandler] = {
             CallModel: ModelCalls(),
             RunTools: ToolRuns(),
@@ -292,6 +295,7 @@ class Kernel:
         append them under that lease; return the journal's new last sequence number."""
         state = loaded.state
         if not applied:
+            events = self.scrubber.events(events)
             for event in events:
                 apply(state, event)
         last = await self.store.append(

@@ -87,7 +87,7 @@ class Runs:
             agent=agent.name,
             model=chain.name,
             models=chain.names,
-            input=text,
+            input=self.k.scrubber.text(text),
             instructions=agent.instructions,
             tools=tuple(agent.tools_by_name),
             limits=limits or agent.limits,
@@ -408,6 +408,7 @@ class Runs:
                     deltas=k.followers.sink,
                     guards=k.guards_for(state),
                     journaled=k.journal_hooks,
+                    scrubber=k.scrubber,
                 )
                 k.drives.attach(run_id, driver)
                 driver.record(new_events)

@@ -40,6 +40,7 @@ from keel._runtime.kernel import Kernel
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
+from keel._runtime.scrubbing import Scrubber
 from keel._runtime.runtime_decisions import DecisionMethods
 from keel._runtime.runtime_governance import GovernanceMethods
 from keel._runtime.runtime_history import HistoryMethods
@@ -120,6 +121,10 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         audit: ``True`` keeps a hash-chained audit log (:mod:`keel.audit`) of check decisions,
             approvals, spending refusals, budget changes and deletions, beside the journal in
             the store's database; or pass a log. Default: off.
+        secrets: Values that must never be recorded, besides the secrets in ``settings`` (API
+            keys, encryption keys, passwords in URLs): wherever one appears in a run (a model's
+            tool call, a tool's result, a provider's error, the input), the run's state, journal,
+            results and audit log get ``[REDACTED]`` instead (values of 8 characters or more).
     """
 
     def __init__(
@@ -144,6 +149,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         rate_limits: Sequence[RateLimit] = (),
         rate_limiter: RateLimiter | None = None,
         audit: AuditLog | bool = False,
+        secrets: Sequence[str] = (),
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
         if (
@@ -193,6 +199,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             checks=tuple(as_check(c) for c in checks),
             new_id=new_id,
         )
+        self._kernel.scrubber = Scrubber([*self.settings.secret_values(), *secrets])
         self._runs = Runs(self._kernel)
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)

@@ -1,0 +1,72 @@
+"""Keeping the secrets a runtime knows out of everything it records.
+
+The runtime knows some secrets: the API keys and passwords in its settings, its encryption
+keys, and any value passed as ``Runtime(secrets=...)``. None of them may reach a journal, a
+result, an error, the audit log or what the ``keel`` command prints, even when a model puts one
+in a tool call (a prompt injection trying to exfiltrate it), a tool returns one, or a provider
+echoes one in an error. So every event is scrubbed *before* the run applies it: the secret
+becomes ``[REDACTED]`` in the run's state and journal alike (a tool that was handed a secret by
+the model gets ``[REDACTED]``), and the input of a new run too.
+
+Checking costs one JSON encoding of each event, done only when there are secrets to look for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from keel._core.codec import decode_event, encode_event
+from keel._core.eventbase import Event
+
+__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "Scrubber"]
+
+REDACTED = "[REDACTED]"
+#: Shorter values are not treated as secrets: masking every "abc" would garble text.
+MIN_SECRET_LENGTH = 8
+
+
+def _forms(secret: str) -> list[bytes]:
+    """How ``secret`` may appear in an event's JSON: as is, escaped once (a string field), and
+    escaped twice (inside a tool call's JSON arguments, themselves a string field)."""
+    once = json.dumps(secret)[1:-1]
+    twice = json.dumps(once)[1:-1]
+    return sorted({secret.encode(), once.encode(), twice.encode()}, key=len, reverse=True)
+
+
+class Scrubber:
+    """Replaces known secrets with ``[REDACTED]`` in events and text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        found = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted(found, key=len, reverse=True)
+        self._forms = [form for s in self._secrets for form in _forms(s)]
+
+    def __bool__(self) -> bool:
+        return bool(self._secrets)
+
+    def __repr__(self) -> str:
+        return f"Scrubber(<{len(self._secrets)} secrets>)"
+
+    def text(self, text: str) -> str:
+        """``text`` with every known secret masked."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def event(self, event: Event) -> Event:
+        """``event``, or a copy of it with every known secret masked."""
+        body = encode_event(event)
+        if not any(form in body for form in self._forms):
+            return event
+        for form in self._forms:
+            body = body.replace(form, REDACTED.encode())
+        return decode_event(body)
+
+    def events(self, events: Sequence[Event]) -> Sequence[Event]:
+        """``events`` with every known secret masked (the same sequence when none is there)."""
+        if not self._secrets:
+            return events
+        return [self.event(event) for event in events]
