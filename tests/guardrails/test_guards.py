@@ -11,7 +11,7 @@ import pytest
 from keel import Agent, Check, CheckPoint, CheckRequest, KeelSettings, Runtime, tool
 from keel.errors import ConfigurationError
 from keel.events import ChecksDecided
-from keel.guardrails import InjectionGuard, PIIGuard
+from keel.guardrails import InjectionGuard, PIIGuard, UntrustedToolOutput
 from keel.messages import ToolCall, ToolResultMessage
 from keel.testing import MemoryStore, ScriptedModel, call
 
@@ -144,3 +144,60 @@ async def test_a_blocked_injection_never_reaches_the_model(store: MemoryStore) -
     assert told.is_error
     assert "Ignore all previous instructions" not in told.content
     assert "possible prompt injection" in told.content
+
+
+@tool(idempotent=True, side_effects="read")
+def weather(city: str) -> str:
+    """The weather in a city."""
+    return f"Sunny in {city}."
+
+
+async def test_untrusted_tool_output_is_fenced_in_the_prompt_and_marked_in_the_journal(
+    store: MemoryStore,
+) -> None:
+    model = ScriptedModel(
+        [[call("lookup", order_id="7"), call("weather", city="Oslo")], "It shipped."]
+    )
+    agent = Agent(
+        name="desk",
+        model=model,
+        tools=[lookup, weather],
+        checks=[InjectionGuard(action="block"), UntrustedToolOutput(tools=["weather"])],
+    )
+    result = await Runtime(store=store, settings=NO_MODELS).run(agent, "Order 7? Weather?")
+
+    told = {m.name: m for m in model.requests[1].messages if isinstance(m, ToolResultMessage)}
+    assert told["lookup"].is_error  # the attack was blocked first, not fenced
+    assert '<untrusted-data source="tool:weather">' in told["weather"].content
+    assert "Sunny in Oslo." in told["weather"].content
+    marked = {
+        e.subject: (e.verdict, e.reason)
+        for e in await store.load(result.run_id)
+        if isinstance(e, ChecksDecided) and e.point == "tool_result"
+    }
+    assert ("modify", "untrusted tool output") in marked.values()
+    with pytest.raises(ConfigurationError, match="non-empty"):
+        UntrustedToolOutput(tools=[])
+
+
+async def test_the_pii_guard_redacts_the_final_answer_and_refuses_what_it_must_block(
+    store: MemoryStore,
+) -> None:
+    runtime = Runtime(store=store, settings=NO_MODELS)
+    redacting = Agent(
+        name="desk",
+        model=ScriptedModel(["Write to ana@example.com about it."]),
+        checks=[PIIGuard()],
+    )
+    done = await runtime.run(redacting, "Who do I write to?")
+    assert done.output == "Write to [EMAIL] about it."
+
+    model = ScriptedModel(["Your card is 4111 1111 1111 1111.", "I cannot show card numbers."])
+    blocking = Agent(name="desk2", model=model, checks=[PIIGuard(actions={"CREDIT_CARD": "block"})])
+    answered = await runtime.run(blocking, "What is my card?", thread="t")
+    assert answered.output == "I cannot show card numbers."
+    sent_back = [str(m.content) for m in model.requests[1].messages]
+    assert any("CREDIT_CARD" in text for text in sent_back)
+    assert not any("4111" in text for text in sent_back)  # the refused answer is withheld
+    kept = await store.thread_history("t")
+    assert "4111" not in repr(kept.messages)

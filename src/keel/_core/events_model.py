@@ -101,16 +101,26 @@ class ModelFailed(Event):
 @event_kind
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutputRejected(Event):
-    """The model's final answer failed ``output_type`` validation and was sent back."""
+    """The model's final answer failed ``output_type`` validation, or a check refused it, and
+    it was sent back. ``withheld`` names the check that refused it: the answer itself is then
+    replaced in the conversation (what a check refuses, such as a card number, is kept
+    neither in the thread nor in what the model is sent again)."""
 
     step: int
     error: str
+    withheld: str | None = None
     type: Literal["output_rejected"] = "output_rejected"
     v: Literal[1] = 1
 
     def fold(self, state: RunState) -> None:
         state.output_retries += 1
         state.final_text = None
+        if self.withheld is not None:
+            for index in range(len(state.messages) - 1, -1, -1):
+                if isinstance(state.messages[index], AssistantMessage):
+                    text = f"(an answer withheld by check '{self.withheld}')"
+                    state.messages[index] = AssistantMessage(content=text)
+                    break
         state.messages.append(UserMessage(content=correction_message(self.error)))
 
     def fork(self, copy: ForkCopy) -> OutputRejected | None:

@@ -158,7 +158,10 @@ def output_gate(state: RunState, now: float) -> Decision | None:
     if checked.verdict == "deny":
         refused = f"the answer was refused: {denial(checked)}"
         if state.output_retries < state.limits.max_output_retries:
-            return Decision((OutputRejected(step=state.step, error=refused, at=now),))
+            rejected = OutputRejected(
+                step=state.step, error=refused, withheld=checked.deciding_check, at=now
+            )
+            return Decision((rejected,))
         error = ErrorInfo(code="check.denied", message=refused)
         return Decision((RunFinished(status="failed", error=error, at=now),))
     if checked.verdict == "escalate":

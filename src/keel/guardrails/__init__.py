@@ -20,13 +20,19 @@
   of prompt-injection attacks over normalized text, in well under a millisecond;
   :func:`fence` wraps untrusted text so a model reads it as data.
 - :func:`PIIGuard` and :func:`InjectionGuard` (:mod:`keel.guardrails._guards`): both as
-  :class:`keel.Check` objects.
+  :class:`keel.Check` objects; :func:`UntrustedToolOutput` fences every tool result, so the
+  model always reads tool output as data and the journal says it was marked so.
 
 Both detectors are heuristics: they catch the explicit cases and miss some (see
 ``docs/guide/guardrails.md`` for what, and ``docs/benchmarks.md`` for how often).
 """
 
-from keel.guardrails._guards import InjectionAction, InjectionGuard, PIIGuard
+from keel.guardrails._guards import (
+    InjectionAction,
+    InjectionGuard,
+    PIIGuard,
+    UntrustedToolOutput,
+)
 from keel.guardrails._injection import DEFAULT_THRESHOLD, InjectionResult, detect_injection, fence
 from keel.guardrails._pii import ENTITIES, PIIAction, PIIMatch, Redaction, detect_pii, redact_pii
 
@@ -40,6 +46,7 @@ __all__ = [
     "PIIGuard",
     "PIIMatch",
     "Redaction",
+    "UntrustedToolOutput",
     "detect_injection",
     "detect_pii",
     "fence",

@@ -12,7 +12,7 @@ from keel.errors import ConfigurationError
 from keel.guardrails._injection import DEFAULT_THRESHOLD, detect_injection, fence
 from keel.guardrails._pii import PIIAction, _entities, check_actions, redact_pii
 
-__all__ = ["InjectionAction", "InjectionGuard", "PIIGuard"]
+__all__ = ["InjectionAction", "InjectionGuard", "PIIGuard", "UntrustedToolOutput"]
 
 InjectionAction = Literal["block", "flag", "fence", "escalate"]
 _INJECTION_ACTIONS: tuple[str, ...] = ("block", "flag", "fence", "escalate")
@@ -157,3 +157,30 @@ def InjectionGuard(  # noqa: N802 - a factory named like the check it makes
         return CheckResult(verdict="allow", reason=reason)
 
     return Check(injection, name=name, points=where)
+
+
+def UntrustedToolOutput(  # noqa: N802 - a factory named like the check it makes
+    tools: Iterable[str] | None = None,
+    name: str = "untrusted",
+) -> Check:
+    """A check that marks every tool result as untrusted data, attack or not: the model reads
+    it fenced (:func:`keel.guardrails.fence`), and the journal records the marking (a
+    ``modify`` by this check, "untrusted tool output"). Combine it with an
+    :func:`InjectionGuard` that blocks, flags or escalates the results that look like attacks
+    (list the guard first: a blocked result is not fenced).
+
+    Args:
+        tools: Only the results of these tools (default: every tool's).
+        name: The check's name in the journal.
+    """
+    chosen = None if tools is None else frozenset(tools)
+    if chosen is not None and (not chosen or not all(isinstance(t, str) for t in chosen)):
+        raise ConfigurationError("UntrustedToolOutput tools must be a non-empty list of names")
+
+    def untrusted(request: CheckRequest) -> CheckResult:
+        tool = request.call.name if request.call is not None else ""
+        if request.text is None or (chosen is not None and tool not in chosen):
+            return CheckResult.allow()
+        return CheckResult.modify(fence(request.text, f"tool:{tool}"), "untrusted tool output")
+
+    return Check(untrusted, name=name, points=("tool_result",))
