@@ -40,10 +40,10 @@ from keel._runtime.kernel import Kernel
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
-from keel._runtime.scrubbing import Scrubber
 from keel._runtime.runtime_decisions import DecisionMethods
 from keel._runtime.runtime_governance import GovernanceMethods
 from keel._runtime.runtime_history import HistoryMethods
+from keel._runtime.scrubbing import Scrubber
 from keel._runtime.stopping import Recovery, cancel, recover
 from keel._runtime.stream import RunDelta, RunEvent, follow
 from keel._runtime.timetravel import TimeTravel
