@@ -168,3 +168,36 @@ async def test_budget_methods_say_when_budgets_are_off(store: MemoryStore) -> No
     assert runtime.budget_ledger is None
     with pytest.raises(UsageError, match="budgets=\\[\\]"):
         await runtime.set_budget("tenant", "acme", 1.0)
+
+
+async def test_runs_paused_by_budgets_and_rate_limits_replay_exactly(store: MemoryStore) -> None:
+    from keel.resilience import LocalRateLimiter, RateLimit
+    from keel.testing import FakeClock
+
+    clock = FakeClock()
+    runtime = Runtime(
+        store=store,
+        settings=NO_MODELS,
+        clock=clock,
+        prices=PRICES,
+        budgets=[Budget("tenant", 1.0)],
+        rate_limits=[RateLimit(requests_per_minute=1, scope="agent", on_limit="pause")],
+        rate_limiter=LocalRateLimiter(clock=clock),
+    )
+    agent = agent_with([answer("one"), answer("two")])
+
+    by_budget = await runtime.run(agent, "first", tenant="acme")  # $1.09 at most > $1
+    await runtime.set_budget("tenant", "acme", 10.0)
+    done = await runtime.resume(by_budget.run_id, agent)
+    by_rate = await runtime.run(agent, "second", tenant="acme")
+    clock.advance(60)
+    done_later = await runtime.resume(by_rate.run_id, agent)
+
+    assert by_budget.reason is not None
+    assert by_budget.reason.code == "budget.exhausted"
+    assert by_rate.reason is not None
+    assert by_rate.reason.code == "rate_limited"
+    assert (done.status, done_later.status) == ("completed", "completed")
+    for run_id in (by_budget.run_id, by_rate.run_id):
+        replayed = await runtime.replay(run_id, agent)
+        assert replayed.identical, replayed.differences

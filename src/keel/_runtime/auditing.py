@@ -21,16 +21,12 @@ from typing import Any
 
 from keel._core.events import ApprovalRequested, CallDecided, ChecksDecided, Event, RunPaused
 from keel._core.state import RunState
+from keel._runtime.call_guards import GUARDED
 from keel.audit import AuditEntry, AuditLog, digest_arguments
 
 __all__ = ["Auditor", "entries_for"]
 
-_PAUSES = {
-    "budget.exhausted": "budget.refused",
-    "budget.unpriced": "budget.refused",
-    "limit.max_cost_usd": "budget.refused",
-    "rate_limited": "rate.limited",
-}
+_PAUSES = {code: "rate.limited" if code == "rate_limited" else "budget.refused" for code in GUARDED}
 
 
 def _arguments(state: RunState, call_id: str) -> str | None:

@@ -24,6 +24,7 @@ from keel.errors import ModelError
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
+    "GUARDED",
     "CallGuard",
     "CallPlan",
     "ended",
@@ -31,6 +32,9 @@ __all__ = [
     "prompt_tokens",
     "worst_case",
 ]
+
+#: The reason codes of the pauses guards make (a replay refuses the same calls).
+GUARDED = frozenset({"budget.exhausted", "budget.unpriced", "limit.max_cost_usd", "rate_limited"})
 
 #: The output a call may produce when the agent sets no ``max_tokens`` and a cost cap applies:
 #: the cap can only hold if every call's output is bounded, so it is bounded here.
@@ -108,7 +112,8 @@ class CallGuard(Protocol):
         error: ModelError | None = None,
     ) -> None:
         """The call ended: with an answer and its cost (``None``: unknown), or failed (with
-        the model's error, when it raised one)."""
+        the model's error, when it raised one); neither: it was not made after all (a later
+        guard refused it)."""
         ...
 
     async def finish(self) -> None:
@@ -131,9 +136,12 @@ async def ended(
 
 
 async def guarded(guards: Sequence[CallGuard], plan: CallPlan) -> ErrorInfo | None:
-    """Ask each guard in order; the first refusal wins (later guards are not asked)."""
-    for guard in guards:
+    """Ask each guard in order; the first refusal wins: later guards are not asked, and the
+    earlier ones are told the call was not made (``after`` with neither answer nor error)."""
+    for index, guard in enumerate(guards):
         refused = await guard.before(plan)
         if refused is not None:
+            for earlier in guards[:index]:
+                await earlier.after(plan, None, None, None)
             return refused
     return None

@@ -69,15 +69,10 @@ class RunThrottle(CallGuard):
             got = await limiter.acquire(bucket, limit, tokens=wanted)
             if not got.granted:
                 await self._give_back()
-                when = (
-                    ""
-                    if got.retry_after_s is None
-                    else f"; it has room again in about {got.retry_after_s:.3g}s"
-                )
                 return ErrorInfo(
                     code="rate_limited",
                     message=f"the rate limit '{bucket}' has no room for this call "
-                    f"({got.reason}){when}; the run is paused: resume it later",
+                    f"({got.reason}); the run is paused: resume it later",
                 )
             self._taken.append((bucket, limit, wanted))
         return None
@@ -96,6 +91,9 @@ class RunThrottle(CallGuard):
         error: ModelError | None = None,
     ) -> None:
         limiter = self._throttling.limiter
+        if response is None and error is None:
+            await self._give_back()  # the call was not made after all
+            return
         taken, self._taken = self._taken, []
         if response is not None:
             used = response.usage.input_tokens + response.usage.output_tokens

@@ -22,10 +22,12 @@ from keel._core.codec import event_to_dict
 from keel._core.events import (
     FINISHED,
     ChecksDecided,
+    ErrorInfo,
     Event,
     ModelFailed,
     ModelResponded,
     ModelSwitched,
+    RunPaused,
     RunStarted,
     ToolCallFinished,
     ToolCallInDoubt,
@@ -36,6 +38,7 @@ from keel._core.messages import Message, ModelRequest, ModelResponse
 from keel._core.pricing import PriceTable
 from keel._core.state import RunState
 from keel._core.steps import RunDiff, Step, diff_runs, fork_events, steps_of
+from keel._runtime.call_guards import GUARDED, CallPlan
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.driver import EffectHandler, RunDriver
 from keel._runtime.inputs import check_input
@@ -201,6 +204,37 @@ class _ReplayChecks(CheckRuns):
         driver.record(events)
 
 
+class _ReplayGuards:
+    """Refuses model calls where the original run's guards did (a budget, a cost cap, a rate
+    limit), with the journaled reason, and lets the others through: outcomes in call order."""
+
+    def __init__(self, events: Sequence[Event]) -> None:
+        self._outcomes: list[ErrorInfo | None] = []
+        failed = False
+        for event in events:
+            if isinstance(event, ModelResponded | ModelFailed):
+                self._outcomes.append(None)
+            elif isinstance(event, RunPaused) and not failed and event.reason.code in GUARDED:
+                self._outcomes.append(event.reason)
+            # A pause right after a failed call is the failure's, not a guard's.
+            failed = isinstance(event, ModelFailed)
+
+    async def before(self, plan: CallPlan) -> ErrorInfo | None:
+        return self._outcomes.pop(0) if self._outcomes else None
+
+    async def after(
+        self,
+        plan: CallPlan,
+        response: ModelResponse | None,
+        cost: float | None,
+        error: ModelError | None = None,
+    ) -> None:
+        return None
+
+    async def finish(self) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Replay:
     """What a replay produced, and whether its journal matches the original's."""
@@ -248,6 +282,7 @@ async def replay(
         unsaved=(first,),
         handlers=handlers,
         checks=agent.checks,
+        guards=(_ReplayGuards(events),),
         detached=True,
     )
     state = await driver.drive()
