@@ -31,6 +31,11 @@ in a repr, a log line or an error; so are the encryption keys (``KEEL_ENCRYPTION
                               stores keep (the first encrypts, all decrypt; ``keel keys generate``
                               makes one; ``pip install 'keel-runtime[encryption]'``)
 ``KEEL_ENCRYPTION_KEY_FILE``  a file holding those keys instead, one per line
+``KEEL_AUDIT``                ``1`` keeps the audit log beside the journal (``Runtime(audit=...)``
+                              decides in code; the ``keel`` command follows this)
+``KEEL_BUDGETS``              ``1`` enforces the budget limits stored with ``keel budgets set``
+                              (``Runtime(budgets=...)`` decides in code; the ``keel`` command
+                              follows this)
 ============================  ==============================================================
 """
 
@@ -59,6 +64,8 @@ _ENV = {
     "redis_url": ("KEEL_REDIS_URL",),
     "encryption_keys": ("KEEL_ENCRYPTION_KEYS",),
     "encryption_key_file": ("KEEL_ENCRYPTION_KEY_FILE",),
+    "audit": ("KEEL_AUDIT",),
+    "budgets": ("KEEL_BUDGETS",),
     "openai_api_key": ("KEEL_OPENAI_API_KEY", "OPENAI_API_KEY"),
     "openai_base_url": ("KEEL_OPENAI_BASE_URL", "OPENAI_BASE_URL"),
     "anthropic_api_key": ("KEEL_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
@@ -84,6 +91,8 @@ class KeelSettings(BaseModel):
     redis_url: str | None = None
     encryption_keys: SecretStr | None = None
     encryption_key_file: str | None = None
+    audit: bool = False
+    budgets: bool = False
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     anthropic_api_key: SecretStr | None = None

@@ -91,3 +91,45 @@ def test_the_db_option_beats_keel_db(db: str, tmp_path: Path) -> None:
     assert runner.invoke(app, ["budgets", "set", "agent", "a", "1", "--db", other]).exit_code == 0
     assert "no stored budget limit" in runner.invoke(app, ["budgets", "list"]).output
     assert "agent a" in runner.invoke(app, ["budgets", "list", "--db", other]).output
+
+
+def test_with_keel_audit_changes_are_audited_and_with_keel_budgets_runs_obey_them(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.audit import open_audit_log
+    from keel.testing import OpenAICompatibleServer
+
+    monkeypatch.setenv("KEEL_AUDIT", "1")
+    monkeypatch.setenv("KEEL_BUDGETS", "1")
+    app_file = tmp_path / "app.py"
+    app_file.write_text(
+        "from keel import Agent, ModelSettings\n"
+        "agent = Agent(name='desk', model='openai:gpt-4o-mini',"
+        " model_settings=ModelSettings(max_tokens=50))\n"
+    )
+    set_it = runner.invoke(app, ["budgets", "set", "agent", "desk", "0", "--by", "ann"])
+    assert set_it.exit_code == 0, set_it.output
+    assert runner.invoke(app, ["budgets", "remove", "agent", "nobody"]).exit_code != 0
+
+    with OpenAICompatibleServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        refused = runner.invoke(app, ["run", f"{app_file}:agent", "Hello?"])
+        assert refused.exit_code == 3, refused.output  # paused: the budget is $0
+        assert "budget.exhausted" in refused.output or "budget" in refused.output
+        assert server.requests == []  # no call was made
+        runner.invoke(app, ["budgets", "set", "agent", "desk", "1", "--by", "ann"])
+        ran = runner.invoke(app, ["run", f"{app_file}:agent", "Hello again?"])
+        assert ran.exit_code == 0, ran.output
+
+    async def audited() -> list[tuple[str, str | None, str]]:
+        log = open_audit_log(db)
+        try:
+            assert (await log.verify()).ok
+            return [(r.action, r.user, r.subject) for r in await log.records()]
+        finally:
+            await log.aclose()
+
+    found = asyncio.run(audited())
+    assert found[0] == ("budget.changed", "ann", "agent:desk")
+    assert ("budget.refused", None, found[1][2]) == found[1]
+    assert found[2] == ("budget.changed", "ann", "agent:desk")

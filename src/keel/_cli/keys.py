@@ -9,6 +9,7 @@ Rotating a key, with every process given the new keys first::
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import asdict
 from typing import Annotated
 
@@ -16,6 +17,7 @@ import typer
 
 from keel._cli._common import DbOption, JsonOption, call, dumps, fail, guarded, plural, stdout
 from keel._runtime.runtime import Runtime
+from keel.audit import AuditEntry
 from keel.stores import Keyring, Rotation
 
 __all__ = ["keys_app"]
@@ -55,6 +57,17 @@ def rotate(
             name = type(runtime.store).__name__
             fail(f"{name} keeps nothing at rest: there is nothing to rotate")
         done: Rotation = await rotate_keys(encrypt_plain=encrypt_plain, batch_size=batch_size)
+        log = runtime.audit_log
+        if log is not None:
+            await log.append(
+                AuditEntry(
+                    actor="cli",
+                    action="keys.rotated",
+                    subject="store",
+                    user=getpass.getuser(),
+                    details=asdict(done),
+                )
+            )
         return done
 
     done = call(db, work)

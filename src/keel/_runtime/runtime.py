@@ -111,7 +111,8 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             sequence, even empty, turns budget checks on: before each model call its worst
             case is reserved in the ledger, which lives beside the journal in the store's
             database, and limits stored there (``keel budgets set``, :meth:`set_budget`) apply
-            too. ``None`` (the default): no budgets. ``Limits(max_cost_usd=...)`` caps one run
+            too. ``None`` (the default): only stored limits, when ``settings.budgets``
+            (``KEEL_BUDGETS=1``), else no budgets. ``Limits(max_cost_usd=...)`` caps one run
             either way.
         budget_ledger: Where budgets are kept, instead of the store's database.
         rate_limits: Token buckets on model calls (:class:`keel.resilience.RateLimit`, per
@@ -120,7 +121,8 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         rate_limiter: Where the buckets live, instead of what the settings say.
         audit: ``True`` keeps a hash-chained audit log (:mod:`keel.audit`) of check decisions,
             approvals, spending refusals, budget changes and deletions, beside the journal in
-            the store's database; or pass a log. Default: off.
+            the store's database; or pass a log. Default (``None``): ``settings.audit``
+            (``KEEL_AUDIT=1``), else off.
         secrets: Values that must never be recorded, besides the secrets in ``settings`` (API
             keys, encryption keys, passwords in URLs): wherever one appears in a run (a model's
             tool call, a tool's result, a provider's error, the input), the run's state, journal,
@@ -148,7 +150,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         budget_ledger: BudgetLedger | None = None,
         rate_limits: Sequence[RateLimit] = (),
         rate_limiter: RateLimiter | None = None,
-        audit: AuditLog | bool = False,
+        audit: AuditLog | bool | None = None,
         secrets: Sequence[str] = (),
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
@@ -209,11 +211,11 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             location=store_location(self.store, opened_from),
             clock=self.clock,
             prices=self.prices,
-            budgets=budgets,
+            budgets=[] if budgets is None and self.settings.budgets else budgets,
             budget_ledger=budget_ledger,
             rate_limits=rate_limits,
             rate_limiter=rate_limiter,
-            audit=audit,
+            audit=self.settings.audit if audit is None else audit,
         )
         self._retention = Retention(self._kernel, self._governance.auditor)
         self._recover_on_start = recover_on_start
