@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from keel import Agent, Limits, Runtime, tool
+from keel import Agent, Limits, ModelSettings, Price, Runtime, tool
 from keel._core.codec import encode_event
 from keel._core.events import Event
 from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse, ToolCall
@@ -104,17 +104,49 @@ def _agent(steps: int, *, sync_tool: bool = False) -> tuple[Agent[str], InstantM
     return agent, model
 
 
-async def _time_runs(store: Store, steps: int, runs: int, *, sync_tool: bool = False) -> float:
+def _governed(store: Store, agent: Agent[str]) -> tuple[Runtime, Agent[str]]:
+    """A runtime with every governance feature on: a tenant budget (in-memory ledger), a
+    tenant rate limit, a known secret to mask, the audit log (in memory) and a policy."""
+    from keel.audit import MemoryAuditLog
+    from keel.budgets import Budget
+    from keel.policies import ToolPermissions
+    from keel.resilience import RateLimit
+
+    runtime = Runtime(
+        store=store,
+        prices={"scripted": Price(input_per_mtok=1.0, output_per_mtok=1.0)},
+        budgets=[Budget("tenant", 1e9)],
+        rate_limits=[RateLimit(requests_per_minute=10**9, scope="tenant")],
+        secrets=["sk-bench-secret-0000000000"],
+        audit=MemoryAuditLog(),
+    )
+    checked = Agent(
+        name=agent.name,
+        model=agent.model,
+        tools=list(agent.tools),
+        limits=agent.limits,
+        checks=[ToolPermissions()],
+        model_settings=ModelSettings(max_tokens=64),
+    )
+    return runtime, checked
+
+
+async def _time_runs(
+    store: Store, steps: int, runs: int, *, sync_tool: bool = False, governed: bool = False
+) -> float:
     """Microseconds per step over ``runs`` runs of ``steps`` steps (plus the final answer)."""
     agent, model = _agent(steps, sync_tool=sync_tool)
     runtime = Runtime(store=store)
+    if governed:
+        runtime, agent = _governed(store, agent)
+    tenant, user = ("acme", "ann") if governed else (None, None)
     # Warm up: imports, statement caches, pydantic validators.
     model.reset()
-    await runtime.run(agent, "warm up")
+    await runtime.run(agent, "warm up", tenant=tenant, user=user)
     started = time.perf_counter()
     for _ in range(runs):
         model.reset()
-        result = await runtime.run(agent, "go")
+        result = await runtime.run(agent, "go", tenant=tenant, user=user)
         assert result.status == "completed", result.reason
     elapsed = time.perf_counter() - started
     await runtime.close()
@@ -304,6 +336,21 @@ def main() -> None:
 
         sync_us = _median(sync_tool_run, repeats)
         print(f"memory, sync tool (runs in a thread), K=100: {sync_us:.1f} us/step")
+
+        def plain_and_governed(governed: bool) -> float:
+            runs = max(1, budget // 100)
+            return asyncio.run(_time_runs(MemoryStore(), 100, runs, governed=governed))
+
+        plain, governed = [], []
+        for _ in range(repeats):  # interleaved, so that noise favours neither
+            plain.append(plain_and_governed(False))
+            governed.append(plain_and_governed(True))
+        ratio = statistics.median(governed) / statistics.median(plain)
+        print(
+            f"memory, K=100, every governance feature on (budget, rate limit, secret, audit, "
+            f"policy): {statistics.median(governed):.1f} us/step against "
+            f"{statistics.median(plain):.1f} (ratio {ratio:.2f})"
+        )
     for k in sizes:
         print(f"peak memory of one run, K={k}: {_peak_memory_kib(k):.0f} KiB")
     for label, us in _test_doubles(2000 if options.smoke else 50_000).items():

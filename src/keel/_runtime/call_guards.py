@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from keel._core.eventbase import ErrorInfo
-from keel._core.messages import AssistantMessage, ModelRequest, ModelResponse
+from keel._core.messages import AssistantMessage, Message, ModelRequest, ModelResponse
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel.errors import ModelError
@@ -27,6 +27,7 @@ __all__ = [
     "GUARDED",
     "CallGuard",
     "CallPlan",
+    "PromptCounter",
     "ended",
     "guarded",
     "prompt_tokens",
@@ -50,23 +51,56 @@ def _count(text: str) -> int:
     return math.ceil(len(text.encode()) / _BYTES_PER_TOKEN)
 
 
+def _message_tokens(message: Message) -> int:
+    total = _PER_MESSAGE
+    content = getattr(message, "content", None)
+    if isinstance(content, str):
+        total += _count(content)
+    if isinstance(message, AssistantMessage):
+        for call in message.tool_calls:
+            total += _count(call.name) + _count(call.arguments) + _PER_MESSAGE
+    return total
+
+
 def prompt_tokens(request: ModelRequest) -> int:
     """A conservative estimate of the tokens ``request`` sends (messages, tools, schema)."""
+    return sum(_message_tokens(m) for m in request.messages) + _fixed_tokens(request)
+
+
+def _fixed_tokens(request: ModelRequest) -> int:
     total = 0
-    for message in request.messages:
-        total += _PER_MESSAGE
-        content = getattr(message, "content", None)
-        if isinstance(content, str):
-            total += _count(content)
-        if isinstance(message, AssistantMessage):
-            for call in message.tool_calls:
-                total += _count(call.name) + _count(call.arguments) + _PER_MESSAGE
     for tool in request.tools:
         total += _count(tool.name) + _count(tool.description)
         total += _count(json.dumps(tool.parameters, separators=(",", ":")))
     if request.output_schema is not None:
         total += _count(json.dumps(request.output_schema, separators=(",", ":")))
     return total
+
+
+class PromptCounter:
+    """:func:`prompt_tokens` for the growing conversation of one run, counting each message
+    once: a run's messages are appended to (and now and then one is replaced), so counting
+    them all before every call would cost O(steps²) over the run."""
+
+    def __init__(self) -> None:
+        self._messages: list[Message] = []
+        self._total = 0
+        self._fixed: tuple[ModelRequest, int] | None = None
+
+    def __call__(self, request: ModelRequest) -> int:
+        messages = list(request.messages)
+        known = len(self._messages)
+        # List equality checks identity first, item by item, in C: the common case (the same
+        # messages, more at the end) costs no Python per message. A replaced message that is
+        # equal costs the same tokens anyway.
+        if len(messages) >= known and messages[:known] == self._messages:
+            self._total += sum(_message_tokens(m) for m in messages[known:])
+        else:
+            self._total = sum(_message_tokens(m) for m in messages)
+        self._messages = messages
+        if self._fixed is None or self._fixed[0] is not request:
+            self._fixed = (request, _fixed_tokens(request))
+        return self._total + self._fixed[1]
 
 
 @dataclass(frozen=True, slots=True)

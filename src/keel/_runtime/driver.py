@@ -36,7 +36,7 @@ from keel._core.messages import Message, ModelRequest
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel._core.usage import Usage
-from keel._runtime.call_guards import CallGuard
+from keel._runtime.call_guards import CallGuard, PromptCounter
 from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
@@ -165,6 +165,8 @@ class RunDriver:
         #: Asked around every model call (spending, rate limits; see call_guards).
         self.guards = tuple(guards)
         self._journaled = tuple(journaled)
+        #: Estimates what each model call sends, for the guards (one count per message).
+        self.prompt_tokens = PromptCounter()
         self._scrubber = scrubber if scrubber else None
 
     @property

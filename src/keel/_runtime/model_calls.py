@@ -31,7 +31,6 @@ from keel._runtime.call_guards import (
     CallPlan,
     ended,
     guarded,
-    prompt_tokens,
 )
 from keel.errors import ModelError, ModelResponseError, RateLimitedError
 from keel.ports import Model
@@ -107,7 +106,7 @@ class ModelCalls:
             state=driver.state,
             step=effect.step,
             models=driver.model_names_now(),
-            prompt_tokens=prompt_tokens(request),
+            prompt_tokens=driver.prompt_tokens(request),
             max_output_tokens=request.settings.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
         )
         refused = await guarded(driver.guards, plan)
