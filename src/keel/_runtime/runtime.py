@@ -127,6 +127,10 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             keys, encryption keys, passwords in URLs): wherever one appears in a run (a model's
             tool call, a tool's result, a provider's error, the input), the run's state, journal,
             results and audit log get ``[REDACTED]`` instead (values of 8 characters or more).
+        redact: Rewrites the text every run records before the run applies it, so it is
+            neither stored nor sent on: the input, the model's text, tool results, errors and
+            reasons (not tool call arguments, which tools need). E.g.
+            :class:`keel.guardrails.PIIRedactor` keeps personal data out of the journal.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         rate_limiter: RateLimiter | None = None,
         audit: AuditLog | bool | None = None,
         secrets: Sequence[str] = (),
+        redact: Callable[[str], str] | None = None,
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
         if (
@@ -201,7 +206,9 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             checks=tuple(as_check(c) for c in checks),
             new_id=new_id,
         )
-        self._kernel.scrubber = Scrubber([*self.settings.secret_values(), *secrets])
+        self._kernel.scrubber = Scrubber(
+            [*self.settings.secret_values(), *secrets], redactor=redact
+        )
         self._runs = Runs(self._kernel)
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)
