@@ -180,8 +180,15 @@ _BELOW_RUNTIME = (
 ALLOWED = {
     "_core": ("keel._core", "keel.errors"),
     # The audit log stands alone: the runtime and the command line call it, not the reverse.
-    "audit": ("keel.audit", "keel.errors", "keel._redact"),
-    "stores": ("keel._core", "keel.errors", "keel.ports", "keel.stores", "keel._redact"),
+    "audit": ("keel.audit", "keel.errors", "keel._redact", "keel._sqlite"),
+    "stores": (
+        "keel._core",
+        "keel.errors",
+        "keel.ports",
+        "keel.stores",
+        "keel._redact",
+        "keel._sqlite",
+    ),
     "models": (
         "keel._core",
         "keel.errors",
@@ -192,7 +199,7 @@ ALLOWED = {
     ),
     "resilience": ("keel._core", "keel.errors", "keel.ports", "keel.resilience", "keel._redact"),
     # The budget ledger stands beside the stores: no runtime, no store.
-    "budgets": ("keel._core", "keel.errors", "keel.budgets", "keel._redact"),
+    "budgets": ("keel._core", "keel.errors", "keel.budgets", "keel._redact", "keel._sqlite"),
     # The runtime's parts use ports only: no concrete store or provider.
     "_runtime": _BELOW_RUNTIME,
     # Policies are checks: they build on the check machinery, never on the runtime's parts.

@@ -67,3 +67,42 @@ def test_settings_list_their_secrets(tmp_path: Path) -> None:
         "redis-secret",
         "key-from-the-file-000",
     }
+
+
+def database_bytes(directory: Path) -> bytes:
+    """Every byte of the SQLite files in ``directory`` (the database and its WAL)."""
+    return b"".join(p.read_bytes() for p in directory.glob("keel.db*"))
+
+
+async def test_a_redactor_keeps_personal_data_out_of_the_journal_but_not_out_of_tool_calls(
+    tmp_path: Path,
+) -> None:
+    from keel import Agent, Runtime, tool
+    from keel.guardrails import PIIRedactor
+    from keel.testing import ScriptedModel, call
+
+    sent: list[str] = []
+
+    @tool
+    def email(to: str) -> str:
+        """Send an e-mail."""
+        sent.append(to)
+        return f"sent to {to}; reply from bob@example.org"
+
+    model = ScriptedModel([call("email", to="ana@example.com"), "Done: ana@example.com"])
+    agent = Agent(name="desk", model=model, tools=[email])
+    db = tmp_path / "keel.db"
+    async with Runtime(
+        store=db, settings=KeelSettings.from_environ({}), redact=PIIRedactor()
+    ) as runtime:
+        result = await runtime.run(agent, "Mail ana@example.com, my card is 4111 1111 1111 1111")
+
+    assert sent == ["ana@example.com"]  # the tool got the address the model wrote
+    assert result.output == "Done: [EMAIL]"
+    first = [str(m.content) for m in model.requests[0].messages]
+    assert "my card is [CREDIT_CARD]" in first[-1]
+    told = [str(m.content) for m in model.requests[1].messages]
+    assert "reply from [EMAIL]" in told[-1]
+    raw = database_bytes(tmp_path)
+    assert b"4111 1111" not in raw
+    assert b"bob@example.org" not in raw

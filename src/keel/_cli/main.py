@@ -77,6 +77,10 @@ MaxTokens = Annotated[
 MaxWallTime = Annotated[
     float | None, typer.Option("--max-wall-time", min=0.001, help="Seconds of wall time allowed.")
 ]
+MaxCost = Annotated[
+    float | None,
+    typer.Option("--max-cost", min=0, help="Raise the run's cost cap (US dollars)."),
+]
 MaxRepeats = Annotated[
     int | None,
     typer.Option("--max-repeated-calls", min=1, help="Raise the limit on identical tool calls."),
@@ -186,6 +190,7 @@ def resume(
     max_tokens: MaxTokens = None,
     max_wall_time: MaxWallTime = None,
     max_repeated_calls: MaxRepeats = None,
+    max_cost: MaxCost = None,
     queue: Annotated[
         bool,
         typer.Option(
@@ -213,6 +218,7 @@ def resume(
         "max_total_tokens": max_tokens,
         "max_wall_time_s": max_wall_time,
         "max_repeated_calls": max_repeated_calls,
+        "max_cost_usd": max_cost,
     }
     if queue:
         _requeue(db, run_id, model, overrides, as_json=as_json)
@@ -228,6 +234,7 @@ def resume(
             max_total_tokens=max_tokens,
             max_wall_time_s=max_wall_time,
             max_repeated_calls=max_repeated_calls,
+            max_cost_usd=max_cost,
         )
         return await runtime.resume(run_id, chosen, limits=limits, model=model)
 

@@ -52,8 +52,8 @@ class CheckRequest:
     ``text`` is the input (``input``), the tool's result (``tool_result``) or the final answer
     as text (``output``); ``call`` the tool call (``tool_call``, ``tool_result``) and
     ``arguments`` its validated arguments (``tool_call``); ``messages`` what the model is about
-    to be sent (``model_call``). ``tool_name`` and ``side_effects`` describe the called tool
-    (``None`` when the model called a tool the agent does not have); ``previous_calls`` are the
+    to be sent (``model_call``). ``side_effects`` describes the called tool (``None`` when the
+    model called a tool the agent does not have); ``previous_calls`` are the
     run's tool calls before this one (earlier turns, then this turn's calls the checks let
     through). ``tenant``, ``user`` and ``roles`` are who the run is for.
     """

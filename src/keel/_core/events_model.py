@@ -115,13 +115,17 @@ class OutputRejected(Event):
     def fold(self, state: RunState) -> None:
         state.output_retries += 1
         state.final_text = None
-        if self.withheld is not None:
-            for index in range(len(state.messages) - 1, -1, -1):
-                if isinstance(state.messages[index], AssistantMessage):
-                    text = f"(an answer withheld by check '{self.withheld}')"
-                    state.messages[index] = AssistantMessage(content=text)
-                    break
-        state.messages.append(UserMessage(content=correction_message(self.error)))
+        if self.withheld is None:
+            state.messages.append(UserMessage(content=correction_message(self.error)))
+            return
+        for index in range(len(state.messages) - 1, -1, -1):
+            if isinstance(state.messages[index], AssistantMessage):
+                text = f"(an answer withheld by check '{self.withheld}')"
+                state.messages[index] = AssistantMessage(content=text)
+                break
+        state.messages.append(
+            UserMessage(content=f"Your last answer was not accepted: {self.error}. Answer again.")
+        )
 
     def fork(self, copy: ForkCopy) -> OutputRejected | None:
         return self if self.step <= copy.at_step else None

@@ -155,8 +155,9 @@ class PendingCall:
     - ``interrupted``: a call that started and did not come back (a crash, a timeout, a
       cancel) and is not safe to repeat: did its effect happen?
     - ``escalated``: a check handed the decision to a person (``reason`` says why). For a
-      tool call, ``call`` is that call; for the input, a tool result or a model call it names
-      the subject: ids ``input``, ``result:<call id>``, ``model_call:<step>``.
+      tool call, ``call`` is that call; for the input, a tool result, a model call or the
+      final answer it names the subject: ids ``input``, ``result:<call id>``,
+      ``model_call:<step>``, ``output:<step>`` (its arguments hold the answer as ``text``).
     """
 
     call: ToolCall

@@ -161,11 +161,7 @@ class Approvals:
         if (
             pending.kind == "escalated"
             and decision == "edit"
-            and pending.call.name
-            in (
-                "input",
-                "model_call",
-            )
+            and pending.call.name in ("input", "model_call", "output")
         ):
             raise UsageError(f"{pending.call.id} cannot be edited; approve or reject it")
         if decision == "edit":

@@ -5,8 +5,8 @@ Governance facts come from the journal, right after they are appended: each chec
 tool call's arguments), each request for a person (``approval.requested``) and each person's
 decision (``approval.decided``, by whom), and each pause for spending or rate limits
 (``budget.refused``, ``rate.limited``). The runtime's own API adds budget changes
-(``budget.changed``), deletions (``run.deleted``, ``thread.deleted``) and its configuration
-when it changes (``config.changed``).
+(``budget.changed``) and deletions (``run.deleted``, ``runs.deleted``, ``thread.deleted``); the
+``keel`` command adds key rotations (``keys.rotated``) and its budget changes.
 
 Records carry the run's tenant and user, never arguments or results: a digest of the
 arguments proves which ones were decided on without keeping them. An audit record is written
@@ -30,8 +30,12 @@ _PAUSES = {code: "rate.limited" if code == "rate_limited" else "budget.refused" 
 
 
 def _arguments(state: RunState, call_id: str) -> str | None:
-    call = state.awaiting.get(call_id)
-    return None if call is None else digest_arguments(call.arguments)
+    """The digest of a call of the latest turn (answered or not), or ``None``."""
+    turn = state.messages[state.turn_index] if state.turn_index >= 0 else None
+    for call in getattr(turn, "tool_calls", ()):
+        if call.id == call_id:
+            return digest_arguments(call.arguments)
+    return None
 
 
 def _entry(state: RunState, action: str, **fields: Any) -> AuditEntry:

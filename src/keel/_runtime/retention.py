@@ -25,7 +25,9 @@ class Retention:
         deleted = await self.k.store.delete_runs(wanted)
         if self._auditor is not None:
             for run_id in wanted:
-                await self._auditor.record("run.deleted", run_id, details={"existed": deleted})
+                # The store says how many of the batch existed, not which.
+                details = {"batch_size": len(wanted), "batch_deleted": deleted}
+                await self._auditor.record("run.deleted", run_id, details=details)
         return deleted
 
     async def delete_runs_older_than(self, seconds: float) -> int:

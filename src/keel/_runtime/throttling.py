@@ -23,7 +23,7 @@ from keel.resilience import RateLimit, RateLimiter
 __all__ = ["RunThrottle", "Throttling"]
 
 # When a 429 gives no Retry-After, its bucket is emptied for this long.
-_DEFAULT_PENALTY_S = 1.0
+_DEFAULT_PENALTY_S = 5.0
 
 
 class Throttling:

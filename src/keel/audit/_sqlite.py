@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import Path
 from typing import TypeVar
 
+from keel._sqlite import use_wal
 from keel.audit._log import AuditLog, Snapshot
 from keel.audit._records import GENESIS_HASH, AuditEntry, AuditHead, AuditRecord, chain
 from keel.audit._rows import COLUMNS, record_of, row_of
@@ -97,7 +98,7 @@ class _Connection:
                 check_same_thread=False,
             )
             try:
-                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                use_wal(conn, self._busy_timeout_s)
                 conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout_s * 1000)}")
                 with _immediate(conn):
                     # Only a database without the log gets the tables, the triggers and an

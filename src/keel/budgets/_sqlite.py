@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from keel._sqlite import use_wal
 from keel.budgets._ledger import LocalLedger, checked_limit
 from keel.budgets._logic import Row, Tables, UsageKey, current_windows, statuses_from
 from keel.budgets._model import (
@@ -174,7 +175,7 @@ class SQLiteBudgetLedger(LocalLedger):
                 check_same_thread=False,
             )
             try:
-                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                use_wal(conn, self._busy_timeout_s)
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout_s * 1000)}")
                 conn.execute("BEGIN IMMEDIATE")

@@ -31,6 +31,7 @@ from keel.guardrails._guards import (
     InjectionAction,
     InjectionGuard,
     PIIGuard,
+    PIIRedactor,
     UntrustedToolOutput,
 )
 from keel.guardrails._injection import DEFAULT_THRESHOLD, InjectionResult, detect_injection, fence
@@ -45,6 +46,7 @@ __all__ = [
     "PIIAction",
     "PIIGuard",
     "PIIMatch",
+    "PIIRedactor",
     "Redaction",
     "UntrustedToolOutput",
     "detect_injection",

@@ -12,7 +12,7 @@ from keel.errors import ConfigurationError
 from keel.guardrails._injection import DEFAULT_THRESHOLD, detect_injection, fence
 from keel.guardrails._pii import PIIAction, _entities, check_actions, redact_pii
 
-__all__ = ["InjectionAction", "InjectionGuard", "PIIGuard", "UntrustedToolOutput"]
+__all__ = ["InjectionAction", "InjectionGuard", "PIIGuard", "PIIRedactor", "UntrustedToolOutput"]
 
 InjectionAction = Literal["block", "flag", "fence", "escalate"]
 _INJECTION_ACTIONS: tuple[str, ...] = ("block", "flag", "fence", "escalate")
@@ -184,3 +184,40 @@ def UntrustedToolOutput(  # noqa: N802 - a factory named like the check it makes
         return CheckResult.modify(fence(request.text, f"tool:{tool}"), "untrusted tool output")
 
     return Check(untrusted, name=name, points=("tool_result",))
+
+
+class PIIRedactor:
+    """Redacts personal data and secrets from text, as :func:`keel.guardrails.redact_pii`
+    does, for ``Runtime(redact=PIIRedactor(...))``: what runs record (their input, the model's
+    text, tool results, errors) is redacted before it is stored or sent on. ``"block"`` redacts
+    too: what is already there cannot be refused, only kept out of the record.
+    """
+
+    def __init__(
+        self,
+        actions: Mapping[str, PIIAction] | None = None,
+        default: PIIAction = "redact",
+        *,
+        entities: Iterable[str] | None = None,
+        hash_key: bytes | str | None = None,
+    ) -> None:
+        self._actions = {
+            entity: "redact" if action == "block" else action
+            for entity, action in check_actions(actions, default).items()
+        }
+        self._default: PIIAction = "redact" if default == "block" else default
+        self._entities = None if entities is None else _entities(entities)
+        self._hash_key = hash_key
+
+    def __repr__(self) -> str:
+        return f"PIIRedactor(default={self._default!r})"
+
+    def __call__(self, text: str) -> str:
+        """``text`` redacted."""
+        return redact_pii(
+            text,
+            self._actions,
+            self._default,
+            entities=self._entities,
+            hash_key=self._hash_key,
+        ).text

@@ -35,6 +35,7 @@ import weakref
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from keel._sqlite import use_wal
 from keel.errors import ConfigurationError, StoreError
 from keel.ports import Clock, SystemClock
 from keel.stores._common import closed_error
@@ -304,7 +305,7 @@ class SQLiteStore(SQLStore):
     def _configure(self, conn: sqlite3.Connection) -> None:
         try:
             # The first statement that reads the file: a file that is not a database fails here.
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            use_wal(conn, self._busy_timeout_s)
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout_s * 1000)}")
