@@ -7,6 +7,7 @@ pure loop, argument validation, the tool call machinery, the events and the jour
     python bench/step_overhead.py            # the figures in docs/benchmarks.md
     python bench/step_overhead.py --quick    # a fast first look
     python bench/step_overhead.py --smoke    # seconds; the test suite runs this
+    python bench/step_overhead.py --governance   # only: every governance feature on vs off
 
 Reported per store (memory; SQLite synchronous=FULL on disk, i.e. durable; SQLite NORMAL;
 PostgreSQL with --postgres) and for K = 10, 100 and 1000: microseconds per step, the median and
@@ -270,6 +271,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny runs: checks the script works")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument(
+        "--governance", action="store_true", help="only compare governance on and off"
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         help="also measure a PostgreSQL store (a fresh schema, dropped afterwards), e.g. "
@@ -301,6 +305,9 @@ def main() -> None:
             ),
         }
         baselines = {"sqlite-full": commit}
+        if options.governance:
+            _governance(stores, budget, repeats)
+            return
         if options.postgres:
             from keel.stores._postgres import PostgresStore
 
@@ -337,25 +344,33 @@ def main() -> None:
         sync_us = _median(sync_tool_run, repeats)
         print(f"memory, sync tool (runs in a thread), K=100: {sync_us:.1f} us/step")
 
-        def plain_and_governed(governed: bool) -> float:
-            runs = max(1, budget // 100)
-            return asyncio.run(_time_runs(MemoryStore(), 100, runs, governed=governed))
-
-        plain, governed = [], []
-        for _ in range(repeats):  # interleaved, so that noise favours neither
-            plain.append(plain_and_governed(False))
-            governed.append(plain_and_governed(True))
-        ratio = statistics.median(governed) / statistics.median(plain)
-        print(
-            f"memory, K=100, every governance feature on (budget, rate limit, secret, audit, "
-            f"policy): {statistics.median(governed):.1f} us/step against "
-            f"{statistics.median(plain):.1f} (ratio {ratio:.2f})"
-        )
+        _governance(stores, budget, repeats)
     for k in sizes:
         print(f"peak memory of one run, K={k}: {_peak_memory_kib(k):.0f} KiB")
     for label, us in _test_doubles(2000 if options.smoke else 50_000).items():
         print(f"test double {label}: {us:.1f} us per request")
     sys.stdout.flush()
+
+
+def _governance(stores: dict[str, Callable[[], Store]], budget: int, repeats: int) -> None:
+    """Per step at K=100, every governance feature on against none, interleaved."""
+    for label in ("memory", "sqlite-full"):
+        make = stores[label]
+
+        def one(governed: bool, make: Callable[[], Store] = make) -> float:
+            runs = max(1, budget // 100)
+            return asyncio.run(_time_runs(make(), 100, runs, governed=governed))
+
+        plain, governed = [], []
+        for _ in range(repeats):  # interleaved, so that noise favours neither
+            plain.append(one(False))
+            governed.append(one(True))
+        ratio = statistics.median(governed) / statistics.median(plain)
+        print(
+            f"{label}, K=100, every governance feature on (budget, rate limit, secret, audit, "
+            f"policy): {statistics.median(governed):.1f} us/step against "
+            f"{statistics.median(plain):.1f} (ratio {ratio:.2f})"
+        )
 
 
 def _test_doubles(count: int) -> dict[str, float]:
