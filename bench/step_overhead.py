@@ -105,41 +105,54 @@ def _agent(steps: int, *, sync_tool: bool = False) -> tuple[Agent[str], InstantM
     return agent, model
 
 
-def _governed(store: Store, agent: Agent[str]) -> tuple[Runtime, Agent[str]]:
-    """A runtime with every governance feature on: a tenant budget (in-memory ledger), a
-    tenant rate limit, a known secret to mask, the audit log (in memory) and a policy."""
-    from keel.audit import MemoryAuditLog
+FEATURES = ("policy", "secret", "rate limit", "budget", "audit")
+
+
+def _governed(
+    store: Store, agent: Agent[str], features: Sequence[str] = FEATURES
+) -> tuple[Runtime, Agent[str]]:
+    """A runtime with some governance features on: a policy (tool permissions), a known
+    secret to mask, a tenant rate limit, a tenant budget (its ledger beside the journal) and
+    the audit log (beside the journal too)."""
     from keel.budgets import Budget
     from keel.policies import ToolPermissions
     from keel.resilience import RateLimit
 
-    runtime = Runtime(
-        store=store,
-        prices={"scripted": Price(input_per_mtok=1.0, output_per_mtok=1.0)},
-        budgets=[Budget("tenant", 1e9)],
-        rate_limits=[RateLimit(requests_per_minute=10**9, scope="tenant")],
-        secrets=["sk-bench-secret-0000000000"],
-        audit=MemoryAuditLog(),
-    )
+    options: dict[str, Any] = {}
+    if "secret" in features:
+        options["secrets"] = ["sk-bench-secret-0000000000"]
+    if "rate limit" in features:
+        options["rate_limits"] = [RateLimit(requests_per_minute=10**9, scope="tenant")]
+    if "budget" in features:
+        options["budgets"] = [Budget("tenant", 1e9)]
+        options["prices"] = {"scripted": Price(input_per_mtok=1.0, output_per_mtok=1.0)}
+    if "audit" in features:
+        options["audit"] = True
+    runtime = Runtime(store=store, **options)
     checked = Agent(
         name=agent.name,
         model=agent.model,
         tools=list(agent.tools),
         limits=agent.limits,
-        checks=[ToolPermissions()],
+        checks=[ToolPermissions()] if "policy" in features else [],
         model_settings=ModelSettings(max_tokens=64),
     )
     return runtime, checked
 
 
 async def _time_runs(
-    store: Store, steps: int, runs: int, *, sync_tool: bool = False, governed: bool = False
+    store: Store,
+    steps: int,
+    runs: int,
+    *,
+    sync_tool: bool = False,
+    governed: Sequence[str] = (),
 ) -> float:
     """Microseconds per step over ``runs`` runs of ``steps`` steps (plus the final answer)."""
     agent, model = _agent(steps, sync_tool=sync_tool)
     runtime = Runtime(store=store)
     if governed:
-        runtime, agent = _governed(store, agent)
+        runtime, agent = _governed(store, agent, governed)
     tenant, user = ("acme", "ann") if governed else (None, None)
     # Warm up: imports, statement caches, pydantic validators.
     model.reset()
@@ -353,24 +366,27 @@ def main() -> None:
 
 
 def _governance(stores: dict[str, Callable[[], Store]], budget: int, repeats: int) -> None:
-    """Per step at K=100, every governance feature on against none, interleaved."""
+    """Per step at K=100: each governance feature alone, then all, against none; each
+    configuration measured interleaved with the plain one, so noise favours neither."""
     for label in ("memory", "sqlite-full"):
         make = stores[label]
 
-        def one(governed: bool, make: Callable[[], Store] = make) -> float:
+        def one(features: Sequence[str], make: Callable[[], Store] = make) -> float:
             runs = max(1, budget // 100)
-            return asyncio.run(_time_runs(make(), 100, runs, governed=governed))
+            return asyncio.run(_time_runs(make(), 100, runs, governed=features))
 
-        plain, governed = [], []
-        for _ in range(repeats):  # interleaved, so that noise favours neither
-            plain.append(one(False))
-            governed.append(one(True))
-        ratio = statistics.median(governed) / statistics.median(plain)
-        print(
-            f"{label}, K=100, every governance feature on (budget, rate limit, secret, audit, "
-            f"policy): {statistics.median(governed):.1f} us/step against "
-            f"{statistics.median(plain):.1f} (ratio {ratio:.2f})"
-        )
+        configurations = [(f,) for f in FEATURES] + [("policy", "audit"), FEATURES]
+        for features in configurations:
+            plain, governed = [], []
+            for _ in range(repeats):
+                plain.append(one(()))
+                governed.append(one(features))
+            ratio = statistics.median(governed) / statistics.median(plain)
+            name = "all of them" if features == FEATURES else " + ".join(features)
+            print(
+                f"governance {label:<11} K=100 {name:<16} {statistics.median(governed):8.1f} "
+                f"us/step against {statistics.median(plain):7.1f} (ratio {ratio:.2f})"
+            )
 
 
 def _test_doubles(count: int) -> dict[str, float]:

@@ -168,3 +168,37 @@ async def test_who_a_run_is_for_is_validated(
     runtime = Runtime(store=store, settings=NO_MODELS)
     with pytest.raises(UsageError, match=named):
         await runtime.run(agent, "hi", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_call_id_repeated_from_turn_to_turn_is_checked_every_time(
+    store: MemoryStore,
+) -> None:
+    from keel.messages import AssistantMessage, ToolCall
+
+    def same_id(order: str) -> AssistantMessage:
+        # Some local servers number calls per turn: "call_0" every time.
+        return AssistantMessage(
+            tool_calls=(
+                ToolCall(id="call_0", name="delete", arguments=f'{{"order_id": "{order}"}}'),
+            )
+        )
+
+    asked: list[str] = []
+
+    @check(points=["tool_call"])
+    def one_delete(request: CheckRequest) -> CheckResult:
+        assert request.call is not None
+        asked.append(request.call.id)
+        if any(c.name == "delete" for c in request.previous_calls):
+            return CheckResult.deny("one delete per run")
+        return CheckResult.allow()
+
+    model = ScriptedModel([same_id("1"), same_id("2"), "done"])
+    agent = Agent(name="desk", model=model, tools=[delete], checks=[one_delete])
+    result = await Runtime(store=store, settings=NO_MODELS).run(agent, "delete 1 and 2")
+
+    assert result.status == "completed"
+    assert len(asked) == 2
+    assert len(set(asked)) == 2  # the second call got an id of its own
+    verdicts = [e.verdict for e in await store.load(result.run_id) if isinstance(e, ChecksDecided)]
+    assert verdicts == ["allow", "deny"]

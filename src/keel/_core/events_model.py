@@ -46,6 +46,7 @@ class ModelResponded(Event):
             state.cost_usd = None if self.cost_usd is None else state.cost_usd + self.cost_usd
         calls = self.message.tool_calls
         if calls:
+            state.call_ids.update(call.id for call in calls)
             state.turn_index = len(state.messages)
             state.turn_successes = 0
             state.call_keys = {}

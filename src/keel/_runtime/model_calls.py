@@ -12,6 +12,7 @@ text is handed on as it arrives.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -41,10 +42,14 @@ if TYPE_CHECKING:
 __all__ = ["ModelCalls", "normalize_calls"]
 
 
-def normalize_calls(message: AssistantMessage, step: int) -> AssistantMessage:
-    """Give every call of a turn a distinct id; some local servers repeat or omit them."""
+def normalize_calls(
+    message: AssistantMessage, step: int, earlier: Collection[str] = ()
+) -> AssistantMessage:
+    """Give every call of a run a distinct id: some local servers repeat or omit them, within
+    a turn or from turn to turn (``call_0`` every time). Checks, decisions and results are
+    keyed by call id, so a repeated id would let a later call pass for an earlier one."""
     ids = [call.id for call in message.tool_calls]
-    if all(ids) and len(set(ids)) == len(ids):
+    if all(ids) and len(set(ids)) == len(ids) and not any(i in earlier for i in ids):
         return message
     calls = tuple(
         ToolCall(id=f"call_{step}_{i}", name=call.name, arguments=call.arguments)
@@ -188,7 +193,7 @@ class ModelCalls:
         await ended(driver.guards, plan, response, cost)
         message = response.message
         if message.tool_calls:
-            message = normalize_calls(message, effect.step)
+            message = normalize_calls(message, effect.step, state.call_ids)
         event = ModelResponded(
             step=effect.step,
             model=served,
