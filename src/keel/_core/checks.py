@@ -53,9 +53,9 @@ class CheckRequest:
     as text (``output``); ``call`` the tool call (``tool_call``, ``tool_result``) and
     ``arguments`` its validated arguments (``tool_call``); ``messages`` what the model is about
     to be sent (``model_call``). ``side_effects`` describes the called tool (``None`` when the
-    model called a tool the agent does not have); ``previous_calls`` are the
-    run's tool calls before this one (earlier turns, then this turn's calls the checks let
-    through). ``tenant``, ``user`` and ``roles`` are who the run is for.
+    model called a tool the agent does not have); ``previous_calls`` are the run's tool calls
+    that went through before this one: those it started, then the calls of this turn the
+    checks let through ahead of it. ``tenant``, ``user`` and ``roles`` are who the run is for.
     """
 
     point: CheckPoint

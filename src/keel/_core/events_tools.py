@@ -44,6 +44,8 @@ class ToolCallStarted(Event):
     def fold(self, state: RunState) -> None:
         call_id = self.call.id
         state.started[call_id] = self
+        if self.attempt == 1:
+            state.started_calls.append(self.call)
         # A decision covers one attempt: this start uses it up.
         state.decisions.pop(call_id, None)
         state.in_doubt.pop(call_id, None)

@@ -59,6 +59,8 @@ class RunState:
     cost_usd: float | None = 0.0
     #: What the latest model call (of turn ``step``) cost; ``None``: unknown, or no call yet.
     last_call_cost: float | None = None
+    #: Every tool call this run started, in order (once each, whatever its attempts).
+    started_calls: list[ToolCall] = field(default_factory=list)
     #: The ids of every tool call the model made in this run (they are kept distinct).
     call_ids: set[str] = field(default_factory=set)
     #: Tool calls of the latest model turn that have no result yet, in the model's order.

@@ -9,9 +9,12 @@ decision (``approval.decided``, by whom), and each pause for spending or rate li
 ``keel`` command adds key rotations (``keys.rotated``) and its budget changes.
 
 Records carry the run's tenant and user, never arguments or results: a digest of the
-arguments proves which ones were decided on without keeping them. An audit record is written
-after the journal append it describes; a crash between the two loses the record, not the
-fact (the journal keeps it).
+arguments proves which ones were decided on without keeping them. Audit records are written
+after the journal appends they describe: a driver's are held until it stops driving the run
+(it finishes, pauses or waits for a person), then written in one append, so a run's decisions
+cost one audit write per stretch of driving rather than one per step; other writers' (people's
+decisions, cancels) right away. A crash in between loses records, not facts: the journal
+keeps them.
 """
 
 from __future__ import annotations
@@ -109,16 +112,22 @@ def entries_for(state: RunState, events: Sequence[Event]) -> list[AuditEntry]:
 
 
 class Auditor:
-    """Writes the runtime's audit records to one log."""
+    """Writes the runtime's audit records to one log (a journal hook of the kernel)."""
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
+        self._held: list[AuditEntry] = []
 
     async def journaled(self, state: RunState, events: Sequence[Event]) -> None:
-        """Record what ``events`` (just journaled for ``state``'s run) mean for governance."""
-        entries = entries_for(state, events)
-        if entries:
-            await self.log.append_many(entries)
+        """Make the entries for ``events`` (just journaled for ``state``'s run); they are
+        written at the next :meth:`flush`."""
+        self._held.extend(entries_for(state, events))
+
+    async def flush(self) -> None:
+        """Write the entries held, in one append."""
+        if self._held:
+            held, self._held = self._held, []
+            await self.log.append_many(held)
 
     async def record(self, action: str, subject: str, **fields: Any) -> None:
         """Record an action of the runtime's API (a budget change, a deletion...)."""

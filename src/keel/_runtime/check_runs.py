@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from keel._core.checks import CheckRecord, CheckRequest, CheckResult
 from keel._core.events import ChecksDecided, Event
 from keel._core.loop import CheckSubject, RunChecks
-from keel._core.messages import AssistantMessage, ToolCall
+from keel._core.messages import ToolCall
 from keel._core.state import RunState
 
 if TYPE_CHECKING:
@@ -23,20 +23,9 @@ __all__ = ["CheckRuns", "earlier_calls"]
 
 
 def earlier_calls(state: RunState) -> list[ToolCall]:
-    """The run's tool calls before the latest turn that no check or person refused."""
-    calls: list[ToolCall] = []
-    for message in state.messages[state.first_own_message : max(state.turn_index, 0)]:
-        if not isinstance(message, AssistantMessage):
-            continue
-        for call in message.tool_calls:
-            checked = state.checks.get(("tool_call", call.id))
-            decided = state.decisions.get(call.id)
-            if checked is not None and checked.verdict == "deny":
-                continue
-            if decided is not None and decided.decision == "reject":
-                continue
-            calls.append(call)
-    return calls
+    """The run's tool calls that started before this check round: the calls that went through
+    (none that a check or a person refused), in order."""
+    return list(state.started_calls)
 
 
 class CheckRuns:

@@ -22,7 +22,7 @@ append also gives the lease up (``release``), so that stopping costs no write of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -82,9 +82,19 @@ class EffectHandler(Protocol):
 DeltaSink = Callable[[str, int, str], None]
 """Receives a model's text as it streams: ``(run_id, step, text)``."""
 
-JournalHook = Callable[[RunState, Sequence[Event]], Awaitable[None]]
-"""Told of events just appended to a run's journal, with the run's state after them (the
-audit log listens here)."""
+
+class JournalHook(Protocol):
+    """Told of events just appended to a run's journal, with the run's state after them (the
+    audit log listens here). It may hold what it makes of them until ``flush``: a driver
+    flushes when it stops driving, other writers right after their append."""
+
+    async def journaled(self, state: RunState, events: Sequence[Event]) -> None:
+        """``events`` were just appended to the journal of the run in ``state``."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what was held."""
+        ...
 
 
 def checks_by_point(checks: Sequence[Check]) -> dict[CheckPoint, tuple[Check, ...]]:
@@ -201,6 +211,8 @@ class RunDriver:
             state = await self._drive()
             for guard in self.guards:
                 await guard.finish()
+            for hook in self._journaled:
+                await hook.flush()
             return state
         except asyncio.CancelledError:
             task = self._task
@@ -274,7 +286,7 @@ class RunDriver:
         if self._published is not None:
             self._published(state.run_id, first, events)
         for hook in self._journaled:
-            await hook(state, events)
+            await hook.journaled(state, events)
 
     def delta_sink(self) -> DeltaSink | None:
         """Where the model's text goes as it streams, when someone follows it."""

@@ -86,7 +86,7 @@ class Governance:
             log = audit
         self.auditor = None if log is None else Auditor(log)
         if self.auditor is not None:
-            kernel.journal_hooks.append(self.auditor.journaled)
+            kernel.journal_hooks.append(self.auditor)
 
     @staticmethod
     def _where(location: str | None, what: str) -> str:
@@ -112,7 +112,10 @@ class Governance:
         return LocalRateLimiter(clock=clock)
 
     async def aclose(self) -> None:
-        """Close what this runtime opened (ledger, limiter, log)."""
+        """Write what the audit log holds, then close what this runtime opened (ledger,
+        limiter, log)."""
+        if self.auditor is not None:
+            await self.auditor.flush()
         for owned in reversed(self._owned):
             await owned.aclose()
         self._owned = []

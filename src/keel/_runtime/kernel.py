@@ -306,7 +306,8 @@ class Kernel:
             lease=lease,
         )
         for hook in self.journal_hooks:
-            await hook(state, events)
+            await hook.journaled(state, events)
+            await hook.flush()
         return last
 
     async def trimmed(
