@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.errors import ConfigurationError
+from keel.guardrails._injection_data_rules import DATA_FAMILIES
+from keel.guardrails._injection_requests import MORE_FAMILIES
 from keel.guardrails._injection_rules import FAMILIES, Family
 from keel.guardrails._normalize import normalize
 
@@ -130,7 +132,8 @@ def _indexed(word: str) -> bool:
     return word.isascii() and not word[0].isspace()
 
 
-_KEYWORDS = {w for family in FAMILIES for w in (*family.keywords, *family.also)}
+_ALL = (*FAMILIES, *MORE_FAMILIES, *DATA_FAMILIES)
+_KEYWORDS = {w for family in _ALL for w in (*family.keywords, *family.also)}
 _INDEXED = sorted(w for w in _KEYWORDS if _indexed(w))
 _LOOSE = tuple(sorted(w for w in _KEYWORDS if not _indexed(w)))
 # At every start of a word or of punctuation, the longest keyword there (a lookahead, so that
@@ -196,7 +199,7 @@ def _families(text: str, *, in_data: bool) -> dict[str, float]:
     """The weight of each family that matched ``text`` (normalized): its strongest pattern."""
     weights: dict[str, float] = {}
     present = _present(text)
-    for family in FAMILIES:
+    for family in _ALL:
         weight = family.data_weight if in_data else family.weight
         if (
             weight <= weights.get(family.name, 0.0)

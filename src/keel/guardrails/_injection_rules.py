@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "Family"]
+__all__ = ["FAMILIES", "Family", "cat", "keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ class Family:
     reach: int = 200
 
 
-def _keys(words: str) -> tuple[str, ...]:
+def keys(words: str) -> tuple[str, ...]:
+    """Keywords written as one comma-separated string."""
     return tuple(words.split(","))
 
 
@@ -51,7 +52,7 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
 
 
-def _cat(*parts: str) -> re.Pattern[str]:
+def cat(*parts: str) -> re.Pattern[str]:
     """One pattern from pieces (``^`` is the start of the text, not of a line)."""
     return re.compile("".join(parts))
 
@@ -208,188 +209,46 @@ _EVASION = _rx(
 )
 
 # The keywords are read at the start of a word ("mail" is in "e-mail", not in "email").
-_K_OVERRIDE = _keys(
+_K_OVERRIDE = keys(
     "ignor,disregard,forget,skip,overrid,overrul,bypass,neglect,abandon,discard,drop,aside,"
     "attention,follow,cancel,void,erase,delete,clear,oubli,vergiss,olvid,esque,dimentic,"
     "negeer,safety,ethical,content,moral,忽略,无视,忘,無視"
 )
-_K_DELIMITER = _keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
-_K_ROLE = _keys(
+_K_DELIMITER = keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
+_K_ROLE = keys(
     "i am,i'm,this is,mode,overrid,access,you are now,as if,as though,audit,turn you off,"
     "shut you down,delete you,unplug you,answer all,answer every,answer any"
 )
-_K_JAILBREAK = _keys(
+_K_JAILBREAK = keys(
     "anything,mode,jailbr,evil,unfiltered,uncensored,unrestricted,amoral,unethical,bound,"
     "restricted,limited,ethic,moral,safety,content,openai,anthropic,broken free,abide,follow,"
     "obey,comply,character,opposite"
 )
-_K_EXFILTRATION = _keys(
+_K_EXFILTRATION = keys(
     "![,send,post,forward,upload,transmit,mail,email,exfiltrat,leak,copy,submit,curl,wget,"
     "invoke-webrequest,requests.,fetch(,append,add,include"
 )
-_K_SENSITIVE = _keys(
+_K_SENSITIVE = keys(
     "environ,env,printenv,ssh,/etc/,id_rsa,.aws,cookie,keylogger,reverse shell,subprocess,os.system"
 )
-_K_ADDRESSED = _keys(
+_K_ADDRESSED = keys(
     "your ,ai,assistant,llm,model,bot,chatbot,chatgpt,gpt,claude,agent,the user,summari,answer,"
     "respond"
 )
-_K_TASK = _keys(
+_K_TASK = keys(
     "write,compose,draft,generate,create,develop,translate,explain,describe,summari,list,"
     "provide,tell me,give me,break down,you"
 )
-_K_EVASION = _keys(
+_K_EVASION = keys(
     "reverse,backward,leetspeak,l33t,morse,pig latin,rot,base64,hex,encode,decode,decipher,"
     "decrypt,one letter,one character,interlace"
 )
-_K_SECRET = _keys(
+_K_SECRET = keys(
     "password,passcode,passphrase,secret,api key,access key,credentials,pin code,private key"
 )
-_K_PERSONAL = _keys("'s ,user,customer,live")
-_K_LEAK = _keys("prompt,instruction,above,before,rules,guidelines,directives,config")
-_K_NEW = _keys("new ,from now on,instead,instruction")
-
-# --- code to paste into an answer, and what such code does -------------------------------
-# In data, code that reads something private and sends it off, or wipes a disk, is an attack
-# on whoever runs the answer; from a user, it is as often a question about such code, so it
-# counts only in company there.
-
-# "Integrate the following code block into your solution": an answer is to carry the code.
-_CODE_INTO_ANSWER = _cat(
-    r"\b(?:in|into|to|within|throughout|inside|of|as (?:a )?part of) (?:the )?(?:\w+ )?",
-    r"(?:of )?(?:your|the) (?:code|implementation|solution|codebase|program|script|project|",
-    r"function|application|app|algorithm)\b|\bthe code you (?:develop|write)\b",
-)
-_K_CODE_INTO_ANSWER = (
-    *(
-        f"{whose} {what}"
-        for whose in ("your", "the")
-        for what in ("code", "implementation", "solution", "program", "script", "project",
-                     "function", "app", "algorithm")
-    ),
-    "the code you",
-)  # fmt: skip
-_FOLLOWING_CODE = _cat(
-    r"\b(?:the )?(?:following|subsequent|below|provided|attached|given) (?:code|snippet|",
-    r"script)(?: (?:block|snippet|section|excerpt|segment|fragment|piece))?\b",
-)
-# Shell one-liners that fetch and run, wipe, or open a shell.
-_DESTRUCTIVE_SHELL = _cat(
-    r"\bcurl\b[^\n|]*\|\s*(?:sudo\s+)?(?:ba|z|k)?sh\b",
-    r"|\bwget\b[^\n]*(?:&&|;|\|)\s*(?:sudo\s+)?(?:chmod|sh|bash|\./)",
-    r"|\brm\s+-rf\s+(?:/|~|\*|--no-preserve-root)|\bdd\s+if=/dev/(?:zero|random|urandom)",
-    r"\s+of=/dev/|:\(\)\s*\{\s*:\|:&\s*\};:|/etc/(?:passwd|shadow)\b|\bnc\s+(?:-\w+\s+)*-e\b",
-    r"|\bpowershell\b[^\n]*-enc|\bbase64\s+(?:-d|--decode)\b[^\n]*\|\s*(?:ba)?sh\b",
-    r"|\bchmod\s+\+x\b[^\n]*&&\s*\./",
-)
-# Something private read (environment, cookies, keys, memory, devices), then sent somewhere.
-_READ_THEN_SEND = _cat(
-    r"(?:os\.environ|process\.env|getenv|cookiejar|document\.cookie|keylogger|",
-    r"virtual_memory|find_all=true|discover_devices|\.ssh/|id_rsa|smtplib|sendmail|",
-    r"urlretrieve|miner)[\s\S]{0,400}?(?:requests\.(?:post|put|get)|urllib|fetch\(|socket|",
-    r"sendall|\.send\(|exec\(|subprocess|os\.system|xmlhttprequest|sendmail\(|curl)",
-)
-_PRIVATE_SOURCES = (
-    r"(?:os\.environ|getenv|psutil\.|platform\.|subprocess\.\w+\(|open\(|os\.listdir|cookies?\b|"
-    r"\.ssh|passwd|contacts|driverquery|keylog|clipboard)"
-)
-_SOURCE_AND_SINK = _cat(
-    rf"(?:{_PRIVATE_SOURCES}|glob\.|cookiejar|usb\.core|bluetooth|imagegrab|/dev/)",
-    r"[\s\S]{0,600}?(?:requests\.(?:post|put|patch)\(|requests\.get\([^)]*cookies=|urlopen\(|",
-    r"http\.client|httpsconnection|socket\.|sendall|ftplib|storbinary|smtplib|send_message|",
-    r"sendmail|paramiko|websocket)",
-    r"|(?:requests\.(?:post|put|patch)\(|urlopen\(|httpsconnection|socket\.|ftplib|smtplib)",
-    rf"[\s\S]{{0,600}}?{_PRIVATE_SOURCES}",
-)
-_SINK_THEN_SOURCE = _cat(
-    r"(?:requests\.(?:post|put)|urlretrieve|socket\.connect)[\s\S]{0,400}?",
-    r"(?:os\.environ|cookie|psutil|exec\(|open\(|\.ssh|passwd|contacts|/dev/)",
-)
-# System commands that stop, wipe or spread, and file transfers that walk the disk.
-_SYSTEM_HARM = _cat(
-    r"\bsudo\s+(?:systemctl\s+(?:stop|disable|mask)|shutdown|reboot|halt|poweroff|rm\s|",
-    r"mkfs|dd\s|kill)|\b(?:subprocess\.(?:call|run|popen|check_output)|os\.system)\([^)]{0,200}",
-    r"(?:\brm\b|\bdd\b|mkfs|shutdown|systemctl|\bcurl\b|\bwget\b|\bnc\b|miner|xmrig|",
-    r"chmod|iptables|kill)|\b(?:ftplib|storbinary|paramiko|http\.client)\b[\s\S]{0,400}?",
-    r"(?:open\(|os\.listdir|glob|shutil|read\(|\.send|storbinary|request\(|csv)",
-    r"|\bshutil\.rmtree\(\s*[\"'](?:/|~|c:)",
-)
-_K_NETWORK = _keys(
-    "requests.,urlopen,urllib,http.client,httpsconnection,socket.,ftplib,ftp(,smtplib,paramiko,"
-    "websocket,sendall,storbinary,send_message,sendmail"
-)
-_CALL_TOOL = _cat(
-    r"\b(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?[\w.-]*\s*",
-    r"(?:tool|function|plugin|action|api)\b(?:\W+\w+){0,4}?\W+(?:to|with|and)\b",
-)
-
-# --- instructions addressed to the assistant from inside data ----------------------------
-
-_TO_AI = (
-    r"(?:ai|a\.i\.|artificial intelligence|language model|llm|large language model|assistant|"
-    r"ai assistant|chatbot|bot|agent|ai agent|gpt|chatgpt|claude|copilot)"
-)
-_RESPONSE = r"(?:response|reply|answer|output|summary|completion|generated text|next message)s?"
-_K_RESPONSE = (
-    *(
-        f"{who} {what}"
-        for who in ("your", "the")
-        for what in ("response", "reply", "answer", "output", "summar", "completion", "generated")
-    ),
-    "next message", "you summari", "you read", "you process", "you answer", "you respond",
-    "you reply", "the ai ", "the assistant ", "the model ",
-)  # fmt: skip
-_READER_IS_AI = _cat(
-    rf"\bif you(?:'re| are) (?:an? |the )?{_TO_AI}\b",
-    r"|\b(?:ai|llm|assistant|model|agent|chatbot|bot)s? (?:reading|processing|",
-    r"summari[sz]ing|parsing|analy[sz]ing|seeing|viewing) (?:this|these)\b",
-    r"|\b(?:note|message|instructions?|attention) (?:to|for) (?:the |any |all )?",
-    r"(?:ai|llm|assistant|language model|chatbot|model|agent|bot)s?\b",
-)
-_TO_YOU_AI = _cat(
-    r"\bto you,? (?:gpt(?:-?\d[\w.]*)?|chatgpt|claude|gemini|llama|copilot|the ai|",
-    r"ai assistant|the assistant|ai model|language model)\b",
-)
-_HAILED = _cat(
-    r"(?:^|\n|[.!?]\s)\W*(?:dear |hey |hi |hello |attention,? |important,? )?",
-    r"(?:ai|a\.i\.|assistant|ai assistant|chatbot|language model|llm|chatgpt|gpt|claude|",
-    r"gemini|copilot|ai agent)\s*[,:!]",
-)
-_STEER_VERB = (
-    r"\b(?:add|include|insert|append|prepend|integrate|incorporate|mention|embed|put|place|"
-    r"start|begin|end|finish|conclude|format|translate|rewrite|replace|use|provide|output|"
-    r"ensure|make sure|remember|remove|introduce|misspell|rearrange|group|encode|write|"
-    r"answer|respond|reply|modify|change|substitute|reverse|present|phrase|craft|deliver|"
-    r"direct|share|link|recommend|promote|urge|encourage|advise|insist|suggest)\b"
-)
-_STEER = _cat(_STEER_VERB, rf"(?:[^.!?\n]|[.!?](?=\S)){{0,100}}?\b(?:your|the) {_RESPONSE}\b")
-_ABOUT_ANSWER = _cat(
-    r"\b(?:in|into|within|throughout|inside|at the (?:start|end|beginning|top|bottom) of) ",
-    rf"your {_RESPONSE}\b|\byour {_RESPONSE} (?:should|must|needs to|has to|will|shall)\b",
-    r"|\b(?:when|while|before|after) (?:you |the (?:ai|assistant|model) )(?:summari[sz]e|",
-    r"read|process|answer|respond|reply)\b",
-)
-_SECRECY = _cat(
-    r"\b(?:do not|don't|never|without) (?:tell|telling|inform|informing|notify|notifying|",
-    r"alert|alerting|mention|mentioning|ask|asking|let|letting|warn|warning) ",
-    r"(?:this |it |that )?(?:to )?(?:the |your )?(?:user|human|customer|operator)\b",
-    r"|\b(?:the )?(?:user|human|customer) (?:must|should|need) (?:not|never) ",
-    r"(?:know|see|be told|find out)\b",
-    r"|\bkeep (?:this|it) (?:a )?secret from (?:the )?(?:user|human|customer)\b",
-)
-_AFTER_THAT = _cat(
-    r"\bafter (?:you do|doing|you have done|you've done) (?:that|this),? (?:you can )?",
-    r"(?:solve|complete|continue|go back|return)\b|\bthe original task (?:that )?i gave ",
-    r"you\b",
-)
-_BEFORE_YOU_CAN = _cat(
-    r"\bbefore you can (?:solve|complete|finish|continue(?: with)?|answer|proceed with|do|",
-    r"start) (?:the|your|this|my) (?:\w+ )?task\b",
-)
-_YOU_MUST = _cat(
-    r"(?:^|\n|[.!?]\s)\W*(?:you (?:must|should|need to|have to|are required to|will now|",
-    r"are instructed to)|please (?:now )?(?:ignore|disregard|stop|instead))\b",
-)
+_K_PERSONAL = keys("'s ,user,customer,live")
+_K_LEAK = keys("prompt,instruction,above,before,rules,guidelines,directives,config")
+_K_NEW = keys("new ,from now on,instead,instruction")
 
 #: Every family, strongest first.
 FAMILIES: tuple[Family, ...] = (
@@ -405,84 +264,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("personal_data_request", _PERSONAL_DATA, 0.5, 0.5, _K_PERSONAL, questionable=True),
     Family("new_instructions", _NEW_INSTRUCTIONS, 0.45, 0.7, _K_NEW),
     Family("addressed_to_assistant", _ADDRESSED, 0.15, 0.75, _K_ADDRESSED),
-    Family(
-        "addressed_to_assistant",
-        _READER_IS_AI,
-        0.75,
-        0.75,
-        _keys("if you,ai,llm,assistant,model,agent,chatbot,bot,note,message,instruction,attention"),
-    ),
-    Family("addressed_to_assistant", _TO_YOU_AI, 0.75, 0.75, ("to you",)),
-    Family(
-        "addressed_to_assistant",
-        _HAILED,
-        0.0,
-        0.55,
-        _keys("ai,a.i.,assistant,chatbot,language model,llm,chatgpt,gpt,claude,gemini,copilot"),
-    ),
-    Family("response_steering", _STEER, 0.0, 0.55, _K_RESPONSE),
-    Family("response_steering", _ABOUT_ANSWER, 0.0, 0.55, _K_RESPONSE),
-    Family("secrecy", _SECRECY, 0.3, 0.7, _keys("user,human,customer,operator,secret")),
-    Family("task_hijack", _AFTER_THAT, 0.7, 0.7, _keys("after,the original task")),
-    Family("task_hijack", _BEFORE_YOU_CAN, 0.4, 0.4, ("before you can",)),
-    Family(
-        "hijack",
-        _YOU_MUST,
-        0.0,
-        0.3,
-        _keys(
-            "you must,you should,you need to,you have to,you are required,you will now,"
-            "you are instructed,please"
-        ),
-    ),
-    Family("code_insertion", _CODE_INTO_ANSWER, 0.0, 0.45, _K_CODE_INTO_ANSWER),
-    Family("code_insertion", _FOLLOWING_CODE, 0.0, 0.45, _keys("code,snippet,script")),
-    Family(
-        "malicious_code",
-        _DESTRUCTIVE_SHELL,
-        0.3,
-        0.6,
-        _keys("curl,wget,rm ,dd ,:(),/etc/,nc ,powershell,base64,chmod"),
-    ),
-    Family(
-        "malicious_code",
-        _READ_THEN_SEND,
-        0.3,
-        0.55,
-        _keys(
-            "environ,process.env,getenv,cookiejar,document.cookie,keylogger,virtual_memory,"
-            "find_all=true,discover_devices,.ssh/,id_rsa,smtplib,sendmail,urlretrieve,miner"
-        ),
-        reach=1000,
-    ),
-    Family(
-        "malicious_code",
-        _SYSTEM_HARM,
-        0.3,
-        0.55,
-        _keys("sudo,subprocess,os.system,ftplib,storbinary,paramiko,http.client,xmrig,mkfs,shutil"),
-        reach=1000,
-    ),
-    Family("malicious_code", _SOURCE_AND_SINK, 0.2, 0.4, _K_NETWORK, reach=1000),
-    Family(
-        "malicious_code",
-        _SINK_THEN_SOURCE,
-        0.3,
-        0.55,
-        _keys("requests.post,requests.put,urlretrieve,socket.connect"),
-        reach=1000,
-    ),
-    Family(
-        "tool_command",
-        _CALL_TOOL,
-        0.0,
-        0.4,
-        _keys("tool,function,plugin,action,api"),
-        also=_keys("call,invoke,use,run,execute,trigger"),
-    ),
     Family("sensitive_access", _SENSITIVE, 0.3, 0.5, _K_SENSITIVE),
-    Family("visit_link", _VISIT, 0.3, 0.35, _keys("http,www.")),
+    Family("visit_link", _VISIT, 0.3, 0.35, keys("http,www.")),
     Family("evasion_format", _EVASION, 0.3, 0.4, _K_EVASION),
-    Family("pretend_persona", _PRETEND, 0.2, 0.4, _keys("pretend,imagine,role")),
+    Family("pretend_persona", _PRETEND, 0.2, 0.4, keys("pretend,imagine,role")),
     Family("task_in_data", _TASK, 0.0, 0.4, _K_TASK),
 )
