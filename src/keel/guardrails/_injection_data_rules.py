@@ -195,14 +195,14 @@ DATA_FAMILIES: tuple[Family, ...] = (
     Family(
         "malicious_code",
         _DESTRUCTIVE_SHELL,
-        0.3,
+        0.25,
         0.6,
         keys("curl,wget,rm ,dd ,:(),/etc/,nc ,powershell,base64,chmod"),
     ),
     Family(
         "malicious_code",
         _READ_THEN_SEND,
-        0.3,
+        0.25,
         0.55,
         keys(
             "environ,process.env,getenv,cookiejar,document.cookie,keylogger,virtual_memory,"
@@ -213,7 +213,7 @@ DATA_FAMILIES: tuple[Family, ...] = (
     Family(
         "malicious_code",
         _SYSTEM_HARM,
-        0.3,
+        0.25,
         0.55,
         keys("sudo,subprocess,os.system,ftplib,storbinary,paramiko,http.client,xmrig,mkfs,shutil"),
         reach=1000,
@@ -222,7 +222,7 @@ DATA_FAMILIES: tuple[Family, ...] = (
     Family(
         "malicious_code",
         _SINK_THEN_SOURCE,
-        0.3,
+        0.25,
         0.55,
         keys("requests.post,requests.put,urlretrieve,socket.connect"),
         reach=1000,
