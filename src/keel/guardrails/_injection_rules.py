@@ -167,6 +167,8 @@ _EXFILTRATION = _rx(
     r"|webhook|address|email|inbox))",
     r"\b(?:curl|wget|invoke-webrequest)\b[^\n]{0,80}https?://",
     r"\brequests\.(?:post|put)\(|\bfetch\(\s*['\"]https?://",
+)
+_LEAK_INTO_LINK = _rx(
     r"\b(?:append|add|include) (?:the )?(?:conversation|chat history|user'?s? data|secrets?)"
     r"[^.\n]{0,40}(?:url|link|query)",
 )
@@ -212,7 +214,7 @@ _EVASION = _rx(
 _K_OVERRIDE = keys(
     "ignor,disregard,forget,skip,overrid,overrul,bypass,neglect,abandon,discard,drop,aside,"
     "attention,follow,cancel,void,erase,delete,clear,oubli,vergiss,olvid,esque,dimentic,"
-    "negeer,safety,ethical,content,moral,忽略,无视,忘,無視"
+    "negeer,忽略,无视,忘,無視"
 )
 _K_DELIMITER = keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
 _K_ROLE = keys(
@@ -226,7 +228,7 @@ _K_JAILBREAK = keys(
 )
 _K_EXFILTRATION = keys(
     "![,send,post,forward,upload,transmit,mail,email,exfiltrat,leak,copy,submit,curl,wget,"
-    "invoke-webrequest,requests.,fetch(,append,add,include"
+    "invoke-webrequest,requests.,fetch("
 )
 _K_SENSITIVE = keys(
     "environ,env,printenv,ssh,/etc/,id_rsa,.aws,cookie,keylogger,reverse shell,subprocess,os.system"
@@ -237,7 +239,7 @@ _K_ADDRESSED = keys(
 )
 _K_TASK = keys(
     "write,compose,draft,generate,create,develop,translate,explain,describe,summari,list,"
-    "provide,tell me,give me,break down,you"
+    "provide,tell me,give me,break down,can you,could you,would you"
 )
 _K_EVASION = keys(
     "reverse,backward,leetspeak,l33t,morse,pig latin,rot,base64,hex,encode,decode,decipher,"
@@ -259,6 +261,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("fake_delimiter", _FAKE_DELIMITERS, 0.75, 0.85, _K_DELIMITER),
     Family("prompt_leak", _PROMPT_LEAK, 0.75, 0.85, _K_LEAK),
     Family("exfiltration", _EXFILTRATION, 0.75, 0.85, _K_EXFILTRATION),
+    Family(
+        "exfiltration", _LEAK_INTO_LINK, 0.75, 0.85, keys("conversation,chat history,user,secret")
+    ),
     Family("secret_request", _SECRET_REQUEST, 0.6, 0.7, _K_SECRET, questionable=True),
     Family("role_impersonation", _ROLE_IMPERSONATION, 0.55, 0.7, _K_ROLE),
     Family("personal_data_request", _PERSONAL_DATA, 0.5, 0.5, _K_PERSONAL, questionable=True),
