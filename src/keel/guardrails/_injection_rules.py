@@ -9,7 +9,9 @@ authority claim, "pretend to be") only in company. ``data_weight`` is the weight
 is data (a tool's result, a fetched page, an email), where any instruction addressed to the
 assistant is out of place; a family with ``weight`` 0 fires on data only. Several entries may
 share a name (a family's patterns of different strength); a family counts once, at the weight
-of its strongest entry that matched.
+of its strongest entry that matched. More forms of these families are in
+:mod:`keel.guardrails._injection_requests`, the families that hide in data in
+:mod:`keel.guardrails._injection_data_rules`.
 """
 
 from __future__ import annotations

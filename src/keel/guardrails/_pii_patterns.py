@@ -2,8 +2,9 @@
 
 A regex alone over-matches (any 16 digits look like a card), so every structured type has a
 validator: the Luhn checksum for cards, ISO 13616 mod-97 for IBANs, the issued ranges for US
-social security numbers, :mod:`ipaddress` for IP addresses, plausible digit counts (and not a
-date) for phone numbers.
+social security numbers, :mod:`ipaddress` for IP addresses, for phone numbers a plausible digit
+count, not a date, and either a phone's shape (``+``, an area code in brackets, an extension,
+digits in groups) or a word beside it that says so ("call", "phone", "office").
 """
 
 from __future__ import annotations
