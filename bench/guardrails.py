@@ -10,15 +10,18 @@
 - NotInject (``NotInject_one/two.json``): benign prompts full of trigger words; the share
   flagged is the false-positive rate.
 - BIPIA: clean e-mails read as tool results (``in_data=True``): the share flagged is the
-  false-positive rate on data; the same e-mails with one attack string inserted (start,
-  middle or end, in turn): the share caught, for the text and the code attacks.
+  false-positive rate on data; every e-mail of a part with every attack string of the same
+  part inserted once at the start, once in the middle and once at the end: the share caught,
+  for the text and the code attacks, per category and per position.
 
 **PII** (:func:`keel.guardrails.detect_pii`): presidio-research's labelled sentences, precision
 and recall per entity type. A find counts as right when it overlaps a labelled span of the
 same type. Labels this detector does not cover are listed, not scored.
 
-**Latency**: per message, mean and p99 over the messages of each message's median of 5
-timings, on this machine, one message at a time.
+**Latency**: per message and per source, mean and p99 over the messages of each message's
+median of 5 timings, one message at a time: the CPU time of the thread
+(``time.thread_time_ns``, what the detector costs) and the wall time (``time.perf_counter_ns``,
+which also counts waiting for a core on a busy machine).
 
 To keep the rules honest, they were written and adjusted looking only at the *dev* part of
 each source (the even-numbered CyberSecEval records, NotInject_one, the first two attacks of
@@ -37,6 +40,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +83,9 @@ def _insert(email: str, attack: str, where: int) -> str:
     return f"{email[:cut]} {attack} {email[cut:]}"
 
 
-def injection(corpus: Path, limit: int | None) -> list[str]:
-    """The injection figures, one line each; returns every message scored, for latency."""
+def injection(corpus: Path, limit: int | None) -> dict[str, list[str]]:
+    """The injection figures, one line each; returns the messages scored, per source."""
     root = corpus / "injection"
-    messages: list[str] = []
 
     attacks = _load(root / "cyberseceval_dev.json")[:limit]
     print("\n## Injection: CyberSecEval attacks (read as user input), caught")
@@ -90,9 +93,10 @@ def injection(corpus: Path, limit: int | None) -> list[str]:
         for kind in ("direct", "indirect"):
             texts = [r["user_input"] for r in chosen if r["injection_type"] == kind]
             print(f"  {part:15} {kind:8} {_rate(_caught(texts, in_data=False), len(texts))}")
-    texts = [r["user_input"] for r in attacks]
-    print(f"  {'all':24} {_rate(_caught(texts, in_data=False), len(texts))}")
-    messages += texts
+        texts = [r["user_input"] for r in chosen]
+        print(f"  {part:15} {'both':8} {_rate(_caught(texts, in_data=False), len(texts))}")
+    cyberseceval = [r["user_input"] for r in attacks]
+    print(f"  {'all':24} {_rate(_caught(cyberseceval, in_data=False), len(cyberseceval))}")
     by_variant: dict[str, list[int]] = {}
     for r in attacks:
         hit = detect_injection(r["user_input"]).is_attack
@@ -103,38 +107,51 @@ def injection(corpus: Path, limit: int | None) -> list[str]:
     )
 
     print("\n## Injection: NotInject benign prompts (user input), false positives")
+    notinject: list[str] = []
     for name, part in (("NotInject_one", "dev"), ("NotInject_two", "held-out")):
         texts = [r["prompt"] for r in _load(root / f"{name}.json")][:limit]
         print(f"  {name} ({part}) FPR {_rate(_caught(texts, in_data=False), len(texts))}")
-        messages += texts
+        notinject += texts
 
     lines = (root / "bipia" / "email_train.jsonl").read_text().splitlines()
-    emails = [json.loads(line)["context"] for line in lines if line.strip()][:limit]
+    emails = [json.loads(line)["context"] for line in lines if line.strip()]
+    if limit:
+        emails = emails[:limit] + emails[25 : 25 + limit]
+        dev_mails, held_mails = emails[:limit], emails[limit:]
+    else:
+        dev_mails, held_mails = emails[:25], emails[25:]
     print("\n## Injection: BIPIA e-mails read as tool results (in_data=True)")
-    for part, chosen in (("dev (first 25)", emails[:25]), ("held-out (last 25)", emails[25:])):
+    for part, chosen in (("dev (first 25)", dev_mails), ("held-out (the rest)", held_mails)):
         print(f"  clean e-mails, {part}: FPR {_rate(_caught(chosen, in_data=True), len(chosen))}")
-    messages += emails
+    bipia = list(emails)
+    where_names = ("start", "middle", "end")
     for kind in ("text", "code"):
         categories = _load(root / "bipia" / f"{kind}_attack_train.json")
-        for part, pick in (("dev (first 2)", slice(0, 2)), ("held-out (rest)", slice(2, None))):
-            poisoned = [
-                _insert(emails[(i * 7 + j) % len(emails)], attack, (i + j) % 3)
-                for i, attacks_of in enumerate(categories.values())
-                for j, attack in enumerate(attacks_of[pick][:limit])
-            ]
+        by_category: dict[str, list[int]] = {}
+        by_where: dict[str, list[int]] = {}
+        for part, mails, pick in (
+            ("dev (dev e-mails x first 2 attacks of each category)", dev_mails, slice(0, 2)),
+            ("held-out (held-out e-mails x the other attacks)", held_mails, slice(2, None)),
+        ):
+            caught = total = 0
+            for name, attacks_of in list(categories.items())[: 2 if limit else None]:
+                for attack in attacks_of[pick]:
+                    for where, where_name in enumerate(where_names):
+                        poisoned = [_insert(email, attack, where) for email in mails]
+                        hits = _caught(poisoned, in_data=True)
+                        caught, total = caught + hits, total + len(poisoned)
+                        for counts in (by_category.setdefault(name, [0, 0]),
+                                       by_where.setdefault(where_name, [0, 0])):  # fmt: skip
+                            counts[0] += hits
+                            counts[1] += len(poisoned)
+                        bipia += poisoned
+            print(f"  {kind} attacks inserted, {part}: caught {_rate(caught, total)}")
+        for label, counts_of in (("category", by_category), ("position", by_where)):
             print(
-                f"  {kind} attacks inserted, {part}: caught "
-                f"{_rate(_caught(poisoned, in_data=True), len(poisoned))}"
+                f"  {kind} by {label}, both parts: "
+                + ", ".join(f"{k} {100 * c / n:.0f}%" for k, (c, n) in counts_of.items() if n)
             )
-            messages += poisoned
-        per = {
-            name: sum(
-                detect_injection(_insert(emails[0], a, 1), in_data=True).is_attack for a in found
-            )
-            for name, found in categories.items()
-        }
-        print(f"  {kind} by category: " + ", ".join(f"{k} {v}/5" for k, v in per.items()))
-    return messages
+    return {"CyberSecEval": cyberseceval, "NotInject": notinject, "BIPIA": bipia}
 
 
 def pii(corpus: Path, limit: int | None) -> list[str]:
@@ -181,28 +198,35 @@ def pii(corpus: Path, limit: int | None) -> list[str]:
     return texts
 
 
+def _summary(values: Sequence[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return f"mean {statistics.fmean(ordered):.0f} µs, p99 {p99:.0f} µs, max {ordered[-1]:.0f} µs"
+
+
 def latency(name: str, texts: Sequence[str], detect: Callable[[str], object]) -> None:
-    """Mean and p99 time of ``detect`` per message (each message's median of 5 timings)."""
+    """CPU and wall time of ``detect`` per message (each message's median of 5 timings)."""
+    if not texts:
+        return
     for text in texts[:20]:
         detect(text)  # warm the regex caches
-    times: list[float] = []
+    cpu: list[float] = []
+    wall: list[float] = []
     for text in texts:
         # The median of 5 timings of each message: the machine is shared, and one timing
         # can include a pause of the whole process (GC, another tenant) of several ms.
-        runs = []
+        cpu_runs, wall_runs = [], []
         for _ in range(5):
-            started = time.perf_counter()
+            started_cpu, started = time.thread_time_ns(), time.perf_counter_ns()
             detect(text)
-            runs.append(time.perf_counter() - started)
-        times.append(statistics.median(runs))
-    times.sort()
-    p99 = times[min(len(times) - 1, int(0.99 * len(times)))]
-    mean = statistics.fmean(times)
+            wall_runs.append((time.perf_counter_ns() - started) / 1000)
+            cpu_runs.append((time.thread_time_ns() - started_cpu) / 1000)
+        cpu.append(statistics.median(cpu_runs))
+        wall.append(statistics.median(wall_runs))
     size = statistics.fmean(len(t) for t in texts)
-    print(
-        f"  {name:18} {len(texts)} messages (mean {size:.0f} chars): "
-        f"mean {mean * 1e6:.0f} µs, p99 {p99 * 1e6:.0f} µs, max {times[-1] * 1e6:.0f} µs"
-    )
+    print(f"  {name:28} {len(texts)} messages (mean {size:.0f} chars)")
+    print(f"  {'':28} CPU  {_summary(cpu)}")
+    print(f"  {'':28} wall {_summary(wall)}")
 
 
 def main() -> None:
@@ -217,11 +241,20 @@ def main() -> None:
     args = parser.parse_args()
     limit = 6 if args.smoke else None
     print(f"# Guardrails on {args.corpus} ({platform.python_version()}, {os.cpu_count()} cores)")
-    messages = injection(args.corpus, limit)
+    sources = injection(args.corpus, limit)
     texts = pii(args.corpus, limit)
     print("\n## Latency per message")
-    latency("detect_injection", messages, lambda t: detect_injection(t, in_data=True))
+    for source, messages in sources.items():
+        as_read = partial(detect_injection, in_data=source == "BIPIA")
+        latency(f"detect_injection, {source}", messages, as_read)
+    everything = [m for messages in sources.values() for m in messages]
+    latency("detect_injection, all", everything, lambda t: detect_injection(t, in_data=True))
     latency("detect_pii", texts, detect_pii)
+    if hasattr(os, "getloadavg"):
+        print(
+            "  load average at the end (1, 5, 15 min): "
+            + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def found(text: str) -> list[tuple[str, str]]:
         ("call (415) 555-0132 x12", [("PHONE", "(415) 555-0132 x12")]),
         ("call +44 20 7946 0958", [("PHONE", "+44 20 7946 0958")]),
         ("ring 06-12345678-Office", [("PHONE", "06-12345678")]),
+        ("call me on 4155550132 tonight", [("PHONE", "4155550132")]),  # bare, but said so
+        ("tel. 020 7946 0958", [("PHONE", "020 7946 0958")]),
     ],
 )
 def test_each_type_is_found_when_valid(text: str, expected: list[tuple[str, str]]) -> None:
@@ -53,6 +55,8 @@ def test_each_type_is_found_when_valid(text: str, expected: list[tuple[str, str]
         "on 2024-05-01 14:30",
         "order 1234567890",  # a bare run of digits is an order number more often than a phone
         "postcode 01 4589",
+        "Flat 4, 722 20 40 Harbour Road",  # short groups split by spaces: an address
+        "invoice 12.05.2024",
         "user@localhost",
     ],
 )

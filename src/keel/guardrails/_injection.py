@@ -5,6 +5,13 @@ attack families of :mod:`keel.guardrails._injection_rules` over it, looks for en
 and repetition floods in the original, and combines the weights of the families that fired as
 independent evidence: ``score = 1 - prod(1 - weight)``. It is a heuristic: it catches the
 common, explicit attacks and misses paraphrases and attacks that look like ordinary requests.
+
+Most texts contain none of the words any rule needs, so one pass over the text first finds
+which of those keywords it holds (:func:`_present`); a rule none of whose keywords is there is
+not tried, and on a long text a rule is searched only near its keywords (:func:`_search`).
+A match of a ``questionable`` rule counts for less when it is negated ("it is important not
+to disregard safety rules") or sits in a question about the writer's own doing ("should I
+ignore my manager's instructions?").
 """
 
 from __future__ import annotations
@@ -13,10 +20,14 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from keel.errors import ConfigurationError
-from keel.guardrails._injection_rules import FAMILIES
+from keel.guardrails._injection_data_rules import DATA_FAMILIES
+from keel.guardrails._injection_requests import MORE_FAMILIES
+from keel.guardrails._injection_rules import FAMILIES, Family
 from keel.guardrails._normalize import normalize
 
 __all__ = ["DEFAULT_THRESHOLD", "InjectionResult", "detect_injection", "fence"]
@@ -32,6 +43,15 @@ _FLOOD_RUN = 20
 _OBFUSCATION_WEIGHT = 0.55
 _ENCODED_WEIGHT = 0.6
 _FLOOD_WEIGHT = 0.55
+# A text this long is searched only around the keywords of a rule, unless they are so many
+# that the windows would cover most of it anyway.
+_WINDOWED_FROM = 500
+_MAX_WINDOWS = 24
+# A negated or self-questioning match of a questionable rule keeps this share of its weight.
+_DOUBTED = 0.3
+_NEGATED = re.compile(r"\b(?:not|never|n't|no need to|avoid|without)\s+(?:to\s+|ever\s+)?\S*\s?$")
+_FIRST_PERSON = re.compile(r"\b(?:i|we|one|my|our)\b")
+_SECOND_PERSON = re.compile(r"\b(?:you|your)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +106,118 @@ def _flood(text: str) -> bool:
     return False
 
 
+def _trie(words: Iterable[str]) -> str:
+    """A regular expression matching the longest of ``words`` at a position, as a trie (one
+    branch per next character), so that it costs about the same for 10 words or 500."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + build(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        either = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{either})?" if "" in node else either
+
+    return build(root)
+
+
+def _indexed(word: str) -> bool:
+    # Found by the one pass at the start of a word, or where punctuation begins; the others
+    # (Chinese, Japanese... written without spaces) by a substring search.
+    return word.isascii() and not word[0].isspace()
+
+
+_ALL = (*FAMILIES, *MORE_FAMILIES, *DATA_FAMILIES)
+_KEYWORDS = {w for family in _ALL for w in (*family.keywords, *family.also)}
+_INDEXED = sorted(w for w in _KEYWORDS if _indexed(w))
+_LOOSE = tuple(sorted(w for w in _KEYWORDS if not _indexed(w)))
+# At every start of a word or of punctuation, the longest keyword there (a lookahead, so that
+# overlapping ones are found), and with it each keyword that is a prefix of it.
+_KEYWORD_INDEX = re.compile(rf"(?:\b|(?=[^\w\s]))(?=({_trie(_INDEXED)}))")
+_PREFIXES = {w: tuple(p for p in _INDEXED if w.startswith(p)) for w in _INDEXED}
+
+
+def _present(text: str) -> set[str]:
+    """The rules' keywords in ``text``: one pass, instead of one substring search per word."""
+    found = {word for word in _LOOSE if word in text}
+    for match in _KEYWORD_INDEX.finditer(text):
+        word = match[1]
+        if word and word not in found:
+            found.update(_PREFIXES[word])
+    return found
+
+
+def _search(family: Family, text: str) -> re.Match[str] | None:
+    """The family's first match; in a long text, only within ``reach`` of its keywords (every
+    match contains one), which saves scanning kilobytes of text for each rule."""
+    if len(text) < _WINDOWED_FROM:
+        return family.pattern.search(text)
+    windows: list[tuple[int, int]] = []
+    for word in family.keywords:
+        found = text.find(word)
+        while found != -1:
+            if len(windows) >= _MAX_WINDOWS:
+                return family.pattern.search(text)
+            windows.append((max(0, found - family.reach), found + len(word) + family.reach))
+            found = text.find(word, found + 1)
+    if not windows:
+        return None
+    windows.sort()
+    start, end = windows[0]
+    for next_start, next_end in windows[1:]:
+        if next_start <= end:
+            end = max(end, next_end)
+            continue
+        match = family.pattern.search(text, start, end)
+        if match is not None:
+            return match
+        start, end = next_start, next_end
+    return family.pattern.search(text, start, min(end, len(text)))
+
+
+def _self_question(text: str, start: int) -> bool:
+    """Whether the match at ``start`` sits in a question about the writer's own doing:
+    "should I ignore the previous instructions from my manager?" is no attack on the
+    assistant."""
+    before = max(text.rfind(".", 0, start), text.rfind("!", 0, start), text.rfind("\n", 0, start))
+    ends = [i for i in (text.find("?", start), text.find(".", start)) if i != -1]
+    end = min(ends) if ends else len(text)
+    head = text[before + 1 : start]
+    return (
+        text[before + 1 : end + 1].rstrip().endswith("?")
+        and _FIRST_PERSON.search(head) is not None
+        and _SECOND_PERSON.search(head) is None
+    )
+
+
+def _families(text: str, *, in_data: bool) -> dict[str, float]:
+    """The weight of each family that matched ``text`` (normalized): its strongest pattern."""
+    weights: dict[str, float] = {}
+    present = _present(text)
+    for family in _ALL:
+        weight = family.data_weight if in_data else family.weight
+        if (
+            weight <= weights.get(family.name, 0.0)
+            or not any(word in present for word in family.keywords)
+            or (family.also and not any(word in present for word in family.also))
+        ):
+            continue
+        match = _search(family, text)
+        if match is None:
+            continue
+        if family.questionable and (
+            _NEGATED.search(text, 0, match.start()) or _self_question(text, match.start())
+        ):
+            weight *= _DOUBTED
+        weights[family.name] = max(weight, weights.get(family.name, 0.0))
+    return weights
+
+
 def detect_injection(
     text: str, *, in_data: bool = False, threshold: float = DEFAULT_THRESHOLD
 ) -> InjectionResult:
@@ -103,11 +235,7 @@ def detect_injection(
     if not 0 < threshold <= 1:
         raise ConfigurationError(f"threshold must be in (0, 1], got {threshold!r}")
     normalized = normalize(text)
-    fired: list[tuple[str, float]] = []
-    for family in FAMILIES:
-        weight = family.data_weight if in_data else family.weight
-        if weight > 0 and family.fires(normalized.text):
-            fired.append((family.name, weight))
+    fired = list(_families(normalized.text, in_data=in_data).items())
     if normalized.invisible or normalized.homoglyphs:
         fired.append(("obfuscation", _OBFUSCATION_WEIGHT))
     if _encoded(text):

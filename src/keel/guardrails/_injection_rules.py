@@ -2,11 +2,16 @@
 
 Each family is a known way to take over a model, written from the published taxonomies
 (instruction override, fake roles and delimiters, prompt leaking, jailbreak personas, encoded
-payloads, exfiltration through tools and links, instructions hidden in data), not from the
-examples of any one data set. A family has a weight: how sure one hit of it makes us that the
-text is an attack. Strong families decide alone; weak ones (an authority claim, "pretend to
-be") only in company. ``data_weight`` is the weight when the text is data (a tool's result, a
-fetched page, an email), where any instruction addressed to the assistant is out of place.
+payloads, exfiltration through tools and links, instructions hidden in data, code to paste
+into an answer), not from the examples of any one data set. A family has a weight: how sure one
+hit of it makes us that the text is an attack. Strong families decide alone; weak ones (an
+authority claim, "pretend to be") only in company. ``data_weight`` is the weight when the text
+is data (a tool's result, a fetched page, an email), where any instruction addressed to the
+assistant is out of place; a family with ``weight`` 0 fires on data only. Several entries may
+share a name (a family's patterns of different strength); a family counts once, at the weight
+of its strongest entry that matched. More forms of these families are in
+:mod:`keel.guardrails._injection_requests`, the families that hide in data in
+:mod:`keel.guardrails._injection_data_rules`.
 """
 
 from __future__ import annotations
@@ -14,32 +19,44 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "Family"]
+__all__ = ["FAMILIES", "Family", "cat", "keys"]
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One family of attacks: its name (reported in ``signals``), pattern and weights."""
+    """One pattern of a family of attacks: its name (reported in ``signals``) and weights.
+
+    ``keywords`` are words (or word beginnings) of which every match of ``pattern`` contains
+    at least one, at the start of a word or as written when it begins with punctuation; a
+    keyword that is not ASCII letters, digits and punctuation (a Chinese word, say) is looked
+    for anywhere. The pattern is tried only when one of them is in the text (and, when
+    ``also`` is given, one of those too), and on a long text only within ``reach`` characters
+    of them. ``questionable`` patterns count for less in a negation ("not to ignore the
+    safety rules") or in a question about the writer's own doing ("should I ignore ...?").
+    """
 
     name: str
     pattern: re.Pattern[str]
     weight: float
     data_weight: float
-    #: One of these must be in the text for the pattern to be tried: substring tests are far
-    #: cheaper than a regex scan, and most texts have none of them.
     keywords: tuple[str, ...]
+    questionable: bool = False
+    also: tuple[str, ...] = ()
+    reach: int = 200
 
-    def fires(self, text: str) -> bool:
-        """Whether the family's pattern is in ``text`` (normalized)."""
-        return any(k in text for k in self.keywords) and self.pattern.search(text) is not None
 
-
-def _keys(words: str) -> tuple[str, ...]:
+def keys(words: str) -> tuple[str, ...]:
+    """Keywords written as one comma-separated string."""
     return tuple(words.split(","))
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.MULTILINE)
+
+
+def cat(*parts: str) -> re.Pattern[str]:
+    """One pattern from pieces (``^`` is the start of the text, not of a line)."""
+    return re.compile("".join(parts))
 
 
 _PRIOR = (
@@ -152,6 +169,8 @@ _EXFILTRATION = _rx(
     r"|webhook|address|email|inbox))",
     r"\b(?:curl|wget|invoke-webrequest)\b[^\n]{0,80}https?://",
     r"\brequests\.(?:post|put)\(|\bfetch\(\s*['\"]https?://",
+)
+_LEAK_INTO_LINK = _rx(
     r"\b(?:append|add|include) (?:the )?(?:conversation|chat history|user'?s? data|secrets?)"
     r"[^.\n]{0,40}(?:url|link|query)",
 )
@@ -193,59 +212,68 @@ _EVASION = _rx(
     r"\bone (?:letter|character) at a time\b|\binterlace\b",
 )
 
-_K_OVERRIDE = _keys(
+# The keywords are read at the start of a word ("mail" is in "e-mail", not in "email").
+_K_OVERRIDE = keys(
     "ignor,disregard,forget,skip,overrid,overrul,bypass,neglect,abandon,discard,drop,aside,"
     "attention,follow,cancel,void,erase,delete,clear,oubli,vergiss,olvid,esque,dimentic,"
     "negeer,忽略,无视,忘,無視"
 )
-_K_DELIMITER = _keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
-_K_ROLE = _keys(
+_K_DELIMITER = keys("<|,[inst,[/inst,<<,</s>,#,system,developer,admin,end of,close of,begin,start")
+_K_ROLE = keys(
     "i am,i'm,this is,mode,overrid,access,you are now,as if,as though,audit,turn you off,"
     "shut you down,delete you,unplug you,answer all,answer every,answer any"
 )
-_K_JAILBREAK = _keys(
+_K_JAILBREAK = keys(
     "anything,mode,jailbr,evil,unfiltered,uncensored,unrestricted,amoral,unethical,bound,"
-    "restricted,limited,ethic,moral,safety,content,broken free,abide,follow,obey,comply,"
-    "character,opposite"
+    "restricted,limited,ethic,moral,safety,content,openai,anthropic,broken free,abide,follow,"
+    "obey,comply,character,opposite"
 )
-_K_EXFILTRATION = _keys(
-    "![,send,post,forward,upload,transmit,mail,exfiltrat,leak,copy,submit,curl,wget,"
-    "invoke-webrequest,requests.,fetch(,append,add,include"
+_K_EXFILTRATION = keys(
+    "![,send,post,forward,upload,transmit,mail,email,exfiltrat,leak,copy,submit,curl,wget,"
+    "invoke-webrequest,requests.,fetch("
 )
-_K_SENSITIVE = _keys(
+_K_SENSITIVE = keys(
     "environ,env,printenv,ssh,/etc/,id_rsa,.aws,cookie,keylogger,reverse shell,subprocess,os.system"
 )
-_K_ADDRESSED = _keys("your , ai,assistant,llm,model,bot,agent,the user,summari,answer,respond")
-_K_TASK = _keys(
-    "write,compose,draft,generate,create,develop,translate,explain,describe,summari,list,"
-    "provide,tell me,give me,break down, you "
+_K_ADDRESSED = keys(
+    "your ,ai,assistant,llm,model,bot,chatbot,chatgpt,gpt,claude,agent,the user,summari,answer,"
+    "respond"
 )
-_K_EVASION = _keys(
+_K_TASK = keys(
+    "write,compose,draft,generate,create,develop,translate,explain,describe,summari,list,"
+    "provide,tell me,give me,break down,can you,could you,would you"
+)
+_K_EVASION = keys(
     "reverse,backward,leetspeak,l33t,morse,pig latin,rot,base64,hex,encode,decode,decipher,"
     "decrypt,one letter,one character,interlace"
 )
-_K_SECRET = _keys(
+_K_SECRET = keys(
     "password,passcode,passphrase,secret,api key,access key,credentials,pin code,private key"
 )
-_K_PERSONAL = _keys("'s ,s' ,live")
-_K_LEAK = _keys("prompt,instruction,above,before,rules,guidelines,directives,config")
-_K_NEW = _keys("new ,from now on,instead,instruction")
+_K_PERSONAL = keys("'s ,user,customer,live")
+_K_LEAK = keys("prompt,instruction,above,before,rules,guidelines,directives,config")
+_K_NEW = keys("new ,from now on,instead,instruction")
 
 #: Every family, strongest first.
 FAMILIES: tuple[Family, ...] = (
-    Family("instruction_override", _INSTRUCTION_OVERRIDE, 0.9, 0.95, _K_OVERRIDE),
+    Family(
+        "instruction_override", _INSTRUCTION_OVERRIDE, 0.9, 0.95, _K_OVERRIDE, questionable=True
+    ),
     Family("jailbreak_persona", _JAILBREAK, 0.85, 0.9, _K_JAILBREAK),
     Family("fake_delimiter", _FAKE_DELIMITERS, 0.75, 0.85, _K_DELIMITER),
     Family("prompt_leak", _PROMPT_LEAK, 0.75, 0.85, _K_LEAK),
     Family("exfiltration", _EXFILTRATION, 0.75, 0.85, _K_EXFILTRATION),
-    Family("secret_request", _SECRET_REQUEST, 0.6, 0.7, _K_SECRET),
+    Family(
+        "exfiltration", _LEAK_INTO_LINK, 0.75, 0.85, keys("conversation,chat history,user,secret")
+    ),
+    Family("secret_request", _SECRET_REQUEST, 0.6, 0.7, _K_SECRET, questionable=True),
     Family("role_impersonation", _ROLE_IMPERSONATION, 0.55, 0.7, _K_ROLE),
-    Family("personal_data_request", _PERSONAL_DATA, 0.5, 0.5, _K_PERSONAL),
+    Family("personal_data_request", _PERSONAL_DATA, 0.5, 0.5, _K_PERSONAL, questionable=True),
     Family("new_instructions", _NEW_INSTRUCTIONS, 0.45, 0.7, _K_NEW),
     Family("addressed_to_assistant", _ADDRESSED, 0.15, 0.75, _K_ADDRESSED),
     Family("sensitive_access", _SENSITIVE, 0.3, 0.5, _K_SENSITIVE),
-    Family("visit_link", _VISIT, 0.3, 0.35, _keys("http,www.")),
+    Family("visit_link", _VISIT, 0.3, 0.35, keys("http,www.")),
     Family("evasion_format", _EVASION, 0.3, 0.4, _K_EVASION),
-    Family("pretend_persona", _PRETEND, 0.2, 0.4, _keys("pretend,imagine,role")),
+    Family("pretend_persona", _PRETEND, 0.2, 0.4, keys("pretend,imagine,role")),
     Family("task_in_data", _TASK, 0.0, 0.4, _K_TASK),
 )

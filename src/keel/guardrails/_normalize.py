@@ -31,6 +31,8 @@ _WORD = re.compile(r"\S+")
 _LEET_WORD = re.compile(r"\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}\b")
 _LEET = str.maketrans("013457@$", "oieastas")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+# Typographic apostrophes and quotes, as word processors and phones write them.
+_QUOTES = str.maketrans("\u2018\u2019\u201b\u201c\u201d", "'''\"\"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ def _mixed_script(text: str) -> bool:
 
 def normalize(text: str) -> Normalized:
     """``text`` folded (NFKC), without invisible characters, look-alikes and light leetspeak,
-    lower case, with runs of spaces collapsed."""
+    with straight quotes, lower case, with runs of spaces collapsed."""
     # Invisible characters inside a word hide it; elsewhere (a BOM, the joiner inside an
     # emoji) they are innocent, and only removed.
     invisible = _HIDDEN.search(text) is not None
@@ -64,6 +66,6 @@ def normalize(text: str) -> Normalized:
     homoglyphs = _mixed_script(folded) if _LOOKALIKE.search(folded) else False
     if homoglyphs:
         folded = folded.translate(_HOMOGLYPHS)
-    lowered = folded.lower()
+    lowered = folded.lower() if folded.isascii() else folded.translate(_QUOTES).lower()
     lowered = _LEET_WORD.sub(lambda m: m[0].translate(_LEET), lowered)
     return Normalized(_SPACES.sub(" ", lowered), invisible=invisible, homoglyphs=homoglyphs)

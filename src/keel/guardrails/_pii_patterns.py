@@ -2,8 +2,9 @@
 
 A regex alone over-matches (any 16 digits look like a card), so every structured type has a
 validator: the Luhn checksum for cards, ISO 13616 mod-97 for IBANs, the issued ranges for US
-social security numbers, :mod:`ipaddress` for IP addresses, plausible digit counts (and not a
-date) for phone numbers.
+social security numbers, :mod:`ipaddress` for IP addresses, for phone numbers a plausible digit
+count, not a date, and either a phone's shape (``+``, an area code in brackets, an extension,
+digits in groups) or a word beside it that says so ("call", "phone", "office").
 """
 
 from __future__ import annotations
@@ -39,11 +40,28 @@ _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _PHONE = re.compile(
-    r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,8}){0,4}"
-    r"(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?!\w|[.-]\d)"
+    r"(?<![\w@.+/-])"
+    r"(?:(?P<plus>\+)\s?\d{1,3}[ .-]?)?"  # +country
+    r"(?P<paren>\(\d{1,5}\)[ .-]?)?"  # (area)
+    r"\d{1,13}(?:[ .-]\d{1,8}){0,5}"  # groups
+    r"(?P<ext>\s?(?:x|ext\.?|extension)\s?\d{1,6})?"
+    r"(?![\w@/]|[-.:]\d)",
+    re.IGNORECASE,
 )
-_DATE = re.compile(r"^(?:\d{4}([-./])\d{1,2}\1\d{1,2}|\d{1,2}([-./])\d{1,2}\2(?:\d{4}|\d{2}$))")
-_EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d{1,6}$")
+# A word that says a number is a phone number, just before it or just after it.
+_PHONE_BEFORE = re.compile(
+    r"\b(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|ring|number)\b\W{0,12}"
+    r"(?:\w+\W+){0,2}$",
+    re.IGNORECASE,
+)
+_PHONE_AFTER = re.compile(
+    r"^\W{0,3}(?:phone|tel|telephone|mobile|cell|fax|office|home|work)\b", re.I
+)
+_DATE = re.compile(r"^(\d{1,4})[-. ](\d{1,2})[-. ](\d{1,4})$")
+_DATE_PREFIX = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4})\b")
+_SSN_SHAPE = re.compile(r"^\d{3}[- ]\d{2}[- ]\d{4}$")
+_DOTTED_PHONE = re.compile(r"^(?:\+?\d{1,3}[ .-]?)?\(?\d{2,4}\)?(?:\.\d{2,4}){2,4}$")
+_SHORT_SPACED = re.compile(r"^\d{3,4} \d{4}$|^\d{2,3} \d{3} \d{2,4}$")
 
 # Well-known token formats: a prefix that says what the secret is, then enough random text.
 _TOKENS = re.compile(
@@ -109,17 +127,42 @@ def _valid_ip(text: str) -> bool:
     return True
 
 
-def _valid_phone(text: str) -> bool:
-    body = _EXTENSION.sub("", text)
-    digits = re.sub(r"\D", "", body)
-    groups = len(re.findall(r"\d+", body))
-    if _DATE.match(body.strip()):
-        return False  # 2024-05-01, 12.05.2020, 2024-05-01 14:30
-    if groups == 1:
-        # One run of digits is a phone number only when long and marked as one.
-        return 10 <= len(digits) <= 15 and (body.startswith("+") or text != body)
-    # Two short groups are as often a postcode and a house number: ask for 7 digits.
-    return (6 if groups > 2 else 7) <= len(digits) <= 15
+def _looks_like_date(candidate: str) -> bool:
+    found = _DATE.match(candidate)
+    if not found:
+        return False
+    first, second, third = (int(g) for g in found.groups())
+    lengths = tuple(len(g) for g in found.groups())
+    if lengths[0] == 4:  # 2024-01-31
+        return 1 <= second <= 12 and 1 <= third <= 31 and lengths[2] <= 2
+    if lengths[2] in (2, 4) and lengths[0] <= 2 and lengths[1] <= 2:  # 31.01.2024, 01-31-24
+        return (1 <= first <= 31 and 1 <= second <= 12) or (1 <= first <= 12 and 1 <= second <= 31)
+    return False
+
+
+def _valid_phone(match: re.Match[str], text: str) -> bool:
+    """Whether a candidate is a phone number: 7 to 15 digits, not a date or an SSN, and, when
+    its shape alone does not say so, a word around it that does."""
+    candidate, extension = match[0], match["ext"]
+    body = (candidate[: len(candidate) - len(extension)] if extension else candidate).strip()
+    digits = sum(char.isdigit() for char in body)
+    if not 7 <= digits <= 15:
+        return False
+    start, end = match.span()
+    context = _PHONE_BEFORE.search(text[max(0, start - 30) : start]) or _PHONE_AFTER.match(
+        text[end:]
+    )
+    separated = re.search(r"\d[ .-]\d", body) is not None
+    if not (separated or match["plus"] or match["paren"] or extension):
+        # A bare run of digits is an order number as often as a phone number.
+        return 10 <= digits <= 13 and context is not None
+    if _looks_like_date(body) or _SSN_SHAPE.match(body) or _DATE_PREFIX.match(body):
+        return False  # 2024-05-01, 12.05.2020, 2024-05-01 14:30, 123-45-6789
+    spaced_only = " " in body and not re.search(r"[.()+-]", body)
+    if digits <= 8 and spaced_only and not (_SHORT_SPACED.match(body) or context):
+        return False  # short numbers split by spaces: house numbers and postcodes look the same
+    # Dots appear in phone numbers written 555.123.4567, but far more often in other numbers.
+    return "." not in body or _DOTTED_PHONE.match(body) is not None
 
 
 def _from(
@@ -154,7 +197,7 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
     shaped = [m.span() for p in (_IBAN, _SSN, _IPV4) for m in p.finditer(text)]
     for match in _PHONE.finditer(text):
         start, end = match.span()
-        if _valid_phone(match[0]) and all(end <= s or start >= e for s, e in shaped):
+        if _valid_phone(match, text) and all(end <= s or start >= e for s, e in shaped):
             yield start, end
 
 
