@@ -213,3 +213,35 @@ def test_retries_fallbacks_cache_and_routes_are_shown() -> None:
     ]
     assert lines[5].endswith("0 in / 0 out tokens  cached, free")
     assert lines[7].endswith("model switched to fallback #1  [output_invalid]")
+
+
+def test_who_a_run_is_for_and_each_checks_own_reason_are_shown() -> None:
+    from keel._core.checks import CheckRecord
+    from keel._core.events import ChecksDecided
+
+    events: list[Event] = [
+        RunStarted(
+            run_id="run_3",
+            thread_id="t",
+            agent="support",
+            model="rules",
+            input="Refund order 1042",
+            tenant="acme",
+            user="ann",
+            roles=("agent", "viewer"),
+            at=T0,
+        ),
+        ChecksDecided(
+            step=1,
+            point="tool_result",
+            subject="result:c1",
+            verdict="allow",
+            results=(CheckRecord(check="injection", verdict="allow", reason="possible injection"),),
+            at=T0 + 1,
+        ),
+    ]
+
+    lines = render_timeline(events)
+
+    assert "                for tenant acme, user ann, roles agent, viewer" in lines
+    assert any("injection says: possible injection" in line for line in lines)
