@@ -39,6 +39,7 @@ from keel._core.usage import Usage
 from keel._runtime.call_guards import CallGuard, PromptCounter
 from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
+from keel._runtime.observers import Observers
 from keel._runtime.records import record_of
 from keel._runtime.scrubbing import Scrubber
 from keel.errors import LeaseLostError
@@ -131,6 +132,7 @@ class RunDriver:
         guards: Sequence[CallGuard] = (),
         journaled: Sequence[JournalHook] = (),
         scrubber: Scrubber | None = None,
+        observers: Observers | None = None,
     ) -> None:
         if not models:
             raise ValueError("a run needs at least one model")
@@ -178,6 +180,7 @@ class RunDriver:
         #: Estimates what each model call sends, for the guards (one count per message).
         self.prompt_tokens = PromptCounter()
         self._scrubber = scrubber if scrubber else None
+        self._observers = observers if observers else None
 
     @property
     def last_seq(self) -> int:
@@ -285,6 +288,8 @@ class RunDriver:
         self.deferrable = False
         if self._published is not None:
             self._published(state.run_id, first, events)
+        if self._observers is not None:
+            self._observers(state, events)
         for hook in self._journaled:
             await hook.journaled(state, events)
 

@@ -36,6 +36,7 @@ from keel._runtime.composition import ModelComposer
 from keel._runtime.driver import DeltaSink, EffectHandler, JournalHook, RunDriver
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
+from keel._runtime.observers import Observers
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.scrubbing import Scrubber
@@ -207,6 +208,8 @@ class Kernel:
         self.call_guards: list[Callable[[RunState], CallGuard | None]] = []
         #: Told of every append to a run's journal made by this process (the audit log).
         self.journal_hooks: list[JournalHook] = []
+        #: Told of every batch of events this process journals (traces, metrics, logs).
+        self.observers = Observers()
         #: Masks the secrets this runtime knows in every event before it is applied.
         self.scrubber = Scrubber()
         self._handlers: dict[type[Effect], EffectHandler] = {
@@ -305,10 +308,16 @@ class Kernel:
             record=record_of(state, loaded.last_seq + len(events)),
             lease=lease,
         )
+        self.observed(state, events)
         for hook in self.journal_hooks:
             await hook.journaled(state, events)
             await hook.flush()
         return last
+
+    def observed(self, state: RunState, events: Sequence[Event]) -> None:
+        """Tell the observers of events just journaled (a no-op without observers)."""
+        if self.observers:
+            self.observers(state, events)
 
     async def trimmed(
         self, agent: Agent[Any], messages: Sequence[Message]

@@ -140,6 +140,7 @@ class Runs:
             owner=None,
             ttl_s=self.k.lease_ttl_s,
         )
+        self.k.observed(state, [started])
 
     async def run(
         self,
@@ -209,6 +210,7 @@ class Runs:
                         continue
                     break
                 assert lease is not None
+                k.observed(state, [started])
                 return await self.drive(agent, state, lease, last_seq=1, chain=chain, deps=deps)
             await self._enqueue(replace(template, queued=True))
             return await self._wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
@@ -409,6 +411,7 @@ class Runs:
                     guards=k.guards_for(state),
                     journaled=k.journal_hooks,
                     scrubber=k.scrubber,
+                    observers=k.observers,
                 )
                 k.drives.attach(run_id, driver)
                 driver.record(new_events)

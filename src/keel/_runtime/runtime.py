@@ -37,6 +37,7 @@ from keel._runtime.composition import ModelComposer
 from keel._runtime.governance import Governance, store_location
 from keel._runtime.inputs import check_agent, check_principal
 from keel._runtime.kernel import Kernel
+from keel._runtime.observers import Observer
 from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
@@ -131,6 +132,9 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
             neither stored nor sent on: the input, the model's text, tool results, errors and
             reasons (not tool call arguments, which tools need). E.g.
             :class:`keel.guardrails.PIIRedactor` keeps personal data out of the journal.
+        observers: What watches every run's events as this process journals them (traces,
+            metrics, logs: :mod:`keel.observability`). An observer never blocks or breaks a
+            run.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         audit: AuditLog | bool | None = None,
         secrets: Sequence[str] = (),
         redact: Callable[[str], str] | None = None,
+        observers: Sequence[Observer] = (),
         new_id: Callable[[float], str] = new_run_id,
     ) -> None:
         if (
@@ -209,6 +214,8 @@ class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
         self._kernel.scrubber = Scrubber(
             [*self.settings.secret_values(), *secrets], redactor=redact
         )
+        for observer in observers:
+            self._kernel.observers.add(observer)
         self._runs = Runs(self._kernel)
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)

@@ -375,6 +375,7 @@ class TimeTravel:
                 ttl_s=k.lease_ttl_s,
             )
             assert lease is not None
+            k.observed(state, [started, *copied])
             return await self.runs.drive(
                 chosen,
                 state,
