@@ -10,7 +10,16 @@ never block or break a run; nothing is exported unless configured::
 See docs/guide/metrics-and-logs.md and docs/guide/health.md.
 """
 
+from keel.observability._logging import JsonFormatter, Logging, TextFormatter, configure_logging
 from keel.observability._metrics import Metrics
 from keel.observability._metrics_export import Exporter, Watch
 
-__all__ = ["Exporter", "Metrics", "Watch"]
+__all__ = [
+    "Exporter",
+    "JsonFormatter",
+    "Logging",
+    "Metrics",
+    "TextFormatter",
+    "Watch",
+    "configure_logging",
+]
