@@ -72,6 +72,7 @@ PUBLIC_MODULES = [
     "keel.guardrails",
     "keel.messages",
     "keel.models",
+    "keel.observability",
     "keel.policies",
     "keel.ports",
     "keel.resilience",

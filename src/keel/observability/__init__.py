@@ -10,16 +10,32 @@ never block or break a run; nothing is exported unless configured::
 See docs/guide/metrics-and-logs.md and docs/guide/health.md.
 """
 
+from keel.observability._health import (
+    HealthCheck,
+    HealthReport,
+    Probe,
+    ProbeResult,
+    check_health,
+    liveness,
+    readiness,
+)
 from keel.observability._logging import JsonFormatter, Logging, TextFormatter, configure_logging
 from keel.observability._metrics import Metrics
 from keel.observability._metrics_export import Exporter, Watch
 
 __all__ = [
     "Exporter",
+    "HealthCheck",
+    "HealthReport",
     "JsonFormatter",
     "Logging",
     "Metrics",
+    "Probe",
+    "ProbeResult",
     "TextFormatter",
     "Watch",
+    "check_health",
     "configure_logging",
+    "liveness",
+    "readiness",
 ]

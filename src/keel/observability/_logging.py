@@ -108,7 +108,7 @@ def _iso(created: float) -> str:
 
 def configure_logging(
     level: str | int = "INFO",
-    format: Literal["auto", "json", "text"] = "auto",  # noqa: A002 - the documented name
+    format: Literal["auto", "json", "text"] = "auto",
     stream: IO[str] | None = None,
 ) -> logging.Handler:
     """Send Keel's logs (the ``keel`` logger and its children) to ``stream`` (default:
@@ -164,7 +164,7 @@ class Logging:
             }
         _current.set(None if state.status not in ("running", "queued") else run)
         log = self._log
-        if not log.isEnabledFor(logging.DEBUG):  # cached by logging: cheap when it is off
+        if not log.isEnabledFor(logging.WARNING):  # cached by logging: cheap when it is off
             return
         for event in events:
             if type(event) not in _LOGGED:
@@ -199,7 +199,7 @@ _LOGGED: frozenset[type[Event]] = frozenset(
 )
 
 
-def _said(event: Event) -> tuple[int, str, dict[str, Any]] | None:  # noqa: PLR0911
+def _said(event: Event) -> tuple[int, str, dict[str, Any]] | None:
     """What to log of ``event``: level, message and fields (names and codes only)."""
     info, warning = logging.INFO, logging.WARNING
     if isinstance(event, RunStarted):
@@ -215,7 +215,11 @@ def _said(event: Event) -> tuple[int, str, dict[str, Any]] | None:  # noqa: PLR0
     if isinstance(event, RunResumed):
         return info, "run resumed", {}
     if isinstance(event, ModelFailed):
-        fields = {"model": event.model, "error_code": event.error.code, "retryable": event.retryable}
+        fields = {
+            "model": event.model,
+            "error_code": event.error.code,
+            "retryable": event.retryable,
+        }
         return warning, "model call failed", fields
     if isinstance(event, ModelResponded):
         tried = [a for a in event.attempts if not a.ok]
@@ -224,14 +228,22 @@ def _said(event: Event) -> tuple[int, str, dict[str, Any]] | None:  # noqa: PLR0
         models = {a.model for a in event.attempts}
         what = "model call fell back" if len(models) > 1 else "model call retried"
         codes = [a.code or "breaker_open" for a in tried]
-        return warning, what, {"model": event.model, "attempts": len(event.attempts), "codes": codes}
+        return (
+            warning,
+            what,
+            {"model": event.model, "attempts": len(event.attempts), "codes": codes},
+        )
     if isinstance(event, ModelSwitched):
         fields = {"model_index": event.model_index, "reason_code": event.reason.code}
         return warning, "model call fell back", fields
     if isinstance(event, ToolCallFinished):
         if event.error is None:
             return logging.DEBUG, "tool call finished", {"tool": event.call.name}
-        return warning, "tool call failed", {"tool": event.call.name, "error_code": event.error.code}
+        return (
+            warning,
+            "tool call failed",
+            {"tool": event.call.name, "error_code": event.error.code},
+        )
     if isinstance(event, ToolCallInDoubt):
         fields = {"tool": event.call.name, "reason_code": event.reason.code}
         return warning, "tool call in doubt", fields

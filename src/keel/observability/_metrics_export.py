@@ -92,7 +92,10 @@ class Watch(Collector):
         ok_breakers = await self._guarded("breakers", self._read_breakers(reading))
         if not ok_store:
             reading.queued, reading.awaiting = previous.queued, previous.awaiting
-            reading.oldest_wait_s, reading.interrupted = previous.oldest_wait_s, previous.interrupted
+            reading.oldest_wait_s, reading.interrupted = (
+                previous.oldest_wait_s,
+                previous.interrupted,
+            )
         if not ok_breakers:
             reading.breakers = previous.breakers
         self._reading = reading
@@ -144,7 +147,8 @@ class Watch(Collector):
         self._refresh_from_another_thread()
         p, r = self._prefix, self._reading
         queued = GaugeMetricFamily(
-            p + "queue_depth", "Queued runs waiting for a driver (counted up to max_scan).",
+            p + "queue_depth",
+            "Queued runs waiting for a driver (counted up to max_scan).",
             labels=["agent"],
         )
         for agent, count in sorted(r.queued.items()):
@@ -164,7 +168,8 @@ class Watch(Collector):
             value=r.interrupted,
         )
         breakers = GaugeMetricFamily(
-            p + "breaker_state", "1 for the state each model's breaker is in.",
+            p + "breaker_state",
+            "1 for the state each model's breaker is in.",
             labels=["model", "state"],
         )
         for name, state in sorted(r.breakers.items()):

@@ -82,7 +82,9 @@ class Families:
             "runs_paused", "Runs paused (a limit, an outage), by reason code.", "agent", "reason"
         )
         self.runs_resumed = counter(
-            "runs_resumed", "Runs a driver continued (after a pause, the queue or a crash).", "agent"
+            "runs_resumed",
+            "Runs a driver continued (after a pause, the queue or a crash).",
+            "agent",
         )
         self.run_duration = histogram(
             "run_duration_seconds",
@@ -95,7 +97,11 @@ class Families:
             "run_steps", "Model turns per finished run.", _STEPS, "agent", "status"
         )
         self.model_calls = counter(
-            "model_calls", "Model calls, by outcome (ok, error, cached).", "agent", "model", "outcome"
+            "model_calls",
+            "Model calls, by outcome (ok, error, cached).",
+            "agent",
+            "model",
+            "outcome",
         )
         self.model_latency = histogram(
             "model_call_duration_seconds",
