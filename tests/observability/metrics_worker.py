@@ -13,12 +13,15 @@ from keel.testing import MemoryStore, ScriptedModel
 
 async def main() -> None:
     metrics = Metrics()
-    runtime = Runtime(store=MemoryStore(), settings=KeelSettings.from_environ({}), observers=[metrics])
+    runtime = Runtime(
+        store=MemoryStore(), settings=KeelSettings.from_environ({}), observers=[metrics]
+    )
     metrics.watch(runtime, min_interval_s=0)
     agent = Agent(name="scraped", model=ScriptedModel(["All good."]))
     await runtime.run(agent, "How are things?")
     exporter = metrics.serve(0)
-    print(exporter.port, flush=True)
+    sys.stdout.write(f"{exporter.port}\n")
+    sys.stdout.flush()
     # Keep the loop running (scrapes ask it for the queue) until the test closes our stdin.
     await asyncio.to_thread(sys.stdin.read)
     exporter.close()

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ async def send(to: str, token: str) -> str:
 
 async def test_json_lines_carry_the_run_fields_and_no_content(logs: io.StringIO) -> None:
     runtime = Runtime(store=MemoryStore(), settings=NO_MODELS, observers=[Logging()])
-    script = [call("send", to="fail", token="t-1"), "Could not."]
+    script: list[Any] = [call("send", to="fail", token="t-1"), "Could not."]
     agent = Agent(name="desk", model=ScriptedModel(script), tools=[send])
 
     result = await runtime.run(agent, "please send t-1", thread="th-1", tenant="acme")
@@ -51,7 +52,11 @@ async def test_json_lines_carry_the_run_fields_and_no_content(logs: io.StringIO)
     records = [json.loads(line) for line in logs.getvalue().splitlines()]
     by_message = {r["message"]: r for r in records}
     failed = by_message["tool call failed"]
-    assert (failed["run_id"], failed["thread_id"], failed["agent"]) == (result.run_id, "th-1", "desk")
+    assert (failed["run_id"], failed["thread_id"], failed["agent"]) == (
+        result.run_id,
+        "th-1",
+        "desk",
+    )
     assert (failed["tenant"], failed["step"], failed["tool"]) == ("acme", 1, "send")
     assert failed["error_code"] == "tool_exception"
     assert by_message["run completed"]["status"] == "completed"
@@ -62,14 +67,19 @@ async def test_json_lines_carry_the_run_fields_and_no_content(logs: io.StringIO)
 
 async def test_nothing_secret_reaches_the_logs_at_debug(logs: io.StringIO) -> None:
     runtime = Runtime(store=MemoryStore(), settings=NO_MODELS, observers=[Logging()])
-    script = [call("send", to="x", token=SECRET), call("send", to="fail", token=SECRET), SECRET]
+    script: list[Any] = [
+        call("send", to="x", token=SECRET),
+        call("send", to="fail", token=SECRET),
+        SECRET,
+    ]
     agent = Agent(name="desk", model=ScriptedModel(script), tools=[send])
 
     await runtime.run(agent, f"use {SECRET}")
 
     text = logs.getvalue()
     assert "tool call failed" in text  # the logs were written
-    assert SECRET not in text and SECRET[3:] not in text
+    assert SECRET not in text
+    assert SECRET[3:] not in text
 
 
 def test_text_lines_are_readable(tmp_path: object) -> None:
