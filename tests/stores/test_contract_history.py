@@ -19,7 +19,6 @@ from keel.stores import Keyring, SQLiteStore
 from ._data import T0, record, started, tool_step
 
 
-
 async def add(store: Store, run_id: str, **changes: Any) -> RunRecord:
     """A run with ``changes`` to its record, created at ``T0 + n`` for run ``r<n>``."""
     created = changes.pop("created_at", T0 + int(run_id.lstrip("r")))
@@ -40,7 +39,9 @@ async def fill(store: Store) -> None:
     await add(store, "r3", status="paused", tenant="acme")
     await add(store, "r4", tenant="acme", user="u-1", thread_id="t-2")
     await add(store, "r5", tools=("lookup", "refund"), cost_usd=0.5)
-    await add(store, "r6", tools=("lookup",), cost_usd=0.01, status="failed", reason_code="max_steps")
+    await add(
+        store, "r6", tools=("lookup",), cost_usd=0.01, status="failed", reason_code="max_steps"
+    )
     await add(store, "r7", agent="billing", updated_at=T0 + 7 + 120.0)
     await add(store, "r8", status="failed", reason_code="model.error", cost_usd=2.0)
     await add(store, "r9", agent="billing", tools=("refund",), status="paused")

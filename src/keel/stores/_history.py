@@ -69,6 +69,10 @@ class Filters:
     @property
     def key(self) -> tuple[str, ...]:
         names = [name for name in _FILTERS if getattr(self.query, name) is not None]
+        cursor, until = self.cursor, self.query.until
+        if cursor is not None and until is not None and cursor.created_at < until:
+            # The cursor implies it, and one upper bound lets SQLite start the range there.
+            names.remove("until")
         if self.statuses is not None:
             names.append("status_one" if len(self.statuses) == 1 else "status_many")
         if self.cursor is not None:
