@@ -95,7 +95,7 @@ async def test_a_filtered_listing_reads_an_index_in_order(
         conn = store._reader
         assert conn is not None
         if paged:  # a cursor below ``until`` stands for it (Filters.key)
-            key = tuple(name for name in key if name != "until") + ("before",)
+            key = (*(name for name in key if name != "until"), "before")
         statement = SQLITE.render(list_runs_template(key))
         params = dict.fromkeys(
             ("agent", "thread", "tenant", "user", "tool", "error", "status"), "x"
