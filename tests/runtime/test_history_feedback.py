@@ -52,12 +52,14 @@ async def test_runs_are_found_by_tenant_user_and_tool(runtime: Runtime) -> None:
 async def test_pages_carry_the_next_cursor(runtime: Runtime) -> None:
     made = [(await runtime.run(support("ok"), f"q{n}")).run_id for n in range(5)]
     first = await runtime.query_runs(agent="support", limit=2)
-    assert len(first.runs) == 2 and first.next is not None
+    assert len(first.runs) == 2
+    assert first.next is not None
     second = await runtime.query_runs(agent="support", limit=2, before=first.next)
     third = await runtime.query_runs(agent="support", limit=2, before=second.next)
     assert third.next is None
     seen = [r.run_id for page in (first, second, third) for r in page.runs]
-    assert sorted(seen) == sorted(made) and len(set(seen)) == 5
+    assert sorted(seen) == sorted(made)
+    assert len(set(seen)) == 5
 
 
 async def test_query_mistakes_are_usage_errors(runtime: Runtime) -> None:
@@ -77,7 +79,8 @@ async def test_steps_are_decision_records(runtime: Runtime) -> None:
     assert json.loads(first["actions"][0]["arguments"]) == {"order_id": "o-1"}
     assert first["actions"][0]["result"] == "refunded o-1"
     assert first["error"] is None
-    assert first["input_tokens"] >= 0 and first["latency_ms"] >= 0
+    assert first["input_tokens"] >= 0
+    assert first["latency_ms"] >= 0
     assert steps[1].text == "Refunded."
 
 
@@ -107,13 +110,15 @@ async def test_eval_cases_are_exported_as_json_lines(runtime: Runtime, tmp_path:
     path = tmp_path / "cases.jsonl"
     cases = await runtime.export_eval_cases(path, min_score=5)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert lines == cases and len(cases) == 1
+    assert lines == cases
+    assert len(cases) == 1
     case = cases[0]
     assert case["input"] == "refund o-1"
     assert case["reference"] == "Refunded."
     assert case["expected_tool_calls"] == [{"name": "refund", "arguments": {"order_id": "o-1"}}]
     assert case["tags"] == ["golden", "refund"]
-    assert case["metadata"]["score"] == 5 and case["metadata"]["comment"] == "perfect"
+    assert case["metadata"]["score"] == 5
+    assert case["metadata"]["comment"] == "perfect"
     buffer = io.StringIO()
     everything = await runtime.export_eval_cases(buffer)
     assert [c["id"] for c in everything] == [other.run_id, result.run_id]
