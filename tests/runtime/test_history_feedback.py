@@ -18,7 +18,7 @@ from keel.stores import MemoryStore
 from keel.testing import ScriptedModel, call
 
 
-def support(*answers: object) -> Agent[str]:
+def support(*answers: str) -> Agent[str]:
     @tool
     def refund(order_id: str) -> str:
         """Refund an order."""

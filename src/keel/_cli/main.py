@@ -37,6 +37,7 @@ from keel._cli.admin import breakers_app, db_app, threads_app
 from keel._cli.approvals import approvals_app, register_decisions
 from keel._cli.audit import audit_app
 from keel._cli.budgets import budgets_app
+from keel._cli.feedback import feedback_app
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
@@ -65,6 +66,7 @@ app.add_typer(breakers_app, name="breakers")
 app.add_typer(audit_app, name="audit")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 register_decisions(app)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
