@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from keel import Agent, Runtime, tool
 from keel._cli.main import app
+from keel.messages import ToolCall
 from keel.testing import ScriptedModel, call
 
 runner = CliRunner()
@@ -23,7 +24,7 @@ def support(*answers: str) -> Agent[str]:
         """Refund an order."""
         return f"refunded {order_id}"
 
-    script = list(answers) or [call("refund", order_id="o-1"), "Refunded."]
+    script: list[str | ToolCall] = [*answers] or [call("refund", order_id="o-1"), "Refunded."]
     return Agent(name="support", model=ScriptedModel(script), tools=[refund])
 
 

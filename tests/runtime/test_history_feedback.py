@@ -13,6 +13,7 @@ import pytest
 
 from keel import Agent, Runtime, tool
 from keel.errors import RunNotFoundError, UsageError
+from keel.messages import ToolCall
 from keel.ports import RunQuery
 from keel.stores import MemoryStore
 from keel.testing import ScriptedModel, call
@@ -24,7 +25,7 @@ def support(*answers: str) -> Agent[str]:
         """Refund an order."""
         return f"refunded {order_id}"
 
-    script = list(answers) or [call("refund", order_id="o-1"), "Refunded."]
+    script: list[str | ToolCall] = [*answers] or [call("refund", order_id="o-1"), "Refunded."]
     return Agent(name="support", model=ScriptedModel(script), tools=[refund])
 
 

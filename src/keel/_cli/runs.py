@@ -142,17 +142,24 @@ def list_runs(
         min_duration=min_duration,
         max_duration=max_duration,
     )
-    page: RunPage = call(db, lambda rt: rt.query_runs(query, limit=limit, before=before))
+
+    async def work(runtime: Runtime) -> tuple[RunPage, bool]:
+        page = await runtime.query_runs(query, limit=limit, before=before)
+        # An empty page of an empty database says how to start instead.
+        empty = not page.runs and not await runtime.store.list_runs(limit=1)
+        return page, empty
+
+    page, empty = call(db, work)
     out = stdout()
     if as_json:
         data = [{**asdict(r), "cursor": r.cursor} for r in page.runs]
         out.print(dumps(data), markup=False)
         return
+    if empty:
+        out.print('no runs yet; start one with: keel run path/to/agent.py:agent "Hello"')
+        return
     if not page.runs:
-        if query == RunQuery() and before is None:
-            out.print('no runs yet; start one with: keel run path/to/agent.py:agent "Hello"')
-        else:
-            out.print("no runs match", markup=False)
+        out.print("no runs match", markup=False)
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in (
