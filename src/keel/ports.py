@@ -40,10 +40,14 @@ __all__ = [
     "Admin",
     "Change",
     "Clock",
+    "Feedback",
+    "FeedbackQuery",
+    "Feedbacks",
     "Journal",
     "Lease",
     "Leases",
     "Model",
+    "RunQuery",
     "RunRecord",
     "Store",
     "SystemClock",
@@ -90,9 +94,10 @@ class RunRecord:
     queue.
 
     ``holds_thread`` says whether the run keeps its thread busy (it has not ended, is not a
-    fork, is not being cancelled): later runs of the thread wait behind it. ``lease_owner``
-    and ``lease_expires_at`` are what the store knows of the run's lease when it is read
-    (ignored on writes).
+    fork, is not being cancelled): later runs of the thread wait behind it. ``tenant`` and
+    ``user`` say who the run is for; ``tools`` names the tools it called (each once, sorted).
+    ``lease_owner`` and ``lease_expires_at`` are what the store knows of the run's lease when
+    it is read (ignored on writes).
     """
 
     run_id: str
@@ -113,8 +118,91 @@ class RunRecord:
     reason: str | None = None
     last_seq: int = 0
     holds_thread: bool = False
+    tenant: str | None = None
+    user: str | None = None
+    tools: tuple[str, ...] = ()
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the run's creation to its latest change."""
+        return self.updated_at - self.created_at
+
+    @property
+    def cursor(self) -> str:
+        """Where a newest-first listing goes on after this run: ``list_runs(before=...)``."""
+        return f"{self.created_at!r}/{self.run_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunQuery:
+    """Which runs a listing keeps: every field that is set must match (``None``: any).
+
+    Attributes:
+        agent: The agent's name.
+        status: One status, or several (any of them).
+        thread: The thread's id.
+        tenant: Who the run is for (``Runtime.run(tenant=...)``).
+        user: The user it is for.
+        since: Created at or after (seconds since the epoch).
+        until: Created before (seconds since the epoch).
+        tool: Called this tool (by name).
+        error: Its reason code (``RunRecord.reason_code``), e.g. ``max_steps``.
+        min_cost: Cost at least this many US dollars (a run of unknown cost never matches).
+        max_cost: Cost at most this many US dollars.
+        min_duration: At least this many seconds from creation to its latest change.
+        max_duration: At most this many seconds.
+    """
+
+    agent: str | None = None
+    status: RunStatus | tuple[RunStatus, ...] | None = None
+    thread: str | None = None
+    tenant: str | None = None
+    user: str | None = None
+    since: float | None = None
+    until: float | None = None
+    tool: str | None = None
+    error: str | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feedback:
+    """What a person (or a program) said about a run, or one step of it.
+
+    ``score`` is -1 or 1 for thumbs (0: neutral), or 1 to 5 for a rating; ``label`` a free tag
+    (``"wrong-tool"``, ``"golden"``); ``comment`` free text (encrypted at rest when the store
+    has a keyring); ``by`` who gave it; ``at`` when (seconds since the epoch).
+    """
+
+    id: str
+    run_id: str
+    step: int | None = None
+    score: float | None = None
+    label: str | None = None
+    comment: str | None = None
+    by: str | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackQuery:
+    """Which feedback a listing keeps: every field that is set must match (``None``: any).
+
+    ``since``/``until`` bound when the feedback was given; ``agent`` is the run's agent.
+    """
+
+    run_id: str | None = None
+    label: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    since: float | None = None
+    until: float | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,13 +368,18 @@ class Admin(Protocol):
 
     async def list_runs(
         self,
+        query: RunQuery | None = None,
         *,
         thread_id: str | None = None,
         status: RunStatus | Collection[RunStatus] | None = None,
         limit: int | None = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered by thread and status (one or several);
-        ``limit=None`` lists them all."""
+        """Runs, newest first (``created_at``, then ``run_id``), that match ``query`` and
+        the thread and status given (one or several); ``limit=None`` lists them all.
+
+        ``before`` is the ``cursor`` of the last run of the previous page: the page goes on
+        after it, whatever was created meanwhile."""
         ...
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
@@ -308,6 +401,22 @@ class Admin(Protocol):
 
     async def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class Feedbacks(Protocol):
+    """Feedback on runs, kept with them (and deleted with them). The SQL and memory stores
+    have it; a store without it cannot record feedback."""
+
+    async def add_feedback(self, feedback: Feedback) -> None:
+        """Record ``feedback``; ``RunNotFoundError`` if its run does not exist."""
+        ...
+
+    async def list_feedback(
+        self, query: FeedbackQuery | None = None, *, limit: int | None = 50
+    ) -> list[Feedback]:
+        """Feedback matching ``query``, newest first (``limit=None``: all of it)."""
         ...
 
 

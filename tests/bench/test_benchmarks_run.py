@@ -38,6 +38,7 @@ def require_corpora() -> None:
         ("claim_latency.py", ("sqlite", "p50", "p99")),
         ("guardrails.py", ("CyberSecEval", "NotInject", "BIPIA", "precision", "p99")),
         ("budgets.py", ("| sqlite |", "statements per call", "ratio")),
+        ("history.py", ("sqlite: 3,000 runs", "tool=refund", "p50 ms", "worst p50")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

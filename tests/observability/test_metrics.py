@@ -155,7 +155,7 @@ async def test_scrape_time_readings_show_the_queue_and_waiting_approvals() -> No
 
 async def test_a_failing_store_never_fails_a_scrape() -> None:
     class Broken(MemoryStore):
-        async def list_runs(self, **kwargs: Any) -> Any:
+        async def list_runs(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("database down")
 
     metrics = Metrics()

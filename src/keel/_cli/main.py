@@ -37,6 +37,7 @@ from keel._cli.admin import breakers_app, db_app, threads_app
 from keel._cli.approvals import approvals_app, register_decisions
 from keel._cli.audit import audit_app
 from keel._cli.budgets import budgets_app
+from keel._cli.feedback import feedback_app
 from keel._cli.health import health
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
@@ -66,6 +67,7 @@ app.add_typer(breakers_app, name="breakers")
 app.add_typer(audit_app, name="audit")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 register_decisions(app)
 app.command("health")(health)
 

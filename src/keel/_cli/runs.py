@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic_core import to_json
@@ -34,10 +36,12 @@ from keel._core.events import RunStatus
 from keel._core.steps import RunDiff, Step
 from keel._runtime.result import RunResult
 from keel._runtime.runtime import Runtime
+from keel._runtime.runtime_history import RunPage
 from keel._runtime.stream import RunEvent
 from keel._runtime.timetravel import Replay
+from keel.ports import RunQuery
 
-__all__ = ["runs_app"]
+__all__ = ["parse_moment", "runs_app"]
 
 runs_app = typer.Typer(
     help="List, inspect, replay, fork, compare and delete runs.", no_args_is_help=True
@@ -56,27 +60,106 @@ _AGE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def parse_moment(text: str | None, option: str) -> float | None:
+    """``--since``/``--until``: an age (``1h``, ``2d``: that long ago) or an ISO date and time
+    (UTC unless it says otherwise), as seconds since the epoch."""
+    if text is None:
+        return None
+    match = _AGE.match(text.strip())
+    if match is not None:
+        return time.time() - float(match["n"]) * _SECONDS[match["unit"]]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(
+            f"{option} takes an age such as 1h, 2d, 30m (s, m, h, d, w) or an ISO date such as "
+            f"2026-01-31 or 2026-01-31T12:00:00+00:00; got '{text}'"
+        )
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 @runs_app.command("list")
 def list_runs(
+    *,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's runs.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="Only this thread.")] = None,
     status: Annotated[
-        str | None,
-        typer.Option("--status", "-s", help=f"Only this status: {', '.join(_STATUSES)}."),
+        list[str] | None,
+        typer.Option(
+            "--status", "-s", help=f"Only this status (repeatable): {', '.join(_STATUSES)}."
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only runs for this tenant.")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only runs for this user.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Created since: an age (1h, 2d) or ISO time.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before: an age (1h, 2d) or ISO time.")
+    ] = None,
+    tool: Annotated[str | None, typer.Option("--tool", help="Only runs that called it.")] = None,
+    error: Annotated[
+        str | None, typer.Option("--error", help="Only runs that ended with this reason code.")
+    ] = None,
+    min_cost: Annotated[
+        float | None, typer.Option("--min-cost", min=0, help="Cost at least (US dollars).")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", min=0, help="Cost at most (US dollars).")
+    ] = None,
+    min_duration: Annotated[
+        float | None, typer.Option("--min-duration", min=0, help="At least this many seconds.")
+    ] = None,
+    max_duration: Annotated[
+        float | None, typer.Option("--max-duration", min=0, help="At most this many seconds.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
+    before: Annotated[
+        str | None,
+        typer.Option("--before", help="The page after this cursor (printed under a full page)."),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List runs, newest first."""
-    if status is not None and status not in _STATUSES:
-        fail(f"unknown status '{status}'; use one of {', '.join(_STATUSES)}")
-    records = call(db, lambda rt: rt.store.list_runs(thread_id=thread, status=status, limit=limit))
+    """List runs, newest first, filtered by any of the options (all must match)."""
+    for value in status or []:
+        if value not in _STATUSES:
+            fail(f"unknown status '{value}'; use one of {', '.join(_STATUSES)}")
+    query = RunQuery(
+        agent=agent,
+        status=None if not status else cast("tuple[RunStatus, ...]", tuple(status)),
+        thread=thread,
+        tenant=tenant,
+        user=user,
+        since=parse_moment(since, "--since"),
+        until=parse_moment(until, "--until"),
+        tool=tool,
+        error=error,
+        min_cost=min_cost,
+        max_cost=max_cost,
+        min_duration=min_duration,
+        max_duration=max_duration,
+    )
+
+    async def work(runtime: Runtime) -> tuple[RunPage, bool]:
+        page = await runtime.query_runs(query, limit=limit, before=before)
+        # An empty page of an empty database says how to start instead.
+        empty = not page.runs and not await runtime.store.list_runs(limit=1)
+        return page, empty
+
+    page, empty = call(db, work)
     out = stdout()
     if as_json:
-        out.print(dumps([asdict(r) for r in records]), markup=False)
+        data = [{**asdict(r), "cursor": r.cursor} for r in page.runs]
+        out.print(dumps(data), markup=False)
         return
-    if not records:
+    if empty:
         out.print('no runs yet; start one with: keel run path/to/agent.py:agent "Hello"')
+        return
+    if not page.runs:
+        out.print("no runs match", markup=False)
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in (
@@ -91,7 +174,7 @@ def list_runs(
         "INPUT",
     ):
         table.add_column(column, no_wrap=column != "INPUT", overflow="fold")
-    for r in records:
+    for r in page.runs:
         table.add_row(
             r.run_id,
             r.agent,
@@ -104,6 +187,8 @@ def list_runs(
             r.input[:60],
         )
     out.print(table)
+    if page.next is not None:
+        out.print(f"more: --before '{page.next}'", markup=False)
 
 
 @runs_app.command("follow")

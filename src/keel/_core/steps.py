@@ -49,7 +49,13 @@ class ToolStep:
 
 @dataclass(slots=True)
 class Step:
-    """A model turn and what followed from it."""
+    """A model turn and what followed from it.
+
+    The decision record of the turn: :attr:`text` (what the model said, its reasoning), the
+    actions it took (``tools``: each call's name, arguments, result or error), and what the
+    turn cost (:attr:`latency_ms`, :attr:`input_tokens`, :attr:`output_tokens`,
+    :attr:`cost_usd`); :meth:`to_dict` has all of it as JSON-ready data.
+    """
 
     number: int
     response: ModelResponded | None = None
@@ -58,6 +64,73 @@ class Step:
     decisions: list[CallDecided] = field(default_factory=list)
     #: Every other event of the step (checks, people asked, output rejected...), in order.
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def text(self) -> str | None:
+        """What the model said in this turn (its reasoning, or its answer); ``None``: no
+        response."""
+        return None if self.response is None else self.response.message.content
+
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens of the turn's model call."""
+        return 0 if self.response is None else self.response.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Completion tokens of the turn's model call."""
+        return 0 if self.response is None else self.response.usage.output_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the turn's model call cost (``None``: unknown)."""
+        return None if self.response is None else self.response.cost_usd
+
+    @property
+    def latency_ms(self) -> float:
+        """The model call's latency plus every tool call's, in milliseconds."""
+        model = self.response or self.failure
+        total = 0.0 if model is None else model.latency_ms
+        return total + sum(t.finished.latency_ms for t in self.tools if t.finished is not None)
+
+    @property
+    def error(self) -> str | None:
+        """The first error of the turn (the model's, else a tool's) as ``code: message``."""
+        if self.failure is not None:
+            return f"{self.failure.error.code}: {self.failure.error.message}"
+        for tool in self.tools:
+            if tool.finished is not None and tool.finished.error is not None:
+                return f"{tool.finished.error.code}: {tool.finished.error.message}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as JSON-ready data: text, actions with arguments, results and errors,
+        latency, tokens and cost."""
+        return {
+            "step": self.number,
+            "text": self.text,
+            "actions": [
+                {
+                    "id": t.call.id,
+                    "tool": t.call.name,
+                    "arguments": t.call.arguments,
+                    "result": None if t.finished is None else t.finished.result,
+                    "error": None
+                    if t.finished is None or t.finished.error is None
+                    else t.finished.error.code,
+                    "latency_ms": None if t.finished is None else t.finished.latency_ms,
+                }
+                for t in self.tools
+            ],
+            "decisions": [
+                {"call": d.call_id, "decision": d.decision, "by": d.by} for d in self.decisions
+            ],
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+        }
 
 
 class StepBuilder:

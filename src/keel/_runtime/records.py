@@ -44,4 +44,15 @@ def record_of(state: RunState, last_seq: int) -> RunRecord:
         reason=reason.message if reason else None,
         last_seq=last_seq,
         holds_thread=state.holds_thread,
+        tenant=state.tenant,
+        user=state.user,
+        tools=_tools(state),
     )
+
+
+def _tools(state: RunState) -> tuple[str, ...]:
+    """The tools the run called (started), each once, sorted: what ``--tool`` filters on."""
+    calls = state.started_calls
+    if not calls:
+        return ()
+    return tuple(sorted({call.name for call in calls}))

@@ -42,6 +42,7 @@ from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
 from keel._runtime.runtime_decisions import DecisionMethods
+from keel._runtime.runtime_feedback import FeedbackMethods
 from keel._runtime.runtime_governance import GovernanceMethods
 from keel._runtime.runtime_history import HistoryMethods
 from keel._runtime.scrubbing import Scrubber
@@ -76,7 +77,7 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_BREAKER = BreakerPolicy()
 
 
-class Runtime(DecisionMethods, HistoryMethods, GovernanceMethods):
+class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethods):
     """Runs agents and keeps their journals.
 
     Args:

@@ -33,7 +33,16 @@ from keel.errors import (
     ThreadBusyError,
     ThreadChangedError,
 )
-from keel.ports import Change, Clock, Lease, RunRecord, SystemClock, ThreadHistory
+from keel.ports import (
+    Change,
+    Clock,
+    Feedback,
+    Lease,
+    RunQuery,
+    RunRecord,
+    SystemClock,
+    ThreadHistory,
+)
 from keel.stores._common import (
     LeaseState,
     check_append,
@@ -45,8 +54,9 @@ from keel.stores._common import (
     notify_keys,
     refusal,
     started_after,
-    statuses,
 )
+from keel.stores._history import filters_of
+from keel.stores._memory_history import MemoryFeedback
 from keel.stores._signals import QUEUE, Signals
 
 __all__ = ["MemoryStore"]
@@ -100,7 +110,7 @@ class _Thread:
     messages: list[tuple[int, str, Message]] = field(default_factory=list)  # seq, run_id, msg
 
 
-class MemoryStore:
+class MemoryStore(MemoryFeedback):
     """A :class:`keel.ports.Store` that keeps everything in this process's memory.
 
     Args:
@@ -122,6 +132,7 @@ class MemoryStore:
         self._threads: dict[str, _Thread] = {}
         # The runs that hold each thread (holds_thread), so thread checks never scan all runs.
         self._holders: dict[str, set[str]] = {}
+        self._feedback: dict[str, list[Feedback]] = {}
         self._numbers = itertools.count(1)
         self._signals = Signals()
         self._closed = False
@@ -345,23 +356,20 @@ class MemoryStore:
 
     async def list_runs(
         self,
+        query: RunQuery | None = None,
         *,
         thread_id: str | None = None,
         status: RunStatus | Collection[RunStatus] | None = None,
         limit: int | None = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs newest first (``created_at``, then ``run_id``, descending), optionally filtered."""
+        """Runs newest first (``created_at``, then ``run_id``, descending) that match
+        ``query``, ``thread_id`` and ``status``; ``before``: the previous page's last
+        ``cursor``. See :meth:`keel.ports.Admin.list_runs`."""
         if limit is not None:
             check_limit(limit)
-        wanted = statuses(status)
-        return self._select(
-            lambda r: (
-                (thread_id is None or r.thread_id == thread_id)
-                and (wanted is None or r.status in wanted)
-            ),
-            newest_first=True,
-            limit=limit,
-        )
+        filters = filters_of(query, thread_id=thread_id, status=status, before=before)
+        return self._select(filters.matches, newest_first=True, limit=limit)
 
     async def active_run(self, thread_id: str) -> RunRecord | None:
         """The run that holds the thread: its oldest run with ``holds_thread``, or ``None``."""
@@ -439,6 +447,7 @@ class MemoryStore:
             self._runs.clear()
             self._threads.clear()
             self._holders.clear()
+            self._feedback.clear()
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -512,6 +521,7 @@ class MemoryStore:
             if holder is not None:
                 raise RunLeasedError(run_id, owner=holder[0], expires_at=holder[1])
         for run_id in run_ids:
+            self._feedback.pop(run_id, None)
             record = self._runs.pop(run_id).record
             holders = self._holders.get(record.thread_id)
             if holders is not None:

@@ -102,6 +102,67 @@ _V3 = (
     "WHERE status IN ('queued', 'running')",
 )
 
+# Version 4: decision history and feedback, as in SQLite (see keel.stores._sql.sqlite_schema).
+# ``run_tools`` is kept by triggers; each fires only when a run's ``tools`` (or creation time)
+# changed, so an append that calls no new tool runs no trigger function, and stays a HOT
+# update (``tools`` is not indexed).
+_V4_RUN_TOOLS = """
+CREATE TABLE {schema}.run_tools (
+    tool TEXT COLLATE "C" NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.runs (run_id),
+    PRIMARY KEY (tool, created_at, run_id)
+)"""
+_V4_TRIGGER_FUNCTION = """
+CREATE FUNCTION {schema}.keel_run_tools() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+        UPDATE {schema}.run_tools SET created_at = NEW.created_at WHERE run_id = NEW.run_id;
+    END IF;
+    INSERT INTO {schema}.run_tools (tool, created_at, run_id)
+    SELECT t, NEW.created_at, NEW.run_id FROM json_array_elements_text(NEW.tools::json) AS t
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$"""
+_V4_FEEDBACK = """
+CREATE TABLE {schema}.feedback (
+    feedback_id TEXT COLLATE "C" PRIMARY KEY,
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.runs (run_id),
+    step BIGINT,
+    score DOUBLE PRECISION,
+    label TEXT,
+    comment TEXT,
+    given_by TEXT,
+    at DOUBLE PRECISION NOT NULL
+)"""
+_V4 = (
+    "ALTER TABLE {schema}.runs ADD COLUMN tenant TEXT",
+    'ALTER TABLE {schema}.runs ADD COLUMN "user" TEXT',
+    "ALTER TABLE {schema}.runs ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'",
+    "CREATE INDEX runs_by_agent ON {schema}.runs (agent, created_at, run_id)",
+    "CREATE INDEX runs_by_agent_status ON {schema}.runs (agent, status, created_at, run_id)",
+    "CREATE INDEX runs_by_tenant ON {schema}.runs (tenant, created_at, run_id) "
+    "WHERE tenant IS NOT NULL",
+    'CREATE INDEX runs_by_user ON {schema}.runs ("user", created_at, run_id) '
+    'WHERE "user" IS NOT NULL',
+    "CREATE INDEX runs_by_error ON {schema}.runs (reason_code, created_at, run_id) "
+    "WHERE reason_code IS NOT NULL",
+    _V4_RUN_TOOLS,
+    "CREATE INDEX run_tools_by_run ON {schema}.run_tools (run_id, tool)",
+    _V4_TRIGGER_FUNCTION,
+    "CREATE TRIGGER runs_tools_inserted AFTER INSERT ON {schema}.runs FOR EACH ROW "
+    "WHEN (NEW.tools <> '[]') EXECUTE FUNCTION {schema}.keel_run_tools()",
+    "CREATE TRIGGER runs_tools_updated AFTER UPDATE OF tools, created_at ON {schema}.runs "
+    "FOR EACH ROW WHEN (NEW.tools IS DISTINCT FROM OLD.tools "
+    "OR NEW.created_at IS DISTINCT FROM OLD.created_at) "
+    "EXECUTE FUNCTION {schema}.keel_run_tools()",
+    _V4_FEEDBACK,
+    "CREATE INDEX feedback_by_run ON {schema}.feedback (run_id, at)",
+    "CREATE INDEX feedback_by_at ON {schema}.feedback (at, feedback_id)",
+    "CREATE INDEX feedback_by_label ON {schema}.feedback (label, at) WHERE label IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -125,6 +186,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # Version 2 is SQLite's leases and thread counters, which PostgreSQL's version 1 has.
     Migration(version=3, name="queue", statements=_V3),
+    Migration(version=4, name="history_and_feedback", statements=_V4),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

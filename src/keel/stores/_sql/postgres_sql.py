@@ -39,6 +39,7 @@ from psycopg import sql
 
 from keel.stores._common import QUEUE_KEY
 from keel.stores._keyring import Keyring
+from keel.stores._sql.history_sql import encode_tools
 from keel.stores._sql.program import Program, Row, fetch_one, notify
 from keel.stores._sql.programs import Programs, Write
 from keel.stores._sql.statements import (
@@ -109,7 +110,8 @@ _ADVANCE_RUN = """
         created_at = :created_at, updated_at = :updated_at, input = :input, steps = :steps,
         tool_calls = :tool_calls, input_tokens = :input_tokens, output_tokens = :output_tokens,
         cost_usd = :cost_usd, output_preview = :output_preview, reason_code = :reason_code,
-        reason = :reason, last_seq = :last_seq, holds_thread = :holds_thread"""
+        reason = :reason, last_seq = :last_seq, holds_thread = :holds_thread,
+        tenant = :tenant, "user" = :user, tools = :tools"""
 _AT_POSITION = "\n    WHERE run_id = :run_id AND last_seq = :expected_seq"
 _NO_LIVE_LEASE = " AND (lease_owner IS NULL OR lease_expires_at <= {now})"
 _CURRENT_LEASE = " AND lease_token = :lease_token AND lease_owner = :lease_owner"
@@ -178,6 +180,9 @@ _WRITE_ARRAYS = (
     ("reason", "text"),
     ("last_seq", "int8"),
     ("holds_thread", "bool"),
+    ("tenant", "text"),
+    ("user", "text"),
+    ("tools", "text"),
     ("expected_seq", "int8"),
     ("owner", "text"),
     ("ttl", "float8"),
@@ -201,15 +206,19 @@ _MESSAGE_ARRAYS = (
 )
 
 
+def _quoted(name: str) -> str:
+    return '"user"' if name == "user" else name  # a keyword in PostgreSQL
+
+
 def _unnest(arrays: Sequence[tuple[str, str]], alias: str) -> str:
     values = ", ".join(f"%({name})b::{kind}[]" for name, kind in arrays)
-    names = ", ".join(name.removeprefix(f"{alias}_") for name, _ in arrays)
+    names = ", ".join(_quoted(name.removeprefix(f"{alias}_")) for name, _ in arrays)
     return f"unnest({values}) AS {alias} ({names})"
 
 
 _RUN_ROW = """run_id, thread_id, agent, model, status, created_at, updated_at, input, steps,
         tool_calls, input_tokens, output_tokens, cost_usd, output_preview, reason_code, reason,
-        last_seq, holds_thread"""
+        last_seq, holds_thread, tenant, "user", tools"""
 GROUP_WRITE = f"""
 WITH v AS (SELECT * FROM {_unnest(_WRITE_ARRAYS, "v")}),
 inserted AS (
@@ -227,7 +236,8 @@ advanced AS (
         tool_calls = v.tool_calls, input_tokens = v.input_tokens,
         output_tokens = v.output_tokens, cost_usd = v.cost_usd,
         output_preview = v.output_preview, reason_code = v.reason_code, reason = v.reason,
-        last_seq = v.last_seq, holds_thread = v.holds_thread,
+        last_seq = v.last_seq, holds_thread = v.holds_thread, tenant = v.tenant,
+        "user" = v."user", tools = v.tools,
         lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
         lease_expires_at = CASE WHEN v.release THEN NULL ELSE r.lease_expires_at END
     FROM v
@@ -264,6 +274,7 @@ def _float(value: float | None) -> float | None:
 
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {"float8": _float, "int8": int, "bool": bool}
+_RUN_ARRAYS = _WRITE_ARRAYS[1 : 1 + _WRITE_ARRAYS.index(("tools", "text"))]
 
 
 def group_params(writes: Sequence[Write]) -> dict[str, list[Any]]:
@@ -273,14 +284,15 @@ def group_params(writes: Sequence[Write]) -> dict[str, list[Any]]:
     arrays: dict[str, list[Any]] = {
         name: [] for name, _ in (*_WRITE_ARRAYS, *_EVENT_ARRAYS, *_MESSAGE_ARRAYS)
     }
-    # The run row's columns (run_id to holds_thread), from the record.
-    columns = [(arrays[name], name, _CONVERT.get(kind)) for name, kind in _WRITE_ARRAYS[1:18]]
+    # The run row's columns (thread_id to tools), from the record.
+    columns = [(arrays[name], name, _CONVERT.get(kind)) for name, kind in _RUN_ARRAYS]
     for w in writes:
         record, lease = w.record, w.lease
         arrays["run_id"].append(w.run_id)
         for values, name, convert in columns:
             value = getattr(record, name)
             values.append(value if convert is None else convert(value))
+        arrays["tools"][-1] = encode_tools(record.tools)
         arrays["last_seq"][-1] = w.last_seq
         arrays["expected_seq"].append(w.expected_seq)
         arrays["owner"].append(w.owner if lease is None else lease.owner)

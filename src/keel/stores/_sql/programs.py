@@ -9,6 +9,7 @@ backend that can fuse an append's statements into one round trip (PostgreSQL) ov
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from keel.errors import (
     ThreadBusyError,
     ThreadChangedError,
 )
-from keel.ports import Lease, RunRecord, ThreadHistory
+from keel.ports import Feedback, FeedbackQuery, Lease, RunRecord, ThreadHistory
 from keel.stores._common import (
     QUEUE_KEY,
     LeaseState,
@@ -34,8 +35,10 @@ from keel.stores._common import (
     refusal,
     started_after,
 )
+from keel.stores._history import Filters
 from keel.stores._keyring import Keyring
 from keel.stores._sealed import open_record, seal, seal_record
+from keel.stores._sql.history_sql import HistorySQL, encode_tools
 from keel.stores._sql.program import (
     Program,
     Row,
@@ -45,7 +48,13 @@ from keel.stores._sql.program import (
     fetch_one,
     notify,
 )
-from keel.stores._sql.statements import MAX_SEQ, RECORD_COLUMNS, RUN_COLUMNS, Statements
+from keel.stores._sql.statements import (
+    KEY_COLUMNS,
+    MAX_SEQ,
+    RECORD_COLUMNS,
+    RUN_COLUMNS,
+    Statements,
+)
 
 __all__ = ["Programs", "Write", "record_of"]
 
@@ -105,6 +114,7 @@ class Write:
     def params(self) -> dict[str, Any]:
         """The run's row and everything its statements name."""
         params = {column: getattr(self.record, column) for column in RUN_COLUMNS}
+        params["tools"] = encode_tools(self.record.tools)
         params["last_seq"] = self.last_seq
         params["expected_seq"] = self.expected_seq
         params["owner"] = self.owner
@@ -128,6 +138,7 @@ def record_of(row: Row, keyring: Keyring | None = None, where: str = "") -> RunR
     """A run record from a row of ``RECORD_COLUMNS``, its encrypted fields decrypted."""
     values = dict(zip(RECORD_COLUMNS, row, strict=True))
     values["holds_thread"] = bool(values["holds_thread"])
+    values["tools"] = tuple(json.loads(values["tools"]))
     return open_record(keyring, RunRecord(**values), where)
 
 
@@ -160,6 +171,7 @@ class Programs:
         self.where = where
         self.lock_thread = lock_thread
         self.keyring = keyring
+        self.history = HistorySQL(sql.render, where=where, keyring=keyring)
 
     # --- the journal --------------------------------------------------------------------------
 
@@ -185,8 +197,8 @@ class Programs:
         if stored is None:
             return False
         record = w.record
-        keys = (record.thread_id, record.status, record.created_at, record.holds_thread)
-        if (stored[0], stored[1], stored[2], bool(stored[3])) != keys:
+        # The indexed columns are written only when they changed (see statements._KEYS).
+        if any(stored[i] != getattr(record, name) for i, name in enumerate(KEY_COLUMNS)):
             yield from execute(sql.update_run_keys, params)
         yield from execute_many(sql.insert_event, w.event_rows())
         yield from self.write_messages(w)
@@ -382,18 +394,18 @@ class Programs:
 
     # --- listing and deletion -----------------------------------------------------------------
 
-    def list_runs(
-        self, thread_id: str | None, statuses: frozenset[str] | None, limit: int | None
-    ) -> Program[list[RunRecord]]:
-        mode = "none" if statuses is None else "one" if len(statuses) == 1 else "many"
-        params = {
-            "thread_id": thread_id,
-            "status": next(iter(statuses)) if mode == "one" and statuses else None,
-            "statuses": sorted(statuses) if statuses is not None else None,
-            "limit": MAX_SEQ if limit is None else limit,
-        }
-        rows = yield from fetch(self.sql.list_runs[thread_id is not None, mode], params)
-        return [record_of(row, self.keyring, self.where) for row in rows]
+    def list_runs(self, filters: Filters, limit: int | None) -> Program[list[RunRecord]]:
+        return (
+            yield from self.history.list_runs(
+                filters, limit, lambda row: record_of(row, self.keyring, self.where)
+            )
+        )
+
+    def add_feedback(self, feedback: Feedback) -> Program[None]:
+        yield from self.history.add_feedback(feedback)
+
+    def list_feedback(self, query: FeedbackQuery, limit: int | None) -> Program[list[Feedback]]:
+        return (yield from self.history.list_feedback(query, limit))
 
     def delete_runs(self, run_ids: Sequence[str]) -> Program[int]:
         ids = sorted(set(run_ids))
@@ -422,6 +434,8 @@ class Programs:
         params = {"run_ids": run_ids}
         yield from execute(self.sql.delete_thread_messages_of_runs, params)
         yield from execute(self.sql.delete_events_of_runs, params)
+        yield from execute(self.sql.delete_run_tools_of_runs, params)
+        yield from execute(self.sql.delete_feedback_of_runs, params)
         deleted = yield from execute(self.sql.delete_runs, params)
         yield from notify(QUEUE_KEY)
         return deleted

@@ -72,6 +72,7 @@ _TABLES = (
     _Table("events", ("run_id", "seq"), ("body",), "event {1} of run '{0}'"),
     _Table("thread_messages", ("thread_id", "seq"), ("body",), "message {1} of thread '{0}'"),
     _Table("runs", ("run_id",), SEALED_FIELDS, "the {column} of run '{0}'"),
+    _Table("feedback", ("feedback_id",), ("comment",), "the comment of feedback '{0}'"),
 )
 
 

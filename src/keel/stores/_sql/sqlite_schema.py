@@ -98,6 +98,76 @@ _V3_CLAIMABLE = (
     "CREATE INDEX runs_claimable ON runs (created_at, run_id) WHERE status IN ('queued', 'running')"
 )
 
+# Version 4: decision history and feedback. ``tenant`` and ``user`` are kept from the run's
+# record on every write, like the other summary columns; ``tools`` is the JSON array of the
+# tool names the run called. ``run_tools`` holds one row per (tool, run), written by triggers
+# when a run's ``tools`` change (rarely: a run calls a new tool), so no write path grows a
+# statement; its key puts a tool's runs newest-first, so "runs that called refund" reads 50
+# entries of it, not the runs table. Dated by the run's creation, like every listing.
+#
+# The indexes serve the filtered listings, newest first: the leading column filters, the rest
+# is the order. The listing picks the most selective filter given (thread, user, tool,
+# tenant, error, agent with one status, agent, status) and reads its index in order, testing
+# the other filters on the rows it finds. Tenant, user and error are partial: runs without
+# them add no entries.
+_V4_RUN_TOOLS = """
+CREATE TABLE run_tools (
+    tool TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    PRIMARY KEY (tool, created_at, run_id)
+) WITHOUT ROWID"""
+_V4_ADD_TOOLS = """
+    INSERT OR IGNORE INTO run_tools (tool, created_at, run_id)
+    SELECT value, new.created_at, new.run_id FROM json_each(new.tools);"""
+_V4_TOOLS_INSERTED = (
+    "CREATE TRIGGER runs_tools_inserted AFTER INSERT ON runs WHEN new.tools <> '[]' BEGIN"
+    + _V4_ADD_TOOLS
+    + "\nEND"
+)
+_V4_TOOLS_UPDATED = (
+    "CREATE TRIGGER runs_tools_updated AFTER UPDATE OF tools ON runs "
+    "WHEN new.tools <> old.tools BEGIN" + _V4_ADD_TOOLS + "\nEND"
+)
+# A run's creation time is kept from its record too (an import may set it again).
+_V4_CREATED_UPDATED = """
+CREATE TRIGGER runs_created_updated AFTER UPDATE OF created_at ON runs
+WHEN new.created_at <> old.created_at BEGIN
+    UPDATE run_tools SET created_at = new.created_at WHERE run_id = new.run_id;
+END"""
+_V4_FEEDBACK = """
+CREATE TABLE feedback (
+    feedback_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    step INTEGER,
+    score REAL,
+    label TEXT,
+    comment TEXT,
+    given_by TEXT,
+    at REAL NOT NULL
+)"""
+V4_STATEMENTS = (
+    "ALTER TABLE runs ADD COLUMN tenant TEXT",
+    'ALTER TABLE runs ADD COLUMN "user" TEXT',
+    "ALTER TABLE runs ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'",
+    "CREATE INDEX runs_by_agent ON runs (agent, created_at, run_id)",
+    "CREATE INDEX runs_by_agent_status ON runs (agent, status, created_at, run_id)",
+    "CREATE INDEX runs_by_tenant ON runs (tenant, created_at, run_id) WHERE tenant IS NOT NULL",
+    'CREATE INDEX runs_by_user ON runs ("user", created_at, run_id) WHERE "user" IS NOT NULL',
+    "CREATE INDEX runs_by_error ON runs (reason_code, created_at, run_id) "
+    "WHERE reason_code IS NOT NULL",
+    _V4_RUN_TOOLS,
+    # The foreign key's child side, and "does this run call that tool" for other filters.
+    "CREATE INDEX run_tools_by_run ON run_tools (run_id, tool)",
+    _V4_TOOLS_INSERTED,
+    _V4_TOOLS_UPDATED,
+    _V4_CREATED_UPDATED,
+    _V4_FEEDBACK,
+    "CREATE INDEX feedback_by_run ON feedback (run_id, at)",
+    "CREATE INDEX feedback_by_at ON feedback (at, feedback_id)",
+    "CREATE INDEX feedback_by_label ON feedback (label, at) WHERE label IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -147,6 +217,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             _V3_CLAIMABLE,
         ),
     ),
+    Migration(version=4, name="history_and_feedback", statements=V4_STATEMENTS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

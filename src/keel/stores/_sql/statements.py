@@ -67,11 +67,22 @@ RUN_COLUMNS = (
     "reason",
     "last_seq",
     "holds_thread",
+    "tenant",
+    "user",
+    "tools",
 )
 # What a read returns: the stored record and its lease as it stands.
 RECORD_COLUMNS = (*RUN_COLUMNS, "lease_owner", "lease_expires_at")
 
-TABLES = ("runs", "events", "threads", "thread_messages", "schema_migrations")
+TABLES = (
+    "runs",
+    "events",
+    "threads",
+    "thread_messages",
+    "run_tools",
+    "feedback",
+    "schema_migrations",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,12 +133,12 @@ _INDEX_HINT = re.compile(r"\{index:(\w+)\}")
 # :name, but not the second colon of a ::cast.
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
-_SELECT_RUNS = """
-SELECT
+# The columns of RECORD_COLUMNS, as a select list (``user`` is a keyword: quoted).
+SELECTED_COLUMNS = """
     run_id, thread_id, agent, model, status, created_at, updated_at, input, steps, tool_calls,
     input_tokens, output_tokens, cost_usd, output_preview, reason_code, reason, last_seq,
-    holds_thread, lease_owner, lease_expires_at
-FROM {runs} """
+    holds_thread, tenant, "user", tools, lease_owner, lease_expires_at"""
+_SELECT_RUNS = "\nSELECT" + SELECTED_COLUMNS + "\nFROM {runs} "
 
 # --- the journal ------------------------------------------------------------------------------
 
@@ -137,12 +148,12 @@ _INSERT_RUN_HEAD = """
 INSERT INTO {runs} (
     run_id, thread_id, agent, model, status, created_at, updated_at, input, steps, tool_calls,
     input_tokens, output_tokens, cost_usd, output_preview, reason_code, reason, last_seq,
-    holds_thread,
+    holds_thread, tenant, "user", tools,
     lease_owner, lease_token, lease_expires_at
 ) VALUES (
     :run_id, :thread_id, :agent, :model, :status, :created_at, :updated_at, :input, :steps,
     :tool_calls, :input_tokens, :output_tokens, :cost_usd, :output_preview, :reason_code,
-    :reason, :last_seq, :holds_thread,"""
+    :reason, :last_seq, :holds_thread, :tenant, :user, :tools,"""
 INSERT_RUN = (
     _INSERT_RUN_HEAD
     + """
@@ -163,10 +174,10 @@ ON CONFLICT (run_id) DO NOTHING RETURNING lease_expires_at"""
 # SQLite rewrites the entries of every index whose column an UPDATE sets, changed or not.
 _ADVANCE_RUN = """
 UPDATE {runs} SET
-    agent = :agent, model = :model, updated_at = :updated_at, input = :input, steps = :steps,
+    model = :model, updated_at = :updated_at, input = :input, steps = :steps,
     tool_calls = :tool_calls, input_tokens = :input_tokens, output_tokens = :output_tokens,
-    cost_usd = :cost_usd, output_preview = :output_preview, reason_code = :reason_code,
-    reason = :reason, last_seq = :last_seq"""
+    cost_usd = :cost_usd, output_preview = :output_preview, reason = :reason,
+    last_seq = :last_seq, tools = :tools"""
 # Under a lease, the holder's last append may give the lease up in the same write (``release``).
 RELEASE = """,
     lease_owner = CASE WHEN :release THEN NULL ELSE lease_owner END,
@@ -175,7 +186,18 @@ _AT_POSITION = "\nWHERE run_id = :run_id AND last_seq = :expected_seq"
 # Without a lease, nobody may hold an unexpired one; under one, it must be the current one
 # (expired or not: nobody took over).
 # The indexed columns come back as stored, so that the keys are updated only when they differ.
-_KEYS = " RETURNING thread_id, status, created_at, holds_thread"
+KEY_COLUMNS = (
+    "thread_id",
+    "status",
+    "created_at",
+    "holds_thread",
+    "agent",
+    "tenant",
+    "user",
+    "reason_code",
+)
+_KEYS = ' RETURNING thread_id, status, created_at, holds_thread, agent, tenant, "user", reason_code'
+
 ADVANCE_RUN = (
     _ADVANCE_RUN + _AT_POSITION + " AND (lease_owner IS NULL OR lease_expires_at <= {now})" + _KEYS
 )
@@ -186,12 +208,15 @@ ADVANCE_LEASED_RUN = (
     + " AND lease_token = :lease_token AND lease_owner = :lease_owner"
     + _KEYS
 )
+# (SQLite's ``IS NOT`` is the null-safe "differs"; only SQLite runs this statement.)
 UPDATE_RUN_KEYS = """
 UPDATE {runs} SET
     thread_id = :thread_id, status = :status, created_at = :created_at,
-    holds_thread = :holds_thread
+    holds_thread = :holds_thread, agent = :agent, tenant = :tenant, "user" = :user,
+    reason_code = :reason_code
 WHERE run_id = :run_id AND (thread_id <> :thread_id OR status <> :status
-    OR created_at <> :created_at OR holds_thread <> :holds_thread)"""
+    OR created_at <> :created_at OR holds_thread <> :holds_thread OR agent <> :agent
+    OR tenant IS NOT :tenant OR "user" IS NOT :user OR reason_code IS NOT :reason_code)"""
 INSERT_EVENT = """
 INSERT INTO {events} (run_id, seq, type, at, body) VALUES (:run_id, :seq, :type, :at, :body)"""
 # Reserve the thread's next message numbers: the counter only grows, so numbers of deleted
@@ -300,25 +325,7 @@ CLAIM: dict[tuple[bool, bool], str] = {
     for run_ids in (False, True)
 }
 
-# --- listing ----------------------------------------------------------------------------------
-
-_NEWEST_FIRST = " ORDER BY created_at DESC, run_id DESC LIMIT :limit"
-# One statement per filter, rather than "(:x IS NULL OR ...)", so that each reads the index
-# that matches it (one status: runs_by_status in order; several: a sort of the matches).
-_STATUS_FILTERS = {"none": [], "one": ["status = :status"], "many": ["status {in:statuses}"]}
-
-
-def _list_runs(*, by_thread: bool, status: str) -> str:
-    where = (["thread_id = :thread_id"] if by_thread else []) + _STATUS_FILTERS[status]
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _SELECT_RUNS + clause + _NEWEST_FIRST
-
-
-LIST_RUNS: dict[tuple[bool, str], str] = {
-    (by_thread, status): _list_runs(by_thread=by_thread, status=status)
-    for by_thread in (False, True)
-    for status in _STATUS_FILTERS
-}
+# --- listing: see keel.stores._sql.history_sql ---------------------------------------------
 
 # --- deletion ---------------------------------------------------------------------------------
 
@@ -339,6 +346,8 @@ WHERE created_at < :before AND status NOT IN ('running', 'queued')
 ORDER BY run_id {skip_locked}"""
 DELETE_THREAD_MESSAGES_OF_RUNS = "DELETE FROM {thread_messages} WHERE run_id {in:run_ids}"
 DELETE_EVENTS_OF_RUNS = "DELETE FROM {events} WHERE run_id {in:run_ids}"
+DELETE_RUN_TOOLS_OF_RUNS = "DELETE FROM {run_tools} WHERE run_id {in:run_ids}"
+DELETE_FEEDBACK_OF_RUNS = "DELETE FROM {feedback} WHERE run_id {in:run_ids}"
 DELETE_RUNS = "DELETE FROM {runs} WHERE run_id {in:run_ids}"
 DELETE_THREAD_MESSAGES = "DELETE FROM {thread_messages} WHERE thread_id = :thread_id"
 
@@ -371,11 +380,12 @@ class Statements:
         self.renew_lease = render(RENEW_LEASE)
         self.release_lease = render(RELEASE_LEASE)
         self.claim = {key: render(t) for key, t in CLAIM.items()}
-        self.list_runs = {key: render(t) for key, t in LIST_RUNS.items()}
         self.lock_runs = render(LOCK_RUNS)
         self.lock_thread_runs = render(LOCK_THREAD_RUNS)
         self.lock_old_runs = render(LOCK_OLD_RUNS)
         self.delete_thread_messages_of_runs = render(DELETE_THREAD_MESSAGES_OF_RUNS)
         self.delete_events_of_runs = render(DELETE_EVENTS_OF_RUNS)
+        self.delete_run_tools_of_runs = render(DELETE_RUN_TOOLS_OF_RUNS)
+        self.delete_feedback_of_runs = render(DELETE_FEEDBACK_OF_RUNS)
         self.delete_runs = render(DELETE_RUNS)
         self.delete_thread_messages = render(DELETE_THREAD_MESSAGES)

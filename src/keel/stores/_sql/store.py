@@ -18,14 +18,14 @@ from typing import Self, TypeVar
 from keel._core.events import Event, RunStatus
 from keel._core.messages import Message
 from keel.errors import ConfigurationError
-from keel.ports import Change, Lease, RunRecord, ThreadHistory
+from keel.ports import Change, Feedback, FeedbackQuery, Lease, RunQuery, RunRecord, ThreadHistory
 from keel.stores._common import (
     check_append,
     check_limit,
     check_ttl,
     notify_keys,
-    statuses,
 )
+from keel.stores._history import check_feedback, check_feedback_query, filters_of
 from keel.stores._keyring import Keyring
 from keel.stores._signals import Signals
 from keel.stores._sql.program import Row, Task
@@ -291,20 +291,44 @@ class SQLStore(abc.ABC):
 
     async def list_runs(
         self,
+        query: RunQuery | None = None,
         *,
         thread_id: str | None = None,
         status: RunStatus | Collection[RunStatus] | None = None,
         limit: int | None = 50,
+        before: str | None = None,
     ) -> list[RunRecord]:
-        """Runs newest first (``created_at``, then ``run_id``, descending), optionally filtered
-        by thread and status (one or several); ``limit=None`` lists them all."""
+        """Runs newest first (``created_at``, then ``run_id``, descending) that match
+        ``query``, ``thread_id`` and ``status`` (one or several); ``limit=None`` lists them
+        all. ``before``: the ``cursor`` of the previous page's last run."""
         if limit is not None:
             check_limit(limit, "list_runs")
-        wanted = statuses(status)
+        filters = filters_of(query, thread_id=thread_id, status=status, before=before)
         programs = self._programs
-        return await self._run(
-            Task("list runs", lambda: programs.list_runs(thread_id, wanted, limit))
+        return await self._run(Task("list runs", lambda: programs.list_runs(filters, limit)))
+
+    async def add_feedback(self, feedback: Feedback) -> None:
+        """Record feedback on a run (its comment encrypted with the keyring, if any);
+        :class:`keel.errors.RunNotFoundError` if the run does not exist."""
+        check_feedback(feedback)
+        programs = self._programs
+        await self._run(
+            Task(
+                f"record feedback on run '{feedback.run_id}'",
+                lambda: programs.add_feedback(feedback),
+                write=True,
+            )
         )
+
+    async def list_feedback(
+        self, query: FeedbackQuery | None = None, *, limit: int | None = 50
+    ) -> list[Feedback]:
+        """Feedback matching ``query``, newest first; ``limit=None`` lists all of it."""
+        if limit is not None:
+            check_limit(limit, "list_feedback")
+        wanted = check_feedback_query(query)
+        programs = self._programs
+        return await self._run(Task("list feedback", lambda: programs.list_feedback(wanted, limit)))
 
     async def delete_runs(self, run_ids: Sequence[str]) -> int:
         """Delete runs with their events, leases and thread messages; return how many existed.
