@@ -85,6 +85,9 @@ async def test_an_interrupted_idempotent_call_is_run_again_with_its_key(store: M
     assert (result.status, result.output) == ("completed", "It shipped.")
     assert ledger == {f"{run_id}:1:0": 1}  # same key as before the crash
     model.assert_complete()
+    # The journal says the run was taken over from a driver that died.
+    [resumed] = [e for e in await store.load(run_id) if isinstance(e, RunResumed)]
+    assert resumed.taken_over
 
 
 async def test_an_interrupted_payment_waits_for_a_person(store: MemoryStore) -> None:
@@ -275,7 +278,8 @@ async def test_a_run_repeating_the_same_call_pauses_and_resumes_with_a_higher_li
     resumed = await runtime.resume(paused.run_id, limits=Limits(max_repeated_calls=10))
     assert resumed.status == "completed"
     model.assert_complete()
-    assert sum(isinstance(e, RunResumed) for e in await store.load(paused.run_id)) == 1
+    [resumed_event] = [e for e in await store.load(paused.run_id) if isinstance(e, RunResumed)]
+    assert not resumed_event.taken_over  # a paused run is continued, not taken over
 
 
 async def test_leases_are_released_when_a_run_stops(store: MemoryStore) -> None:

@@ -133,10 +133,12 @@ class RunPaused(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunResumed(Event):
     """A driver continues the run (after a pause, a crash or the queue), possibly with new
-    limits or other models."""
+    limits or other models. ``taken_over``: the run was still running, so its last driver
+    died or lost its lease, and this one took it over."""
 
     limits: Limits
     models: tuple[str, ...] | None = None
+    taken_over: bool = False
     type: Literal["run_resumed"] = "run_resumed"
     v: Literal[1] = 1
     external: ClassVar[bool] = True

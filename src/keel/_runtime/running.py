@@ -338,7 +338,12 @@ class Runs:
                 )
         else:
             events.append(
-                RunResumed(limits=limits or state.limits, models=changed, at=k.clock.now())
+                RunResumed(
+                    limits=limits or state.limits,
+                    models=changed,
+                    taken_over=state.status == "running",
+                    at=k.clock.now(),
+                )
             )
         return state, tuple(events), chain
 
