@@ -72,6 +72,7 @@ PUBLIC_MODULES = [
     "keel.guardrails",
     "keel.messages",
     "keel.models",
+    "keel.observability",
     "keel.policies",
     "keel.ports",
     "keel.resilience",
@@ -207,7 +208,7 @@ ALLOWED = {
 }
 # The entry points wire adapters in: the runtime facade (and the command line).
 WIRING = {
-    "_runtime/runtime.py": ("keel.models", "keel.stores"),
+    "_runtime/runtime.py": ("keel.models", "keel.stores", "keel.observability"),
     "_runtime/governance.py": ("keel.stores",),
 }
 
