@@ -183,6 +183,32 @@ async def test_a_pause_ends_the_stretch_and_leaves_the_run_open() -> None:
     assert not [s for s in exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
 
 
+async def test_invalid_answers_and_the_switch_to_the_next_model_show_on_the_stretch() -> None:
+    provider, exporter = memory_provider()
+    runtime = Runtime(store=MemoryStore(), settings=NO_MODELS, observers=[Tracing(provider)])
+    first = ScriptedModel(["nope"] * 5, name="acme:first")
+    agent = Agent(
+        name="desk", model=[first, ScriptedModel(["42"], name="acme:second")], output_type=int
+    )
+    result = await runtime.run(agent, "a number")
+    assert (result.status, result.output) == ("completed", 42)
+    drive = named(exporter, "keel.drive desk")
+    events = [(e.name, dict(e.attributes or {})) for e in drive.events]
+    assert [name for name, _ in events] == [
+        "keel.output_rejected",
+        "keel.output_rejected",
+        "keel.model_switched",
+    ]
+    assert events[-1][1] == {
+        "keel.model.index": 1,
+        "keel.model": "acme:second",
+        "keel.switch.reason": "output_invalid",
+    }
+    assert "keel.output.error" not in events[0][1]  # content is off
+    chats = [s.name for s in exporter.get_finished_spans() if s.name.startswith("chat")]
+    assert chats == ["chat first", "chat first", "chat first", "chat second"]
+
+
 async def test_a_refused_tool_call_has_its_check_and_its_failed_call() -> None:
     provider, exporter = memory_provider()
     deny = check(

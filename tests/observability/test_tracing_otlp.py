@@ -104,7 +104,7 @@ async def test_an_endpoint_that_never_answers_or_refuses_costs_the_runs_nothing(
 
         # No run waited for the exporter (whose every try waits up to 1.5 s), and tracing
         # adds no more than a generous bound to a run.
-        assert max(on) < 0.75, on
+        assert max(on) < 1.2, on
         assert statistics.median(on) <= 3 * statistics.median(off) + 0.05, (on, off)
 
         await traced.close()
