@@ -208,7 +208,7 @@ ALLOWED = {
 }
 # The entry points wire adapters in: the runtime facade (and the command line).
 WIRING = {
-    "_runtime/runtime.py": ("keel.models", "keel.stores"),
+    "_runtime/runtime.py": ("keel.models", "keel.stores", "keel.observability"),
     "_runtime/governance.py": ("keel.stores",),
 }
 

@@ -63,6 +63,9 @@ class RunStarted(Event):
     tenant: str | None = None
     user: str | None = None
     roles: tuple[str, ...] = ()
+    #: The W3C trace context (``traceparent``, ``tracestate``) of whoever started or submitted
+    #: the run while being traced: the run's spans continue that trace, in any process.
+    trace_context: dict[str, str] | None = None
     type: Literal["run_started"] = "run_started"
     v: Literal[1] = 1
 

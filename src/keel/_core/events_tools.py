@@ -183,6 +183,7 @@ class ApprovalRequested(Event):
     def fold(self, state: RunState) -> None:
         state.status = "awaiting_approval"
         state.pending = {pending.call.id: pending for pending in self.calls}
+        state.pending_since = self.at
 
     def fork(self, copy: ForkCopy) -> ApprovalRequested | None:
         return self if self.step <= copy.at_step else None

@@ -102,6 +102,7 @@ def start(
         tenant=event.tenant,
         user=event.user,
         roles=event.roles,
+        trace_context=event.trace_context,
     )
 
 

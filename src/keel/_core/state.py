@@ -49,6 +49,8 @@ class RunState:
     tenant: str | None = None
     user: str | None = None
     roles: tuple[str, ...] = ()
+    #: The trace the run continues (see ``RunStarted.trace_context``).
+    trace_context: dict[str, str] | None = None
     messages: list[Message] = field(default_factory=list)
     history_count: int = 0
     #: Index in ``messages`` of this run's own first message (its user input).
@@ -89,6 +91,8 @@ class RunState:
     #: What waits for a person (by call or subject id), and the decisions made on them. A
     #: decision covers one attempt: the next start of the call uses it up.
     pending: dict[str, PendingCall] = field(default_factory=dict)
+    #: When the run last asked people to decide (the latest ``ApprovalRequested``).
+    pending_since: float = 0.0
     decisions: dict[str, CallDecided] = field(default_factory=dict)
     #: How often each (tool, canonical arguments) pair was asked for in this run, and that
     #: pair for each call of the latest turn (computed once: canonicalizing costs a JSON trip).

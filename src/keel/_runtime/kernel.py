@@ -214,7 +214,7 @@ class Kernel:
         self.scrubber = Scrubber()
         self._handlers: dict[type[Effect], EffectHandler] = {
             CallModel: ModelCalls(),
-            RunTools: ToolRuns(),
+            RunTools: ToolRuns(watchers=self.observers),
             RunChecks: CheckRuns(),
         }
 

@@ -40,6 +40,7 @@ from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
+from keel._runtime.tracecontext import caller_trace_context
 from keel._runtime.waits import pause, watching
 from keel.errors import (
     LeaseLostError,
@@ -96,6 +97,7 @@ class Runs:
             tenant=principal.tenant,
             user=principal.user,
             roles=principal.roles,
+            trace_context=caller_trace_context(),
             at=self.k.clock.now(),
         )
 

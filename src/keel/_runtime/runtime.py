@@ -55,6 +55,7 @@ from keel.audit import AuditLog
 from keel.budgets import Budget, BudgetLedger
 from keel.errors import ConfigurationError
 from keel.models import ModelRegistry
+from keel.observability import Tracing
 from keel.ports import Clock, Model, Store, SystemClock
 from keel.resilience import (
     BreakerBoard,
@@ -135,7 +136,9 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             :class:`keel.guardrails.PIIRedactor` keeps personal data out of the journal.
         observers: What watches every run's events as this process journals them (traces,
             metrics, logs: :mod:`keel.observability`). An observer never blocks or breaks a
-            run.
+            run. Without a :class:`keel.observability.Tracing` among them, runs are traced
+            when the ``OTEL_*`` variables configure an OTLP endpoint
+            (:meth:`~keel.observability.Tracing.from_environ`).
     """
 
     def __init__(
@@ -217,6 +220,12 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         )
         for observer in observers:
             self._kernel.observers.add(observer)
+        # Traces by default where the OTEL_* variables configure an OTLP endpoint.
+        self._tracing = None
+        if not any(isinstance(observer, Tracing) for observer in observers):
+            self._tracing = Tracing.from_environ()
+            if self._tracing is not None:
+                self._kernel.observers.add(self._tracing)
         self._runs = Runs(self._kernel)
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)
@@ -257,6 +266,8 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             await self.breakers.close()
         if self._owns_store:
             await self.store.close()
+        if self._tracing is not None:  # exports what is left, in the background
+            await asyncio.to_thread(self._tracing.shutdown)
 
     @property
     def owner(self) -> str:

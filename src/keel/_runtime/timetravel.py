@@ -49,6 +49,7 @@ from keel._runtime.result import RunResult
 from keel._runtime.running import UNSET, Runs
 from keel._runtime.tool_calls import ToolOutcome
 from keel._runtime.tool_runs import ToolRuns
+from keel._runtime.tracecontext import caller_trace_context
 from keel._tools import RunContext, Tool
 from keel.errors import ModelError, ModelHTTPError, UsageError
 from keel.ports import Model
@@ -361,6 +362,7 @@ class TimeTravel:
             history_count=ref.count or len(history),
             history_from=ref.start,
             history_summary=ref.summary,
+            trace_context=caller_trace_context(),
             at=k.clock.now(),
         )
         state = start(started, history, summary=ref.summary)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import random
 import threading
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,9 @@ def _failure(code: str, message: str) -> ToolOutcome:
 async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
+    # The tool sees the caller's context variables (e.g. the current trace span), as it
+    # would with asyncio.to_thread.
+    context = contextvars.copy_context()
 
     def deliver(ok: bool, value: Any) -> None:
         if future.done():  # abandoned at its timeout, or the run was cancelled
@@ -95,7 +99,7 @@ async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
 
     def work() -> None:
         try:
-            outcome: tuple[bool, Any] = (True, function())
+            outcome: tuple[bool, Any] = (True, context.run(function))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine as is
             outcome = (False, exc)
         with contextlib.suppress(RuntimeError):  # the loop closed while the tool ran

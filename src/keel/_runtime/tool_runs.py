@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel._core.events import ErrorInfo, Event, ToolCallFinished, ToolCallInDoubt
 from keel._core.loop import RunTool, RunTools
+from keel._runtime.observers import Observers
 from keel._runtime.tool_calls import ToolExecutor, ToolOutcome, cap_result, execute_tool
 from keel._tools import RunContext
 
@@ -24,12 +25,16 @@ __all__ = ["ToolRuns"]
 
 class ToolRuns:
     """Performs :class:`keel._core.loop.RunTools` with an executor (the real one by default;
-    replay has one that answers from the journal)."""
+    replay has one that answers from the journal). ``watchers``: the observers whose tool
+    contexts are entered around each call (see :mod:`keel._runtime.observers`)."""
 
     commit_first = True
 
-    def __init__(self, executor: ToolExecutor = execute_tool) -> None:
+    def __init__(
+        self, executor: ToolExecutor = execute_tool, *, watchers: Observers | None = None
+    ) -> None:
         self._execute = executor
+        self._watchers = watchers
 
     async def perform(self, driver: RunDriver, effect: RunTools) -> None:
         calls = effect.calls
@@ -88,8 +93,16 @@ class ToolRuns:
         timeout_s = planned.spec.timeout_s or state.limits.tool_timeout_s
         clock = driver.clock
         sleep = getattr(clock, "sleep", None) or asyncio.sleep
+        tool = driver.tools[call.name]
         started = clock.monotonic()
-        outcome = await self._execute(
-            driver.tools[call.name], context, planned.arguments, timeout_s=timeout_s, sleep=sleep
-        )
+        watchers = self._watchers
+        if watchers is not None and watchers.watch_tools:
+            with watchers.tool_context(context):
+                outcome = await self._execute(
+                    tool, context, planned.arguments, timeout_s=timeout_s, sleep=sleep
+                )
+        else:
+            outcome = await self._execute(
+                tool, context, planned.arguments, timeout_s=timeout_s, sleep=sleep
+            )
         return outcome, (clock.monotonic() - started) * 1000
