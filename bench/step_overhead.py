@@ -8,6 +8,7 @@ pure loop, argument validation, the tool call machinery, the events and the jour
     python bench/step_overhead.py --quick    # a fast first look
     python bench/step_overhead.py --smoke    # seconds; the test suite runs this
     python bench/step_overhead.py --governance   # only: every governance feature on vs off
+    python bench/step_overhead.py --observability   # only: traces, metrics, logs on vs off
 
 Reported per store (memory; SQLite synchronous=FULL on disk, i.e. durable; SQLite NORMAL;
 PostgreSQL with --postgres) and for K = 10, 100 and 1000: microseconds per step, the median and
@@ -287,6 +288,11 @@ def main() -> None:
         "--governance", action="store_true", help="only compare governance on and off"
     )
     parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="only compare traces, metrics and logs all on against all off",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         help="also measure a PostgreSQL store (a fresh schema, dropped afterwards), e.g. "
@@ -320,6 +326,9 @@ def main() -> None:
         baselines = {"sqlite-full": commit}
         if options.governance:
             _governance(stores, budget, repeats)
+            return
+        if options.observability:
+            _observability(budget, repeats)
             return
         if options.postgres:
             from keel.stores._postgres import PostgresStore
@@ -387,6 +396,63 @@ def _governance(stores: dict[str, Callable[[], Store]], budget: int, repeats: in
                 f"governance {label:<11} K=100 {name:<16} {statistics.median(governed):8.1f} "
                 f"us/step against {statistics.median(plain):7.1f} (ratio {ratio:.2f})"
             )
+
+
+def _observability(budget: int, repeats: int) -> None:
+    """Per step at K=100 in memory: traces (the SDK with a batch processor and an exporter
+    that drops what it gets), metrics and logs (INFO, JSON, to a discarding stream) all on,
+    against none; interleaved so that noise favours neither."""
+    import io
+    import logging
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from keel.observability import Logging, Metrics, Tracing, configure_logging
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    handler = configure_logging(level="INFO", format="json", stream=io.StringIO())
+
+    def observers(which: str) -> list[Any]:
+        found: list[Any] = []
+        if which in ("traces", "all"):
+            found.append(Tracing(tracer_provider=provider))
+        if which in ("metrics + logs", "all"):
+            found += [Metrics(), Logging()]
+        return found
+
+    async def one(which: str) -> float:
+        agent, model = _agent(100)
+        runtime = Runtime(store=MemoryStore(), observers=observers(which))
+        model.reset()
+        await runtime.run(agent, "warm up")
+        runs = max(1, budget // 100)
+        started = time.perf_counter()
+        for _ in range(runs):
+            model.reset()
+            result = await runtime.run(agent, "go")
+            assert result.status == "completed", result.reason
+        elapsed = time.perf_counter() - started
+        await runtime.close()
+        return elapsed / (runs * 100) * 1e6
+
+    for which in ("metrics + logs", "traces", "all"):
+        plain, observed = [], []
+        for _ in range(repeats):
+            plain.append(asyncio.run(one("none")))
+            observed.append(asyncio.run(one(which)))
+        ratio = statistics.median(observed) / statistics.median(plain)
+        print(
+            f"observability memory K=100 {which:<15} {statistics.median(observed):8.1f} us/step "
+            f"against {statistics.median(plain):7.1f} (ratio {ratio:.2f})"
+        )
+    logging.getLogger("keel").removeHandler(handler)
+    provider.shutdown()
 
 
 def _test_doubles(count: int) -> dict[str, float]:

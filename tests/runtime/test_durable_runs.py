@@ -313,3 +313,29 @@ async def test_journal_records_the_started_call_before_any_crash(store: MemorySt
     started = events[-1]
     assert isinstance(started, ToolCallStarted)
     assert started.idempotency_key == f"{run_id}:1:0"
+
+
+async def test_a_run_started_inline_and_queued_again_by_a_decision_is_not_dequeued_anew(
+    store: MemoryStore,
+) -> None:
+    from keel.events import RunDequeued
+    from keel.policies import RequireApproval
+
+    ledger = Ledger()
+    agent = Agent(
+        name="payer",
+        model=ScriptedModel([call("pay", amount_usd=30), "Paid."]),
+        tools=tools(ledger),
+        checks=[RequireApproval("pay")],
+    )
+    runtime = Runtime(store=store, agents=[agent])
+    paused = await runtime.run(agent, "Pay 30", thread="t1")
+    assert paused.status == "awaiting_approval"
+    queued = await runtime.approve(paused.run_id, by="ana", agent=agent, resume=False)
+    assert queued.status == "queued"
+
+    done = await runtime.resume(paused.run_id, agent)
+
+    assert done.status == "completed"
+    events = await store.load(paused.run_id)
+    assert not any(isinstance(e, RunDequeued) for e in events)

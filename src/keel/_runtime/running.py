@@ -317,7 +317,15 @@ class Runs:
             chain = k.composer.for_agent(agent)
         changed = None if model is None else chain.names
         events: list[Event] = []
-        if state.status == "queued" and not any(isinstance(e, RunDequeued) for e in loaded.events):
+        first = loaded.events[0]
+        # Only a run accepted into the queue leaves it once: one started inline and queued
+        # again later (a person's decision) read its history when it started.
+        accepted = isinstance(first, RunStarted) and first.queued
+        if (
+            accepted
+            and state.status == "queued"
+            and not any(isinstance(e, RunDequeued) for e in loaded.events)
+        ):
             history = await k.store.thread_history(state.thread_id)
             begin, summary = await k.trimmed(agent, history.messages)
             dequeued = RunDequeued(
@@ -328,7 +336,6 @@ class Runs:
                 at=k.clock.now(),
             )
             ref = HistoryRef(seq=history.last_seq, start=begin, summary=summary)
-            first = loaded.events[0]
             assert isinstance(first, RunStarted)
             state = start(first, ref.select(history.messages), summary=summary)
             for event in loaded.events[1:]:
