@@ -14,6 +14,7 @@ from keel.errors import UsageError
 from keel.ports import Feedback, FeedbackQuery, RunQuery, RunRecord
 
 __all__ = [
+    "FILTERS",
     "MAX_SCORE",
     "MIN_SCORE",
     "Cursor",
@@ -68,7 +69,7 @@ class Filters:
 
     @property
     def key(self) -> tuple[str, ...]:
-        names = [name for name in _FILTERS if getattr(self.query, name) is not None]
+        names = [name for name in FILTERS if getattr(self.query, name) is not None]
         cursor, until = self.cursor, self.query.until
         if cursor is not None and until is not None and cursor.created_at < until:
             # The cursor implies it, and one upper bound lets SQLite start the range there.
@@ -107,7 +108,7 @@ def _position(cursor: Cursor) -> tuple[float, str]:
 
 
 # The filters besides status, in the order the SQL stores test them.
-_FILTERS = (
+FILTERS = (
     "agent",
     "thread",
     "tenant",

@@ -32,7 +32,7 @@ from typing import Any
 
 from keel.errors import RunNotFoundError
 from keel.ports import Feedback, FeedbackQuery, RunRecord
-from keel.stores._history import Filters
+from keel.stores._history import FILTERS, Filters
 from keel.stores._keyring import Keyring
 from keel.stores._sealed import described, seal, unseal
 from keel.stores._sql.program import Program, Row, execute, fetch
@@ -154,23 +154,7 @@ class HistorySQL:
     ) -> Program[list[RunRecord]]:
         """Runs matching ``filters``, newest first; ``decode`` makes a record of a row."""
         q = filters.query
-        params: dict[str, Any] = {
-            name: getattr(q, name)
-            for name in (
-                "agent",
-                "thread",
-                "tenant",
-                "user",
-                "since",
-                "until",
-                "tool",
-                "error",
-                "min_cost",
-                "max_cost",
-                "min_duration",
-                "max_duration",
-            )
-        }
+        params: dict[str, Any] = {name: getattr(q, name) for name in FILTERS}
         if filters.statuses is not None:
             params["status"] = filters.statuses[0] if filters.statuses else None
             params["statuses"] = list(filters.statuses)
