@@ -135,7 +135,6 @@ def test_bad_configuration_is_refused_with_the_fix() -> None:
 
 
 def test_names_and_places_need_the_presidio_extra() -> None:
-    pytest.importorskip("keel", reason="always there")
     try:
         import presidio_analyzer  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:

@@ -201,3 +201,68 @@ async def test_runs_paused_by_budgets_and_rate_limits_replay_exactly(store: Memo
     for run_id in (by_budget.run_id, by_rate.run_id):
         replayed = await runtime.replay(run_id, agent)
         assert replayed.identical, replayed.differences
+
+
+async def test_a_call_paid_before_a_crash_is_settled_by_the_process_that_takes_over(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from keel import tool
+    from keel.testing import call
+
+    db = tmp_path / "keel.db"
+    budgets = [Budget("tenant", 100.0)]
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    @tool(idempotent=True)
+    async def ping() -> str:
+        """Answer pong."""
+        entered.set()
+        await gate.wait()  # never set: the process "crashes" while the tool runs
+        return "pong"
+
+    first = ModelResponse(
+        message=AssistantMessage(tool_calls=(call("ping"),)),
+        usage=Usage(requests=1, input_tokens=20, output_tokens=30),
+        model=PRICED,
+    )
+    crashing = Agent(
+        name="desk",
+        model=ScriptedModel([first], name=PRICED),
+        tools=[ping],
+        model_settings=SETTINGS,
+    )
+    runtime = Runtime(store=db, settings=NO_MODELS, prices=PRICES, budgets=budgets)
+    task = asyncio.create_task(runtime.run(crashing, "ping", tenant="acme"))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await runtime.close()
+
+    @tool(idempotent=True, name="ping")
+    def ping_again() -> str:
+        """Answer pong."""
+        return "pong"
+
+    async with Runtime(store=db, settings=NO_MODELS, prices=PRICES, budgets=budgets) as other:
+        [record] = await other.store.list_runs()
+        held = await other.budget_reservations()
+        assert [r.run_id for r in held] == [record.run_id]  # the crash left it unsettled
+        resumed = Agent(
+            name="desk",
+            model=ScriptedModel([answer("pong")], name=PRICED),
+            tools=[ping_again],
+            model_settings=SETTINGS,
+        )
+        done = await other.resume(record.run_id, resumed)
+
+        assert done.status == "completed"
+        assert done.cost_usd == pytest.approx(1.0)
+        [acme] = [
+            s for s in await other.budget_statuses(keys={"tenant": "acme"}) if s.scope == "tenant"
+        ]
+        # The first call's cost, paid before the crash, is spent, not dropped with the run.
+        assert acme.spent_usd == pytest.approx(1.0)
+        assert await other.budget_reservations() == []

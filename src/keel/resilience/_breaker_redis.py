@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.errors import CircuitOpenError, ConfigurationError, MissingExtraError
 from keel.ports import Clock
-from keel.resilience._redis import redis_from_url
+from keel.resilience._redis import redis_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -225,11 +225,7 @@ class RedisBreakerBoard:
         self._ttl_ms = str(round(idle_ttl_s * 1000))
         self._fail_open = fail_open
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self._owns_client = isinstance(redis_url_or_client, str)
-        if isinstance(redis_url_or_client, str):
-            self._client: Redis = redis_from_url(redis_url_or_client)
-        else:
-            self._client = redis_url_or_client
+        self._client, self._owns_client = redis_client(redis_url_or_client)
         self._before_call = self._client.register_script(_BEFORE_CALL)
         self._record = self._client.register_script(_RECORD)
         self._release = self._client.register_script(_RELEASE)

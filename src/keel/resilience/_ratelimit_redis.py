@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import ConfigurationError, MissingExtraError
 from keel.ports import Clock
 from keel.resilience._ratelimit import RateLimit, RateLimiter, check_penalty
-from keel.resilience._redis import redis_from_url
+from keel.resilience._redis import redis_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -176,11 +176,7 @@ class RedisRateLimiter(RateLimiter):
         self._server_time = clock is None
         self._fail_open = fail_open
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self._owns_client = isinstance(url_or_client, str)
-        if isinstance(url_or_client, str):
-            self._client: Redis = redis_from_url(url_or_client)
-        else:
-            self._client = url_or_client
+        self._client, self._owns_client = redis_client(url_or_client)
         # register_script runs EVALSHA and loads the script on NOSCRIPT (a restarted server).
         self._acquire = self._client.register_script(_ACQUIRE)
         self._adjust = self._client.register_script(_ADJUST)

@@ -10,7 +10,7 @@ from keel.errors import ConfigurationError
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["redis_from_url"]
+__all__ = ["redis_client", "redis_from_url"]
 
 
 def redis_from_url(url: str) -> Redis:
@@ -26,3 +26,10 @@ def redis_from_url(url: str) -> Redis:
             "redis://127.0.0.1:6379/0 (KEEL_REDIS_URL)"
         ) from None
     return client
+
+
+def redis_client(url_or_client: str | Redis) -> tuple[Redis, bool]:
+    """The client for a URL (made here, so owned: close it) or a client given (borrowed)."""
+    if isinstance(url_or_client, str):
+        return redis_from_url(url_or_client), True
+    return url_or_client, False

@@ -27,6 +27,7 @@ class MemoryFeedback:
     _feedback: dict[str, list[Feedback]]
 
     def _check_open(self) -> None:
+        """Raise if the store is closed: the memory store this is mixed into provides it."""
         raise NotImplementedError
 
     async def add_feedback(self, feedback: Feedback) -> None:
