@@ -291,6 +291,63 @@ async def test_a_sampler_that_drops_runs_drops_all_of_them_quietly() -> None:
     assert exporter.get_finished_spans() == ()
 
 
+class ForeignTracer(trace.Tracer):
+    """A tracer that is not the SDK's (a vendor's wrapper, say) over one that is."""
+
+    def __init__(self, inner: trace.Tracer) -> None:
+        self.inner = inner
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.start_as_current_span(*args, **kwargs)
+
+
+class ForeignProvider(trace.TracerProvider):
+    def __init__(self, inner: TracerProvider) -> None:
+        self.inner = inner
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return ForeignTracer(self.inner.get_tracer(*args, **kwargs))
+
+
+async def test_a_tracer_that_is_not_the_sdks_gets_the_same_spans_in_the_same_tree() -> None:
+    provider, exporter = memory_provider()
+    runtime = Runtime(
+        store=MemoryStore(), settings=NO_MODELS, observers=[Tracing(ForeignProvider(provider))]
+    )
+    result = await runtime.run(desk(call("ping"), "done"), "ping")
+    assert result.status == "completed"
+    drive = named(exporter, "keel.drive desk")
+    tool_span = named(exporter, "execute_tool ping")
+    chats = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert len(chats) == 2
+    for span in [tool_span, *chats]:
+        assert span.parent is not None
+        assert span.parent.span_id == drive.context.span_id
+        assert span.context.trace_id == drive.context.trace_id
+    assert dict(tool_span.attributes or {})["gen_ai.tool.name"] == "ping"
+
+
+async def test_the_sdks_limit_on_attribute_length_is_kept() -> None:
+    from opentelemetry.sdk.trace import SpanLimits
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=8))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    runtime = Runtime(
+        store=MemoryStore(),
+        settings=NO_MODELS,
+        observers=[Tracing(provider, capture_content=True)],
+    )
+    await runtime.run(desk(call("ping"), "a long final answer"), "ping")
+    spans = exporter.get_finished_spans()
+    values = [v for s in spans for v in (s.attributes or {}).values() if isinstance(v, str)]
+    assert values
+    assert max(len(v) for v in values) <= 8
+
+
 # -- nothing breaks a run ----------------------------------------------------------------------
 
 

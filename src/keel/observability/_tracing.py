@@ -35,16 +35,12 @@ from keel._core.eventbase import Event
 from keel._core.events import RunStarted
 from keel._core.state import RunState
 from keel._tools import RunContext
-from keel.observability._tracing_setup import (
-    export_config,
-    install_forced_ids,
-    owned_provider,
-    require_otel,
-)
+from keel.observability._tracing_setup import export_config, owned_provider, require_otel
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer, TracerProvider
+    from opentelemetry.trace import SpanContext, Tracer, TracerProvider
 
+    from keel.observability._tracing_emit import Emitter
     from keel.observability._tracing_spans import RunTrace
 
 __all__ = ["Tracing"]
@@ -85,6 +81,7 @@ class Tracing:
         self.capture_content = capture_content
         self._owns_provider = False
         self._tracer: Tracer | None = None
+        self._emitter: Emitter | None = None
         self._runs: OrderedDict[str, RunTrace] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -144,7 +141,8 @@ class Tracing:
             if run is None:
                 if state.status == "queued" and isinstance(events[0], RunStarted):
                     return  # accepted into the queue: its spans begin where it is driven
-                run = RunTrace(self._tracer_now(), state, capture=self.capture_content)
+                tracer, emitter = self._pipeline()
+                run = RunTrace(tracer, emitter, state, capture=self.capture_content)
                 self._runs[run_id] = run
                 if len(self._runs) > MAX_RUNS:
                     _, oldest = self._runs.popitem(last=False)
@@ -164,27 +162,27 @@ class Tracing:
             live = None if run is None else run.tools.get(context.tool_call_id)
         if live is None:
             return None
-        from opentelemetry import trace
-
-        return trace.use_span(
-            live[0], end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
+        # The span is made when the call ends; meanwhile its context is current, so that
+        # what the tool starts or sends on (traceparent) hangs under it.
+        return _Current(live[0].get_span_context())
 
     # -- the pipeline ---------------------------------------------------------------------------
 
-    def _tracer_now(self) -> Tracer:
-        tracer = self._tracer
-        if tracer is not None:
-            return tracer
+    def _pipeline(self) -> tuple[Tracer, Emitter]:
+        tracer, emitter = self._tracer, self._emitter
+        if tracer is not None and emitter is not None:
+            return tracer, emitter
         from opentelemetry import trace
+
+        from keel.observability._tracing_emit import emitter_for
 
         provider = self._provider if self._provider is not None else trace.get_tracer_provider()
         tracer = provider.get_tracer(_SCOPE, _version())
+        emitter = emitter_for(tracer)
         if isinstance(tracer, trace.ProxyTracer):
-            return tracer  # no global provider yet: ask again next time
-        install_forced_ids(tracer)
-        self._tracer = tracer
-        return tracer
+            return tracer, emitter  # no global provider yet: ask again next time
+        self._tracer, self._emitter = tracer, emitter
+        return tracer, emitter
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every span ended so far (blocks up to ``timeout_millis``); whether it did."""
@@ -203,3 +201,25 @@ class Tracing:
             shutdown = getattr(self._provider, "shutdown", None)
             if callable(shutdown):
                 shutdown()
+
+
+class _Current(AbstractContextManager[object]):
+    """A span context made current (``use_span`` without its generator and its error
+    handling, which a context that records nothing does not need)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: SpanContext) -> None:
+        self._span = span
+        self._token: object = None
+
+    def __enter__(self) -> object:
+        from opentelemetry import context, trace
+
+        self._token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(self._span)))
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        from opentelemetry import context
+
+        context.detach(self._token)  # type: ignore[arg-type]

@@ -24,8 +24,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
-    NonRecordingSpan,
-    Span,
     SpanContext,
     SpanKind,
     Status,
@@ -57,7 +55,7 @@ from keel._core.events import (
 from keel._core.messages import AssistantMessage, Attempt, SystemMessage
 from keel._core.state import RunState
 from keel.observability import _tracing_attrs as a
-from keel.observability._tracing_setup import forced_ids
+from keel.observability._tracing_emit import Emitter, SpanLike
 
 __all__ = ["RunTrace"]
 
@@ -69,17 +67,16 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _caller(state: RunState) -> Context | None:
-    """The caller's trace context journaled with the run, if valid."""
+def _caller(state: RunState) -> SpanContext | None:
+    """The caller's span journaled with the run, if valid."""
     carrier = state.trace_context
     if not carrier:
         return None
-    context = _W3C.extract(carrier)
-    found = trace.get_current_span(context).get_span_context()
-    return context if found.is_valid else None
+    found = trace.get_current_span(_W3C.extract(carrier)).get_span_context()
+    return found if found.is_valid else None
 
 
-def _error(span: Span, error: ErrorInfo, **more: Any) -> None:
+def _error(span: SpanLike, error: ErrorInfo, **more: Any) -> None:
     span.set_attributes({a.ERROR_TYPE: error.code, **more})
     span.set_status(Status(StatusCode.ERROR, error.message[:_MESSAGE_CHARS]))
 
@@ -87,8 +84,9 @@ def _error(span: Span, error: ErrorInfo, **more: Any) -> None:
 class RunTrace:
     """Spans of one run in this process (see the module docstring)."""
 
-    def __init__(self, tracer: Tracer, state: RunState, *, capture: bool) -> None:
+    def __init__(self, tracer: Tracer, emitter: Emitter, state: RunState, *, capture: bool) -> None:
         self.tracer = tracer
+        self.emitter = emitter
         self.capture = capture
         self.run_id = state.run_id
         self.agent = state.agent
@@ -97,26 +95,25 @@ class RunTrace:
         self._caller = _caller(state)
         self.run_name = f"invoke_agent {state.agent}"
         if self._caller is not None:
-            parent = trace.get_current_span(self._caller).get_span_context()
+            parent = self._caller
             trace_id, flags, trace_state = parent.trace_id, parent.trace_flags, parent.trace_state
         else:
             trace_id = a.derived_id(state.run_id, "trace", 128)
             flags, trace_state = self._root_flags(trace_id), None
         self._trace_id = trace_id
         self.span_id = a.derived_id(state.run_id, "run", 64)
-        run_span = SpanContext(
+        #: The run-level span, as its children name it (whichever process exports it).
+        self.run_span = SpanContext(
             trace_id, self.span_id, is_remote=True, trace_flags=flags, trace_state=trace_state
         )
-        self.run_context = trace.set_span_in_context(NonRecordingSpan(run_span), Context())
         self._common = {
             "keel.run.id": state.run_id,
             a.AGENT_NAME: state.agent,
             a.CONVERSATION_ID: state.thread_id,
         }
-        self.stretch: Span | None = None
-        self._stretch_context: Context | None = None
+        self.stretch: SpanLike | None = None
         #: Live ``execute_tool`` spans by call id, with their start (seconds).
-        self.tools: dict[str, tuple[Span, float]] = {}
+        self.tools: dict[str, tuple[SpanLike, float]] = {}
 
     def _root_flags(self, trace_id: int) -> TraceFlags:
         """Whether the tracer's sampler keeps a run whose trace begins with it (every process
@@ -131,9 +128,9 @@ class RunTrace:
     # -- the parts ---------------------------------------------------------------------------------
 
     @property
-    def parent(self) -> Context:
+    def parent(self) -> SpanContext:
         """Where a step's span hangs: the stretch under way here, else the run."""
-        return self._stretch_context if self._stretch_context is not None else self.run_context
+        return self.stretch.get_span_context() if self.stretch is not None else self.run_span
 
     def _span(
         self,
@@ -141,16 +138,21 @@ class RunTrace:
         start: float,
         attributes: dict[str, Any],
         *,
-        parent: Context | None = None,
+        parent: SpanContext | None = None,
         kind: SpanKind = SpanKind.INTERNAL,
-    ) -> Span:
-        attributes = {k: v for k, v in attributes.items() if v is not None}
-        return self.tracer.start_span(
+        span_id: int | None = None,
+        root: bool = False,
+    ) -> SpanLike:
+        """A span of this run's trace under ``parent`` (default :attr:`parent`; ``root``:
+        none), emitted when it ends (``None`` attributes are left out then)."""
+        return self.emitter.start(
             name,
-            context=self.parent if parent is None else parent,
+            trace_of=self.run_span,
+            parent=None if root else (self.parent if parent is None else parent),
             kind=kind,
+            start_ns=_ns(start),
             attributes={**self._common, **attributes},
-            start_time=_ns(start),
+            span_id=span_id,
         )
 
     def _note(self, name: str, at: float, attributes: dict[str, Any]) -> None:
@@ -181,9 +183,8 @@ class RunTrace:
             f"keel.drive {self.agent}",
             at,
             {"keel.drive.reason": reason},
-            parent=self.run_context,
+            parent=self.run_span,
         )
-        self._stretch_context = trace.set_span_in_context(self.stretch, Context())
 
     def stop(self, outcome: str, at: float) -> None:
         """The run stopped here (it ended, waits, or is no longer followed here): the stretch
@@ -196,7 +197,6 @@ class RunTrace:
             self.stretch.set_attribute("keel.drive.outcome", outcome)
             self.stretch.end(_ns(at))
         self.stretch = None
-        self._stretch_context = None
 
     def started(self, state: RunState, event: RunStarted) -> None:
         if not event.queued:
@@ -240,13 +240,14 @@ class RunTrace:
             first = state.messages[0] if state.messages else None
             if isinstance(first, SystemMessage):
                 attributes[a.SYSTEM_INSTRUCTIONS] = a.instructions_json(first.content)
-        with forced_ids(None if self._caller is not None else self._trace_id, self.span_id):
-            span = self._span(
-                self.run_name,
-                state.started_at,
-                attributes,
-                parent=self._caller if self._caller is not None else Context(),
-            )
+        span = self._span(
+            self.run_name,
+            state.started_at,
+            attributes,
+            parent=self._caller,
+            span_id=self.span_id,
+            root=self._caller is None,
+        )
         if event.error is not None:
             _error(span, event.error)
         span.end(_ns(event.at))
@@ -262,7 +263,7 @@ class RunTrace:
         latency_ms: float,
         attempts: tuple[Attempt, ...],
         attributes: dict[str, Any],
-    ) -> Span:
+    ) -> SpanLike:
         provider, model = a.model_parts(requested)
         start = at - latency_ms / 1000
         span = self._span(
@@ -284,10 +285,10 @@ class RunTrace:
         return span
 
     def _attempts(
-        self, chat: Span, start: float, end: float, attempts: tuple[Attempt, ...]
+        self, chat: SpanLike, start: float, end: float, attempts: tuple[Attempt, ...]
     ) -> None:
         """One child span per attempt (retries, fallbacks), laid end to end as they ran."""
-        parent = trace.set_span_in_context(chat, Context())
+        parent = chat.get_span_context()
         at = start
         for number, attempt in enumerate(attempts, 1):
             at += attempt.waited_ms / 1000
@@ -479,7 +480,7 @@ class RunTrace:
                 "keel.approval.wait_ms": round(max(event.at - since, 0.0) * 1000, 3),
                 "keel.approval.reason": event.reason if self.capture else None,
             },
-            parent=self.run_context,
+            parent=self.run_span,
         )
         span.end(_ns(event.at))
 
