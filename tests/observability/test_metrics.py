@@ -88,6 +88,36 @@ async def test_a_run_with_a_denial_and_an_approval_counts_each_with_bounded_labe
         assert not {"acme", "u-1"} & {v for _, v in labels}
 
 
+async def test_waits_are_measured_from_the_journal_whichever_process_saw_them_begin() -> None:
+    """The approval wait and the queue wait count from when the journal says the request was
+    made or the run was queued, even in a process that saw neither; a run queued again
+    waits from then, not from its start."""
+    store, clock = MemoryStore(), FakeClock(start=1_800_000_000.0)
+    model = ScriptedModel([call("refund", order_id="7", amount_usd=500), "Done."])
+    agent = Agent(name="desk", model=model, tools=[refund])
+    first, second = Metrics(), Metrics()
+    asking = Runtime(
+        store=store, settings=NO_MODELS, agents=[agent], clock=clock, observers=[first]
+    )
+    deciding = Runtime(
+        store=store, settings=NO_MODELS, agents=[agent], clock=clock, observers=[second]
+    )
+    run_id = await asking.submit(agent, "Refund $500 on order 7")
+    clock.advance(5)
+    await asking.recover()
+    assert (await asking.result(run_id)).status == "awaiting_approval"
+    assert value(first, "keel_queue_wait_seconds_sum", agent="desk") == 5
+
+    clock.advance(90)
+    queued = await deciding.approve(run_id, by="ana", resume=False)
+    assert queued.status == "queued"
+    clock.advance(3)
+    await deciding.recover()
+    assert (await deciding.result(run_id)).status == "completed"
+    assert value(second, "keel_approval_wait_seconds_sum") == 90
+    assert value(second, "keel_queue_wait_seconds_sum", agent="desk") == 3
+
+
 def responded(**fields: Any) -> ModelResponded:
     from keel._core.usage import Usage
 

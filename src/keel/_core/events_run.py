@@ -88,6 +88,7 @@ class RunDequeued(Event):
     external: ClassVar[bool] = True
 
     def fold(self, state: RunState) -> None:
+        _claimed(state, self.at)
         state.status = "running"
         state.history_seq = self.history_seq
         state.history_count = self.history_count
@@ -109,6 +110,7 @@ class RunQueued(Event):
 
     def fold(self, state: RunState) -> None:
         state.status = "queued"
+        state.queued_since = self.at
         state.pending = {}
         state.reason = None
         if self.limits is not None:
@@ -147,6 +149,7 @@ class RunResumed(Event):
     external: ClassVar[bool] = True
 
     def fold(self, state: RunState) -> None:
+        _claimed(state, self.at)
         state.status = "running"
         state.pending = {}
         state.limits = self.limits
@@ -206,3 +209,9 @@ def _forget_refusals(state: RunState) -> None:
     for key in [k for k, v in state.checks.items() if k[0] == "model_call"]:
         if state.checks[key].verdict in ("deny", "escalate"):
             del state.checks[key]
+
+
+def _claimed(state: RunState, at: float) -> None:
+    """A driver takes the run: how long it waited in the queue, if it was queued."""
+    queued = state.status == "queued" and state.queued_since > 0
+    state.queue_wait_s = max(0.0, at - state.queued_since) if queued else None

@@ -95,6 +95,7 @@ def start(
         started_at=event.at,
         active_since=event.at,
         updated_at=event.at,
+        queued_since=event.at if event.queued else 0.0,
         event_count=1,
         agent_ref=event.agent_ref,
         history_seq=event.history_seq,

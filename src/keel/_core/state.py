@@ -93,6 +93,11 @@ class RunState:
     pending: dict[str, PendingCall] = field(default_factory=dict)
     #: When the run last asked people to decide (the latest ``ApprovalRequested``).
     pending_since: float = 0.0
+    #: When the run last entered the queue (accepted queued, or queued again); 0 if never.
+    queued_since: float = 0.0
+    #: How long the run waited in the queue before the latest claim (a dequeue, or a resume
+    #: of a queued run); ``None`` when the latest start of driving was not from the queue.
+    queue_wait_s: float | None = None
     decisions: dict[str, CallDecided] = field(default_factory=dict)
     #: How often each (tool, canonical arguments) pair was asked for in this run, and that
     #: pair for each call of the latest turn (computed once: canonicalizing costs a JSON trip).

@@ -187,11 +187,17 @@ class Metrics:
         self.families.runs_started.child(state.agent).inc()
 
     def _run_dequeued(self, state: RunState, event: RunDequeued) -> None:
-        waited = event.at - state.started_at
-        if waited >= 0:
+        self._claimed(state)
+
+    def _claimed(self, state: RunState) -> None:
+        # From when it last entered the queue (accepted, or queued again after a pause or a
+        # decision), as journaled: right whichever process queued it.
+        waited = state.queue_wait_s
+        if waited is not None:
             self.families.queue_wait.child(state.agent).observe(waited)
 
     def _run_resumed(self, state: RunState, event: RunResumed) -> None:
+        self._claimed(state)
         self.families.runs_resumed.child(state.agent).inc()
         # A resume after the previous driver died, when the event says so (see the guide).
         if getattr(event, "taken_over", False):
@@ -307,6 +313,9 @@ class Metrics:
 
     def _call_decided(self, state: RunState, event: CallDecided) -> None:
         self.families.decisions.child(event.decision).inc()
+        # When this call's request was seen here; else when the run last asked, as journaled
+        # (the request may have been made by another process).
         asked = self._requested.pop((state.run_id, event.call_id), None)
-        if asked is not None and event.at >= asked:
-            self.families.approval_wait.child().observe(event.at - asked)
+        since = asked if asked is not None else (state.pending_since or None)
+        if since is not None and event.at >= since:
+            self.families.approval_wait.child().observe(event.at - since)
