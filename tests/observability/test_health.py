@@ -49,6 +49,30 @@ async def test_a_postgres_store_is_ready(postgres_url: str, postgres_schema: str
     assert report.ok, report
 
 
+async def test_a_postgres_schema_changed_since_the_store_opened_is_not_ready(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    import psycopg
+
+    from keel.stores._sql.postgres_schema import LATEST_VERSION
+
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    async with Runtime(store=store, settings=NO_MODELS) as runtime:
+        assert (await readiness(runtime)).ok
+        # Another process, running a newer Keel, migrates the schema further.
+        table = f'"{postgres_schema}".schema_migrations'
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                f"INSERT INTO {table} (version, name, applied_at) VALUES (%s, 'newer', 0)",
+                [LATEST_VERSION + 1],
+            )
+        report = await readiness(runtime)
+    [schema] = [c for c in report.checks if c.name == "schema"]
+    assert not report.ok
+    assert not schema.ok
+    assert f"schema {LATEST_VERSION + 1}" in schema.why
+
+
 async def test_an_unreachable_store_is_not_ready() -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/test"
     async with Runtime(store=PostgresStore(url), settings=NO_MODELS) as runtime:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import ConfigurationError
+from keel.errors import ConfigurationError, StoreError
 
 if TYPE_CHECKING:
     from keel._agent import Agent
@@ -196,9 +196,18 @@ async def _schema_check(runtime: Runtime, *, reachable: bool) -> HealthCheck:
             why = f"schema {version}, this Keel writes {LATEST_VERSION}: run `keel db upgrade`"
             return HealthCheck(name="schema", ok=False, why=why)
         return HealthCheck(name="schema", ok=True, why=f"schema {version} is current")
-    # PostgreSQL (and in-memory SQLite): the store checks, or migrates, its schema when it
-    # opens and refuses one it cannot use; having answered, it is current.
-    return HealthCheck(name="schema", ok=True, why="checked by the store when it opened")
+    versions = getattr(store, "schema_version", None)
+    if callable(versions):  # PostgreSQL: ask the database, now
+        try:
+            version, latest = await versions()
+        except StoreError as exc:
+            return HealthCheck(name="schema", ok=False, why=str(exc))
+        if version != latest:
+            why = f"schema {version}, this Keel writes {latest}: run `keel db upgrade`"
+            return HealthCheck(name="schema", ok=False, why=why)
+        return HealthCheck(name="schema", ok=True, why=f"schema {version} is current")
+    # In-memory SQLite: the store made its schema when it opened.
+    return HealthCheck(name="schema", ok=True, why="made by the store when it opened")
 
 
 def _sqlite_version(path: str) -> int:

@@ -224,6 +224,16 @@ class PostgresStore(SQLStore):
             self._schema_ready = True
         return applied
 
+    async def schema_version(self) -> tuple[int, int]:
+        """The schema's version now, as the database says, and the version this Keel writes:
+        readiness compares them (a newer Keel may have migrated the schema since this store
+        opened)."""
+        try:
+            version = await self._attempt(self._version)
+        except (psycopg.Error, _DisconnectedError) as exc:
+            raise StoreError(f"cannot read the schema version: {self._reason(exc)}") from None
+        return version, LATEST_VERSION
+
     def watch(self, run_id: str | None) -> AbstractAsyncContextManager[Change]:
         """Register for changes of ``run_id`` (``None``: the queue), woken by this process's
         writes and by ``NOTIFY`` from every other; see :meth:`keel.ports.Watchable.watch`."""
