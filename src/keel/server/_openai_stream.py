@@ -28,7 +28,7 @@ from keel.errors import LeaseLostError, RunLeasedError
 from keel.server._openai_errors import NO_RETRY, OpenAIError
 from keel.server._openai_replies import is_text_agent
 
-__all__ = ["Background", "Stopped", "Text", "answer_pieces"]
+__all__ = ["AnswerText", "Background", "Stopped", "Text", "answer_pieces"]
 
 # Between the text of two steps (what the model said before calling tools, then its answer).
 _STEP_BREAK = "\n\n"
@@ -70,7 +70,7 @@ class Background:
         return task
 
 
-class _Texts:
+class AnswerText:
     """Turns deltas and journaled answers into the pieces a client has not been sent yet.
 
     A step's deltas usually come before the journaled answer they belong to, but not always:
@@ -88,6 +88,7 @@ class _Texts:
         self._closed: set[int] = set()
 
     def pieces(self, item: RunEvent | RunDelta) -> list[Text]:
+        """What to send for a delta or an event of the run (often nothing)."""
         if not self._streams:  # a structured answer is sent whole, once validated
             return []
         if isinstance(item, RunDelta):
@@ -178,7 +179,7 @@ async def answer_pieces(
         if not isinstance(item, _Ended):
             driver = background.spawn(runtime.resume(run_id, agent))
             driver.add_done_callback(lambda task: _on_driven(items, task))
-        texts = _Texts(streams=is_text_agent(agent))
+        texts = AnswerText(streams=is_text_agent(agent))
         while not isinstance(item, _Ended):
             for piece in texts.pieces(item):
                 yield piece
