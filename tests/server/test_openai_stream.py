@@ -62,12 +62,10 @@ def test_a_delta_that_is_not_the_answer_is_dropped() -> None:
 
 
 def test_steps_without_text_add_nothing_and_steps_with_text_are_apart() -> None:
-    answer = AnswerText(streams=True)
-    items = (answered(1, None), delta(2, "Done."), answered(2, "Done."))
-    assert sent(answer, *items) == ["Done."]
-    answer = AnswerText(streams=True)
-    items = (delta(1, "Looking."), answered(1, "Looking."), delta(2, "Done."))
-    assert sent(answer, *items) == ["Looking.", "\n\nDone."]
+    silent_first = (answered(1, None), delta(2, "Done."), answered(2, "Done."))
+    assert sent(AnswerText(streams=True), *silent_first) == ["Done."]
+    both_speak = (delta(1, "Looking."), answered(1, "Looking."), delta(2, "Done."))
+    assert sent(AnswerText(streams=True), *both_speak) == ["Looking.", "\n\nDone."]
 
 
 def test_a_structured_answer_sends_no_text_as_it_comes() -> None:
