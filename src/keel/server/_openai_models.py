@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_serializer
 
 __all__ = [
     "ChatCompletion",
@@ -40,6 +40,13 @@ class StreamOptions(BaseModel):
     include_obfuscation: bool | None = None
 
 
+_TEXT_PART: dict[str, JsonValue] = {
+    "type": "object",
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+    "required": ["type", "text"],
+}
+
+
 class ChatMessage(BaseModel):
     """One message of the conversation the client sends. ``content`` is a string or a list
     of ``{"type": "text", "text": ...}`` parts; tool calls and tool results are refused,
@@ -48,10 +55,18 @@ class ChatMessage(BaseModel):
     # Clients add bookkeeping keys of their own to messages (ids, timestamps): ignored.
     model_config = ConfigDict(extra="ignore")
 
-    role: str
+    # Checked by the endpoint, which names what is wrong (a tool result, an image part); the
+    # schema says what is accepted.
+    role: str = Field(json_schema_extra={"enum": ["system", "developer", "user", "assistant"]})
     content: Any = Field(
         default=None,
-        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]},
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": _TEXT_PART},
+                {"type": "null"},
+            ]
+        },
     )
     name: str | None = None
     tool_calls: Any = None
