@@ -3,6 +3,7 @@ the field at fault, never a 500, and starts no run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,11 @@ from tests.server.openai_app import ServedApp, client, serve_openai
 
 USER: ChatCompletionMessageParam = {"role": "user", "content": "Hi"}
 EXPECTED_KEYS = {"message", "type", "param", "code"}
+TEXT_HALF_PAIR = {"type": "text", "text": "\udfff"}
+
+
+def _json(body: object) -> bytes:
+    return json.dumps(body).encode()  # escapes what is not ASCII, half pairs too
 
 
 def _never_called(_: Any) -> str:
@@ -157,6 +163,18 @@ def test_sampling_parameters_are_accepted_and_ignored(served: ServedApp) -> None
         (b'"hello"', None),
         (b'{"model": "desk", "messages": "Hi"}', "messages"),
         (b'{"model": 7, "messages": []}', "model"),
+        (b"[" * 100_000, None),
+        # JSON may escape half a surrogate pair, which no response or journal can carry.
+        (
+            _json({"model": "desk", "messages": [{"role": "user", "content": "a\ud800"}]}),
+            "messages[0].content",
+        ),
+        (
+            _json({"model": "desk", "messages": [{"role": "user", "content": [TEXT_HALF_PAIR]}]}),
+            "messages[0].content",
+        ),
+        (_json({"model": "\ud800", "messages": [USER]}), "model"),
+        (_json({"model": "desk", "thread": "\udfff", "messages": [USER]}), "thread"),
     ],
 )
 def test_a_body_no_openai_client_would_send_is_a_400(

@@ -87,12 +87,6 @@ class Completions:
         self.runtime = runtime
         self.background = Background()
 
-    def _headers(self, run_id: str, ask: Ask) -> dict[str, str]:
-        headers = {"x-keel-run-id": run_id}
-        if ask.thread is not None:
-            headers["x-keel-thread"] = ask.thread
-        return headers
-
     async def answer(self, ask: Ask) -> Response:
         """Run the agent inline and answer with its completion."""
         created = int(self.runtime.clock.now())
@@ -112,7 +106,7 @@ class Completions:
             raise run_not_answered(result, thread=ask.thread)
         reply = Reply(run_id=result.run_id, created=created, model=ask.model)
         body = reply.completion(answer_text(ask.agent, result), result.usage)
-        return JSONResponse(body.model_dump(), headers=self._headers(result.run_id, ask))
+        return JSONResponse(body.model_dump(), headers={"x-keel-run-id": result.run_id})
 
     async def _refuse_if_busy(self, ask: Ask, *, ours: str | None) -> None:
         """409 if another run holds the thread; ``ours``, already queued, is withdrawn."""
@@ -160,5 +154,9 @@ class Completions:
             include_usage=ask.include_usage,
             thread=ask.thread,
         )
-        headers = {**self._headers(run_id, ask), "cache-control": "no-cache"}
+        headers = {
+            "x-keel-run-id": run_id,
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",  # a proxy that buffers would hold the text back
+        }
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)

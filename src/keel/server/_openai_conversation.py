@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from keel.server._openai_errors import invalid_request
-from keel.server._openai_models import ChatMessage
+from keel.server._openai_models import ChatMessage, valid_unicode
 
 __all__ = ["Conversation", "Turn", "read_conversation"]
 
@@ -60,6 +60,14 @@ class Conversation:
 
 def _text(content: Any, *, where: str, role: str) -> str:
     """The text of a message's content: a string, or a list of text parts."""
+    text = _parts(content, where=where, role=role)
+    try:
+        return valid_unicode(text)
+    except ValueError as error:
+        raise invalid_request(f"'{where}': {error}.", param=where) from None
+
+
+def _parts(content: Any, *, where: str, role: str) -> str:
     if isinstance(content, str):
         return content
     if content is None:

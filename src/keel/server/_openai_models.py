@@ -8,9 +8,9 @@ top: an unknown parameter is refused, as OpenAI refuses it, rather than silently
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_serializer
 
 __all__ = [
     "ChatCompletion",
@@ -27,7 +27,23 @@ __all__ = [
     "ModelObject",
     "OutputMessage",
     "StreamOptions",
+    "UnicodeText",
+    "valid_unicode",
 ]
+
+
+def valid_unicode(value: str) -> str:
+    """``value``, if it can be encoded: JSON may escape half a surrogate pair (``\\ud800``),
+    which no response, journal or model could carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it is not valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+UnicodeText = Annotated[str, AfterValidator(valid_unicode)]
+"""A string that can be encoded as UTF-8."""
 
 
 class StreamOptions(BaseModel):
@@ -57,7 +73,9 @@ class ChatMessage(BaseModel):
 
     # Checked by the endpoint, which names what is wrong (a tool result, an image part); the
     # schema says what is accepted.
-    role: str = Field(json_schema_extra={"enum": ["system", "developer", "user", "assistant"]})
+    role: UnicodeText = Field(
+        json_schema_extra={"enum": ["system", "developer", "user", "assistant"]}
+    )
     content: Any = Field(
         default=None,
         json_schema_extra={
@@ -68,7 +86,7 @@ class ChatMessage(BaseModel):
             ]
         },
     )
-    name: str | None = None
+    name: UnicodeText | None = None
     tool_calls: Any = None
     tool_call_id: Any = None
     function_call: Any = None
@@ -86,11 +104,11 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(min_length=1)
+    model: UnicodeText = Field(min_length=1)
     messages: list[ChatMessage]
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    thread: str | None = None
+    thread: UnicodeText | None = None
 
     # Refused unless left at what one agent answer gives (see the endpoint's checks).
     n: int | None = Field(default=None, ge=1)
