@@ -156,8 +156,11 @@ def test_the_caller_is_who_the_run_is_for(
     served: ServedApp, ada: openai.OpenAI, runtime: Runtime
 ) -> None:
     raw = ada.chat.completions.with_raw_response.create(model="orders", messages=USER)
-    record = served.call(runtime.store.get_run(raw.headers["x-keel-run-id"]))
-    assert (record.tenant, record.user) == ("acme", "ada")
+    with ada.chat.completions.create(model="orders", messages=USER, stream=True) as chunks:
+        streamed = next(chunks).id.removeprefix("chatcmpl-")
+    for run_id in (raw.headers["x-keel-run-id"], streamed):
+        record = served.call(runtime.store.get_run(run_id))
+        assert (record.tenant, record.user) == ("acme", "ada")
 
 
 def test_an_unknown_api_key_is_refused_in_openai_shape(served: ServedApp) -> None:
