@@ -50,6 +50,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "No agent has that name.",
         409: "The run waits for a person or was paused, or the thread is busy.",
         422: "A check refused the run.",
+        429: "The run was paused because its model was rate limited.",
         502: "The run failed (its model or a tool).",
         503: "The agent's model is not configured, or the store is unavailable.",
     }.items()
@@ -102,12 +103,12 @@ def openai_router(
     def model_object(name: str) -> ModelObject:
         return ModelObject(id=name, created=listed_since)
 
-    @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)
+    @router.get("/v1/models", response_model=ModelList)
     async def list_models(_: Annotated[Caller, Depends(authenticated)]) -> ModelList:
         """The agents, as models: a request's ``model`` is an agent's name."""
         return ModelList(data=[model_object(name) for name in sorted(served())])
 
-    @router.get("/v1/models/{model}", response_model=ModelObject, responses=_ERRORS)
+    @router.get("/v1/models/{model}", response_model=ModelObject, responses={404: _ERRORS[404]})
     async def retrieve_model(
         model: str, _: Annotated[Caller, Depends(authenticated)]
     ) -> ModelObject:
