@@ -147,3 +147,46 @@ async def test_following_until_finished_goes_on_through_a_pause(store: MemorySto
     last = items[-1]
     assert isinstance(last, RunEvent)
     assert isinstance(last.event, RunFinished)
+
+
+async def _streamed_text(runtime: Runtime, agent: Agent[str], pieces: list[str]) -> str:
+    run_id = await runtime.submit(agent, "Hi")
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for item in runtime.events(run_id, deltas=True):
+            if isinstance(item, RunDelta):
+                seen.append(item.text)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)
+    await runtime.resume(run_id, agent)
+    await asyncio.wait_for(follower, 5)
+    return "".join(seen)
+
+
+async def test_a_known_secret_split_across_streamed_pieces_never_reaches_a_follower(
+    store: MemoryStore,
+) -> None:
+    secret = "sk-live-4f9a8b7c6d5e"
+    gate = asyncio.Event()
+    gate.set()
+    pieces = ["Your key is sk-li", "ve-4f9a", "8b7c6d5e, keep it ", "safe."]
+    model = Streaming(pieces, gate)
+    runtime = Runtime(store=store, settings=NO_MODELS, secrets=[secret])
+    text = await _streamed_text(runtime, Agent(name="desk", model=model), pieces)
+    assert model.streamed == 1
+    assert secret not in text
+    assert "sk-li" not in text
+    assert text == "Your key is [REDACTED], keep it safe."
+
+
+async def test_text_a_redactor_rewrites_is_not_streamed(store: MemoryStore) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    model = Streaming(["Mail ana@", "example.com now."], gate)
+    runtime = Runtime(
+        store=store, settings=NO_MODELS, redact=lambda text: text.replace("ana@example.com", "X")
+    )
+    text = await _streamed_text(runtime, Agent(name="desk", model=model), [])
+    assert (text, model.streamed) == ("", 0)

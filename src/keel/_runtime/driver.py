@@ -41,7 +41,7 @@ from keel._runtime.deadline import WallTime
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.observers import Observers
 from keel._runtime.records import record_of
-from keel._runtime.scrubbing import Scrubber
+from keel._runtime.scrubbing import Scrubber, StreamMask
 from keel.errors import LeaseLostError
 from keel.ports import Clock, Lease, Model, RunRecord
 from keel.resilience import Fallback
@@ -294,8 +294,16 @@ class RunDriver:
             await hook.journaled(state, events)
 
     def delta_sink(self) -> DeltaSink | None:
-        """Where the model's text goes as it streams, when someone follows it."""
-        return None if self._deltas is None else self._deltas(self.state.run_id)
+        """Where the model's text goes as it streams, when someone follows it. Text a
+        redactor rewrites is not streamed: a piece cannot be redacted without what follows
+        it (followers get the redacted answer with its event)."""
+        if self._deltas is None or (self._scrubber is not None and self._scrubber.redacts):
+            return None
+        return self._deltas(self.state.run_id)
+
+    def stream_mask(self) -> StreamMask | None:
+        """A mask for the known secrets in one streamed answer (``None``: none to mask)."""
+        return None if self._scrubber is None else self._scrubber.stream()
 
     def model_now(self) -> Model:
         """The model the run is on: its chain from the current position (``model_index``)."""

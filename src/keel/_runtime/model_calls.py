@@ -38,6 +38,7 @@ from keel.ports import Model
 
 if TYPE_CHECKING:
     from keel._runtime.driver import DeltaSink, RunDriver
+    from keel._runtime.scrubbing import StreamMask
 
 __all__ = ["ModelCalls", "normalize_calls"]
 
@@ -59,14 +60,26 @@ def normalize_calls(
 
 
 async def _streamed(
-    model: Model, request: ModelRequest, sink: DeltaSink, run_id: str, step: int
+    model: Model,
+    request: ModelRequest,
+    sink: DeltaSink,
+    run_id: str,
+    step: int,
+    *,
+    mask: StreamMask | None,
 ) -> ModelResponse:
     response: ModelResponse | None = None
     async for event in model.stream(request):
         if isinstance(event, TextDelta):
-            sink(run_id, step, event.text)
+            text = event.text if mask is None else mask.feed(event.text)
+            if text:
+                sink(run_id, step, text)
         elif isinstance(event, StreamComplete):
             response = event.response
+    if mask is not None:
+        rest = mask.flush()
+        if rest:
+            sink(run_id, step, rest)
     if response is None:
         raise ModelResponseError(f"the stream of model '{model.name}' ended without an answer")
     return response
@@ -136,7 +149,9 @@ class ModelCalls:
                 if sink is None:
                     response = await model.request(request)
                 else:
-                    response = await _streamed(model, request, sink, state.run_id, effect.step)
+                    response = await _streamed(
+                        model, request, sink, state.run_id, effect.step, mask=driver.stream_mask()
+                    )
         except ModelError as exc:
             await ended(driver.guards, plan, error=exc)
             latency = (clock.monotonic() - started) * 1000

@@ -25,7 +25,7 @@ from typing import Any
 from keel._core.codec import decode_event, encode_event, event_to_dict
 from keel._core.eventbase import Event
 
-__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "TEXT_FIELDS", "Scrubber"]
+__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "TEXT_FIELDS", "Scrubber", "StreamMask"]
 
 #: The fields of events (and of what they hold) whose text a redactor rewrites: what people
 #: and models wrote, and what tools returned. Ids, names and tool call arguments are not text.
@@ -92,6 +92,15 @@ class Scrubber:
     def __repr__(self) -> str:
         return f"Scrubber(<{len(self._secrets)} secrets>)"
 
+    @property
+    def redacts(self) -> bool:
+        """Whether a redactor rewrites text (then text cannot be streamed piece by piece)."""
+        return self._redactor is not None
+
+    def stream(self) -> StreamMask | None:
+        """A mask for one stream of text pieces, or ``None`` when there is no secret."""
+        return StreamMask(self._secrets) if self._secrets else None
+
     def text(self, text: str) -> str:
         """``text`` with every known secret masked (and redacted, with a redactor)."""
         if self._redactor is not None:
@@ -124,3 +133,33 @@ class Scrubber:
         if not self._secrets and self._redactor is None:
             return events
         return [self.event(event) for event in events]
+
+
+class StreamMask:
+    """Masks known secrets in text that arrives in pieces: the last ``longest - 1`` characters
+    are held back until the next piece (or :meth:`flush`), so that a secret split across
+    pieces is whole when it is masked. A secret that begins in what is let through would end
+    in it too: what is held back is shorter than any secret it could begin."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._secrets = secrets
+        self._hold = max(len(s) for s in secrets) - 1
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        """What of the text so far may go out now, masked."""
+        pending = self._mask(self._pending + text)
+        cut = max(0, len(pending) - self._hold)
+        self._pending = pending[cut:]
+        return pending[:cut]
+
+    def flush(self) -> str:
+        """The rest, masked: the stream ended."""
+        rest, self._pending = self._mask(self._pending), ""
+        return rest
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
