@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from keel import Agent, KeelSettings, Limits, RunDelta, RunEvent, Runtime, Usage
 from keel.events import ModelResponded, RunFinished, RunStarted
 from keel.messages import ModelRequest, ModelResponse, StreamComplete, StreamEvent, TextDelta
 from keel.ports import Model
+from keel.stores import SQLiteStore
 from keel.testing import MemoryStore, ScriptedModel, call
 
 NO_MODELS = KeelSettings.from_environ({})
@@ -190,3 +192,34 @@ async def test_text_a_redactor_rewrites_is_not_streamed(store: MemoryStore) -> N
     )
     text = await _streamed_text(runtime, Agent(name="desk", model=model), [])
     assert (text, model.streamed) == ("", 0)
+
+
+async def test_on_sqlite_every_piece_of_text_arrives_before_its_answer(tmp_path: Path) -> None:
+    """Text streamed while the follower reads the journal (a thread's work on SQLite) comes
+    before the answer read in that same pass, and none is lost when the run ends there."""
+    gate = asyncio.Event()
+    gate.set()
+    pieces = [f"piece {n} " for n in range(20)]
+    runtime = Runtime(store=SQLiteStore(tmp_path / "keel.db"), settings=NO_MODELS)
+    for number in range(10):
+        agent = Agent(name=f"desk-{number}", model=Streaming(pieces, gate))
+        run_id = await runtime.submit(agent, "Hi")
+        seen: list[RunEvent | RunDelta] = []
+
+        async def follow(run_id: str = run_id, seen: list[RunEvent | RunDelta] = seen) -> None:
+            async for item in runtime.events(run_id, deltas=True):
+                seen.append(item)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.01)
+        await runtime.resume(run_id, agent)
+        await asyncio.wait_for(follower, 5)
+        text = [item.text for item in seen if isinstance(item, RunDelta)]
+        assert "".join(text) == "".join(pieces)
+        answered = next(
+            i
+            for i, item in enumerate(seen)
+            if isinstance(item, RunEvent) and isinstance(item.event, ModelResponded)
+        )
+        assert max(i for i, item in enumerate(seen) if isinstance(item, RunDelta)) < answered
+    await runtime.close()

@@ -167,10 +167,17 @@ class Followers:
     def _publish(self, run_id: str, step: int, text: str) -> None:
         with self._lock:
             found = list(self._queues.get(run_id, ()))
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, queue in found:
-            if loop.is_closed():
-                continue
-            loop.call_soon_threadsafe(queue.put_nowait, (step, text))
+            if loop is here:
+                # At once: the text is queued before the answer it belongs to is journaled,
+                # so a follower that reads the answer has its text already.
+                queue.put_nowait((step, text))
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, (step, text))
 
 
 class Kernel:

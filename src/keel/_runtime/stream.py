@@ -67,13 +67,15 @@ async def follow(
         changes = await stack.enter_async_context(watching(k.store, run_id))
         queue = await stack.enter_async_context(k.followers.follow(run_id)) if deltas else None
         while True:
-            # Text first: it was streamed before the answer it belongs to became durable.
+            # The summary first: events committed with a final status are then in the load.
+            record = await k.store.get_run(run_id)
+            events = await k.store.load(run_id, after_seq=seq)
+            # Text first, what came while reading too: it was streamed before the answer it
+            # belongs to became durable, and a run that ended here is followed no further.
             while queue is not None and not queue.empty():
                 step, text = queue.get_nowait()
                 yield RunDelta(run_id=run_id, step=step, text=text)
-            # The summary first: events committed with a final status are then in the load.
-            record = await k.store.get_run(run_id)
-            for event in await k.store.load(run_id, after_seq=seq):
+            for event in events:
                 seq += 1
                 yield RunEvent(run_id=run_id, seq=seq, event=event)
             if record.status in FINISHED or (until == "stopped" and record.status in _STOPPED):
