@@ -24,13 +24,14 @@ __all__ = ["Fire", "FireStatus", "Fired", "Schedule", "ScheduleState", "planned_
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
-def _zone(name: str) -> ZoneInfo:
+def _zone(name: str, schedule: str = "") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        whose = f"schedule {schedule!r}: " if schedule else ""
         raise ConfigurationError(
-            f"timezone {name!r} is not a known IANA time zone; use a name such as 'UTC', "
-            "'Europe/Paris' or 'America/New_York'"
+            f"{whose}timezone {name!r} is not a known IANA time zone; use a name such as "
+            "'UTC', 'Europe/Paris' or 'America/New_York'"
         ) from None
 
 
@@ -74,7 +75,7 @@ class Schedule:
                 "five fields (minute hour day-of-month month day-of-week), e.g. '*/5 * * * *' "
                 "for every 5 minutes or '0 9 * * 1-5' for 9:00 on weekdays"
             )
-        _zone(self.timezone)
+        _zone(self.timezone, self.name)
         if not isinstance(self.agent, str) or not self.agent.strip():
             raise ConfigurationError(
                 f"schedule {self.name!r}: agent must be the name of an agent, got {self.agent!r}"

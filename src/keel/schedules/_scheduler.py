@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from keel._runtime.planned_ids import submit_as
 from keel._side_location import beside
@@ -204,14 +204,18 @@ class Scheduler:
                 skipped,
                 due_at,
             )
-        if not await self._submit(fire, now):
-            return None
+        if await self._submit(fire, now) != "submitted":
+            return None  # failed (tried again later), or another scheduler's recovery made it
         return Fired(name=fire.name, due_at=due_at, run_id=fire.run_id, skipped=skipped)
 
     async def _recover(self, now: float) -> list[Fired]:
         fired = []
         for fire in await self.store.unsubmitted(now - self._grace_s):
-            if fire.agent in self._runtime.agents and await self._submit(fire, now):
+            if fire.agent not in self._runtime.agents:
+                continue
+            # Reported only when this submit made the run: a run that exists was made by the
+            # scheduler that took the fire (it was slow, not dead) and is reported there.
+            if await self._submit(fire, now) == "submitted":
                 _log.info("submitted fire %s of schedule %r for a scheduler that died",
                           fire.due_at, fire.name)  # fmt: skip
                 fired.append(
@@ -219,12 +223,14 @@ class Scheduler:
                 )
         return fired
 
-    async def _submit(self, fire: Fire, now: float) -> bool:
-        """Submit the fire's run; whether it is in the store now (``False``: it stays
-        claimed, and a later tick tries again after the grace period)."""
+    async def _submit(self, fire: Fire, now: float) -> Literal["submitted", "existed"] | None:
+        """Submit the fire's run: ``submitted`` (this call made it), ``existed`` (it was made
+        before), ``None`` (it failed: the fire stays claimed, and a tick tries again after
+        the grace period)."""
         agent = self._runtime.agents.get(fire.agent)
         if agent is None:
-            return False
+            return None
+        outcome: Literal["submitted", "existed"] = "submitted"
         try:
             await submit_as(
                 self._runtime,
@@ -236,7 +242,7 @@ class Scheduler:
                 user=fire.user,
             )
         except JournalConflictError:
-            pass  # submitted before (by a scheduler that died before marking it): run once
+            outcome = "existed"  # submitted before, by a scheduler that did not mark it
         except Exception as exc:  # noqa: BLE001 - one schedule's failure must not stop others
             _log.warning(
                 "schedule %r could not submit its run for %s (%s); it is tried again in %ss",
@@ -245,6 +251,6 @@ class Scheduler:
                 exc,
                 self._grace_s,
             )
-            return False
+            return None
         await self.store.mark_submitted(fire.name, fire.due_at, now=now)
-        return True
+        return outcome
