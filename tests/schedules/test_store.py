@@ -3,10 +3,12 @@ next due time, paused and resumed, replaced without moving their next due time."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from keel.errors import ConfigurationError
-from keel.schedules import Schedule, ScheduleStore
+from keel.schedules import Fire, Schedule, ScheduleStore, planned_run_id
 
 NOW = 1_700_000_000.0  # 22:13:20 UTC
 
@@ -71,3 +73,37 @@ async def test_due_keeps_to_the_agents_given(schedule_store: ScheduleStore) -> N
     assert len(await schedule_store.due(NOW + 100, agents={"reporter"})) == 1
     assert await schedule_store.earliest(agents={"other"}) is None
     assert await schedule_store.earliest() == NOW + 100
+
+
+async def test_a_due_time_is_claimed_once_and_not_with_a_stale_next_due(
+    schedule_store: ScheduleStore,
+) -> None:
+    await schedule_store.add(every5(), now=NOW)
+    [state] = await schedule_store.due(NOW + 100)
+    fire = Fire(
+        name="every5",
+        due_at=state.next_due,
+        run_id=planned_run_id("every5", state.next_due),
+        agent="reporter",
+        input="Sum up",
+        thread=None,
+        tenant=None,
+        user=None,
+        status="claimed",
+        claimed_by="one",
+        claimed_at=NOW + 100,
+    )
+    assert await schedule_store.claim(state, fire, state.next_due + 300) is True
+    # A second scheduler read the same state: the next due time moved, it takes nothing, not
+    # even a later due time (it would be one the first scheduler takes next).
+    later = dataclasses.replace(fire, due_at=fire.due_at + 300, claimed_by="two")
+    assert await schedule_store.claim(state, fire, state.next_due + 300) is False
+    assert await schedule_store.claim(state, later, state.next_due + 600) is False
+    # Even one that read the new state cannot take a due time taken before.
+    [moved] = await schedule_store.all()
+    assert await schedule_store.claim(moved, fire, moved.next_due + 300) is False
+    [kept] = await schedule_store.fires()
+    assert (kept.claimed_by, kept.status) == ("one", "claimed")
+    assert [f.run_id for f in await schedule_store.unsubmitted(NOW + 101)] == [fire.run_id]
+    await schedule_store.mark_submitted("every5", fire.due_at, now=NOW + 101)
+    assert await schedule_store.unsubmitted(NOW + 1000) == []
