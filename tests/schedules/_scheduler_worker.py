@@ -19,7 +19,7 @@ from keel.testing import FunctionModel
 
 
 async def main(target: str, schema: str | None, first_due: float, count: int) -> None:
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema or "keel")
     agent = Agent(name="reporter", model=FunctionModel(lambda request: "report"))
     async with Runtime(store=store, agents=[agent]) as runtime:
         scheduler = Scheduler(runtime)

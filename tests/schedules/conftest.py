@@ -50,12 +50,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def runtime(
-    backend: tuple[str, str | None], clock: FakeClock
-) -> AsyncIterator[Runtime]:
+async def runtime(backend: tuple[str, str | None], clock: FakeClock) -> AsyncIterator[Runtime]:
     """A runtime on the backend's database, knowing the ``reporter`` agent."""
     location, schema = backend
-    store = MemoryStore() if location == "memory" else open_store(location, schema=schema)
+    store = MemoryStore() if location == "memory" else open_store(location, schema=schema or "keel")
     async with Runtime(store=store, agents=[reporter()], clock=clock) as made:
         yield made
     await store.close()

@@ -18,7 +18,7 @@ from tests.postgres import drop_schema, new_schema_name
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_scheduler_worker.py")
-COUNT = 30
+COUNT = 20
 ADDED_AT = 1_700_000_000.0  # 22:13:20 UTC; an every-minute schedule is due from 22:14:00
 FIRST_DUE = 1_700_000_040.0
 
@@ -53,7 +53,7 @@ def race(target: str, schema: str | None) -> list[list[str]]:
 
 
 async def prepare(target: str, schema: str | None) -> None:
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema or "keel")
     await store.list_runs()  # the store's tables exist before the schedulers start
     await store.close()
     schedules = open_schedule_store(target, schema=schema)
@@ -64,7 +64,7 @@ async def prepare(target: str, schema: str | None) -> None:
 
 
 async def runs_in(target: str, schema: str | None) -> list[str]:
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema or "keel")
     try:
         return sorted(r.run_id for r in await store.list_runs(limit=None))
     finally:

@@ -56,4 +56,5 @@ def test_a_fire_has_the_same_run_id_every_time_and_another_for_another_time() ->
     assert first == planned_run_id("nightly", 1_700_000_100.0)
     assert first != planned_run_id("nightly", 1_700_000_160.0)
     assert first != planned_run_id("weekly", 1_700_000_100.0)
-    assert first.startswith("run_") and len(first) == len("run_") + 28
+    assert first.startswith("run_")
+    assert len(first) == len("run_") + 28

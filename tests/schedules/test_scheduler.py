@@ -67,7 +67,8 @@ async def test_after_an_outage_only_the_latest_missed_time_fires(
     assert fired.skipped == 12
     assert len(await runs_of(runtime)) == 1
     state = await schedule_store.get("every5")
-    assert state is not None and state.next_due == FIRST_DUE + 3900
+    assert state is not None
+    assert state.next_due == FIRST_DUE + 3900
 
 
 async def test_two_schedulers_on_one_store_fire_each_due_time_once(
@@ -99,7 +100,8 @@ async def test_a_fire_taken_by_a_scheduler_that_died_is_submitted_once_after_the
     [recovered] = await survivor.tick(FIRST_DUE + 61)
     assert await survivor.tick(FIRST_DUE + 200) == []
 
-    assert recovered.recovered and recovered.run_id == dead.run_id
+    assert recovered.recovered
+    assert recovered.run_id == dead.run_id
     assert await runs_of(runtime) == [dead.run_id]
 
 
@@ -128,7 +130,8 @@ async def test_a_schedule_of_an_agent_this_runtime_does_not_know_is_left_alone(
     assert await Scheduler(runtime, store=schedule_store).tick(FIRST_DUE + 1) == []
 
     state = await schedule_store.get("every5")
-    assert state is not None and state.next_due == FIRST_DUE  # still due, for one that knows
+    assert state is not None
+    assert state.next_due == FIRST_DUE
 
 
 async def test_a_paused_schedule_does_not_fire(

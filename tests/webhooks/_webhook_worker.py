@@ -29,7 +29,7 @@ from keel.webhooks import Webhook, Webhooks
 async def finish(target: str, schema: str | None, url: str, secret: str) -> None:
     webhooks = Webhooks([Webhook(url, secret)])
     agent = Agent(name="support", model=FunctionModel(lambda request: "All done."))
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema or "keel")
     runtime = Runtime(store=store, observers=[webhooks])
     await webhooks.start(runtime, background=False)
     result = await runtime.run(agent, "hi")
@@ -41,7 +41,7 @@ async def finish(target: str, schema: str | None, url: str, secret: str) -> None
 async def deliver(target: str, schema: str | None, url: str, secret: str, count: int) -> None:
     # Small claims (4 at a time), so that the two deliverers' claims interleave.
     webhooks = Webhooks([Webhook(url, secret)], concurrency=1)
-    store = open_store(target, schema=schema)
+    store = open_store(target, schema=schema or "keel")
     async with Runtime(store=store) as runtime:
         await webhooks.start(runtime, background=False)
         await webhooks.outbox.deliveries(limit=1)  # connect before the race

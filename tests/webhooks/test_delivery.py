@@ -155,7 +155,8 @@ async def test_after_max_attempts_a_delivery_is_dead_listed_and_can_be_retried(
     receiver.fail_next(0)
     receiver._failures.clear()
     again = await webhooks.outbox.retry(dead.id, now=clock.now())
-    assert again is not None and (again.status, again.attempts) == ("pending", 0)
+    assert again is not None
+    assert (again.status, again.attempts) == ("pending", 0)
     [delivered] = await webhooks.run_once(scan=True)
     await webhooks.stop()
     assert delivered.status == "delivered"
@@ -176,13 +177,15 @@ async def test_an_unreachable_endpoint_is_retried_and_no_secret_or_token_is_told
         [second] = await webhooks.run_once(scan=True)
     await webhooks.stop()
 
-    assert first.status == "pending" and "could not reach the endpoint" in (first.last_error or "")
+    assert first.status == "pending"
+    assert "could not reach the endpoint" in (first.last_error or "")
     assert second.status == "dead"
     told = " ".join(
         [caplog.text, repr(endpoint), repr(webhooks), first.last_error or "", repr(second)]
     )
     assert "TOKEN-IN-URL" not in told
-    assert SECRET not in told and SECRET[6:] not in told
+    assert SECRET not in told
+    assert SECRET[6:] not in told
     assert first.endpoint == "127.0.0.1/hooks"
 
 
@@ -194,10 +197,10 @@ async def test_runs_of_this_process_are_delivered_in_the_background(
 
     webhooks = Webhooks([Webhook(receiver.url, SECRET)], scan_interval_s=3600)
     path = Path(str(tmp_path)) / "live.db"
-    async with Runtime(store=str(path), observers=[webhooks]) as runtime:
-        async with webhooks.running(runtime):
-            await asyncio.sleep(0)  # the deliverer made its first scan
-            result = await runtime.run(answering(), "hi")
-            # Told by the observer, not by the hourly scan.
-            [got] = await asyncio.to_thread(receiver.wait_for, 1)
+    runtime = Runtime(store=str(path), observers=[webhooks])
+    async with runtime, webhooks.running(runtime):
+        await asyncio.sleep(0)  # the deliverer made its first scan
+        result = await runtime.run(answering(), "hi")
+        # Told by the observer, not by the hourly scan.
+        [got] = await asyncio.to_thread(receiver.wait_for, 1)
     assert got.json["data"]["run_id"] == result.run_id

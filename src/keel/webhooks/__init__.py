@@ -35,11 +35,12 @@ from keel.webhooks._webhooks import Webhooks
 if TYPE_CHECKING:
     from keel.webhooks._postgres import PostgresOutbox
 
-__all__ = [
+# Plain sorted, as the public API test wants (constants among the classes).
+__all__ = [  # noqa: RUF022
     "DEFAULT_EVENTS",
-    "EVENT_TYPES",
     "Delivery",
     "DeliveryStatus",
+    "EVENT_TYPES",
     "EventType",
     "MemoryOutbox",
     "Outbox",
