@@ -151,10 +151,14 @@ class Webhooks:
     def observed(self, state: RunState, events: Sequence[Event]) -> None:
         """Told by the runtime of journaled events: a run that may have something to tell is
         looked at now, not at the next scan. No I/O here."""
+        # Only while started: hints of a deliverer that never runs would pile up, and the
+        # scan finds those runs anyway.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
         if any(isinstance(event, _TOLD) for event in events):
             self._hints.add(state.run_id)
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self._nudge.set)
+            loop.call_soon_threadsafe(self._nudge.set)
 
     # -- starting and stopping ----------------------------------------------------------------
 
