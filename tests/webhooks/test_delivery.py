@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from keel import Agent, Runtime
+from keel import Agent, Limits, RunContext, Runtime, tool
 from keel.errors import ModelError
-from keel.testing import FakeClock, FunctionModel
+from keel.testing import FakeClock, FunctionModel, call
 from keel.webhooks import Webhook, Webhooks, new_secret, verify_signature
 from tests.webhooks.conftest import answering, payloads, refunding
 from tests.webhooks.receiver import Receiver
@@ -204,3 +204,30 @@ async def test_runs_of_this_process_are_delivered_in_the_background(
         # Told by the observer, not by the hourly scan.
         [got] = await asyncio.to_thread(receiver.wait_for, 1)
     assert got.json["data"]["run_id"] == result.run_id
+
+
+async def test_a_pause_is_told_to_an_endpoint_that_asks_for_it(
+    runtime: Runtime, receiver: Receiver
+) -> None:
+    @tool
+    def lookup(ctx: RunContext[None], order_id: str) -> str:
+        """Look an order up."""
+        return "shipped"
+
+    looping = Agent(
+        name="looping",
+        model=FunctionModel(lambda request: call("lookup", order_id="1")),
+        tools=[lookup],
+        limits=Limits(max_steps=1),
+    )
+    pauses = Webhook(receiver.url, SECRET, events={"run.paused"}, name="pauses")
+    others = Webhook(receiver.url, SECRET, name="others")
+    webhooks = await started(runtime, pauses, others)
+    paused = await runtime.run(looping, "Where is order 1?")
+    await webhooks.run_once(scan=True)
+    await webhooks.stop()
+
+    assert paused.status == "paused"
+    [told] = payloads(receiver)
+    assert (told["type"], told["data"]["status"]) == ("run.paused", "paused")
+    assert told["data"]["reason"]["code"] == paused.reason.code  # type: ignore[union-attr]
