@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
-from keel.errors import ConfigurationError
+from keel.errors import ConfigurationError, MissingExtraError
 from keel.schedules import Schedule, planned_run_id
 
 
@@ -58,3 +59,11 @@ def test_a_fire_has_the_same_run_id_every_time_and_another_for_another_time() ->
     assert first != planned_run_id("weekly", 1_700_000_100.0)
     assert first.startswith("run_")
     assert len(first) == len("run_") + 28
+
+
+def test_without_the_server_extra_a_schedule_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "croniter", None)  # as if it were not installed
+    with pytest.raises(MissingExtraError, match=r"keel-runtime\[server\]"):
+        Schedule("s", "* * * * *", agent="a", input="x")

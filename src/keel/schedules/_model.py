@@ -12,16 +12,26 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]
-
-from keel.errors import ConfigurationError
+from keel.errors import ConfigurationError, MissingExtraError
 
 __all__ = ["Fire", "FireStatus", "Fired", "Schedule", "ScheduleState", "planned_run_id"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+
+
+def _cron() -> Any:
+    """croniter's class, imported on first use: ``keel`` (and its command) work without the
+    ``server`` extra until a schedule is made."""
+    try:
+        from croniter import croniter  # type: ignore[import-untyped]
+    except ImportError:
+        raise MissingExtraError(
+            package="croniter", extra="server", feature="Scheduled runs"
+        ) from None
+    return croniter
 
 
 def _zone(name: str, schedule: str = "") -> ZoneInfo:
@@ -69,7 +79,7 @@ class Schedule:
                 f"a schedule's name is 1 to 100 letters, digits or '_.:-' (starting with a "
                 f"letter or digit), got {self.name!r}; e.g. 'daily-report'"
             )
-        if not isinstance(self.cron, str) or not croniter.is_valid(self.cron):
+        if not isinstance(self.cron, str) or not _cron().is_valid(self.cron):
             raise ConfigurationError(
                 f"schedule {self.name!r}: the cron expression {self.cron!r} is not valid; write "
                 "five fields (minute hour day-of-month month day-of-week), e.g. '*/5 * * * *' "
@@ -96,13 +106,13 @@ class Schedule:
     def next_after(self, when: float) -> float:
         """The first time after ``when`` that the cron expression names."""
         start = datetime.fromtimestamp(when, _zone(self.timezone))
-        return float(croniter(self.cron, start).get_next(float))
+        return float(_cron()(self.cron, start).get_next(float))
 
     def latest_at_or_before(self, when: float) -> float:
         """The last time at or before ``when`` that the cron expression names."""
         zone = _zone(self.timezone)
-        before = float(croniter(self.cron, datetime.fromtimestamp(when, zone)).get_prev(float))
-        following = float(croniter(self.cron, datetime.fromtimestamp(before, zone)).get_next(float))
+        before = float(_cron()(self.cron, datetime.fromtimestamp(when, zone)).get_prev(float))
+        following = float(_cron()(self.cron, datetime.fromtimestamp(before, zone)).get_next(float))
         return following if following <= when else before
 
     def times_between(self, start: float, end: float, *, cap: int = 10_000) -> int:
@@ -111,7 +121,7 @@ class Schedule:
         found, moment = 0, start
         if self.latest_at_or_before(start) == start and start < end:
             found = 1
-        it = croniter(self.cron, datetime.fromtimestamp(moment, zone))
+        it = _cron()(self.cron, datetime.fromtimestamp(moment, zone))
         while found < cap:
             moment = float(it.get_next(float))
             if moment >= end:
