@@ -76,8 +76,10 @@ PUBLIC_MODULES = [
     "keel.policies",
     "keel.ports",
     "keel.resilience",
+    "keel.schedules",
     "keel.stores",
     "keel.testing",
+    "keel.webhooks",
 ]
 
 

@@ -42,7 +42,9 @@ from keel._cli.health import health
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
+from keel._cli.schedules import schedules_app
 from keel._cli.timeline import format_time
+from keel._cli.webhooks import webhooks_app
 from keel._core.limits import Limits
 from keel._ids import new_run_id
 from keel._runtime.result import RunResult
@@ -68,6 +70,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(webhooks_app, name="webhooks")
 register_decisions(app)
 app.command("health")(health)
 
