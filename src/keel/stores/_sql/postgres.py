@@ -39,9 +39,8 @@ means the first attempt committed and the call succeeds. No append is lost or wr
 claim whose connection dropped may have leased runs that nobody drives: their leases expire
 and the next claim takes them.
 
-Time: lease times are the database's clock (``clock_timestamp()``), so hosts whose clocks
-disagree still agree on who holds a lease. Secrets: the URL's password never appears in a
-``repr``, a message or a chained error.
+Lease times are the database's clock (``clock_timestamp()``): hosts whose clocks disagree
+agree on leases. The URL's password is in no ``repr``, message or chained error.
 """
 
 from __future__ import annotations
@@ -225,18 +224,14 @@ class PostgresStore(SQLStore):
         return applied
 
     async def schema_version(self) -> tuple[int, int]:
-        """The schema's version now, as the database says, and the version this Keel writes:
-        readiness compares them (a newer Keel may have migrated the schema since this store
-        opened)."""
+        """The schema's version in the database now, and the one this Keel writes."""
         try:
-            version = await self._attempt(self._version)
+            return await self._attempt(self._version), LATEST_VERSION
         except (psycopg.Error, _DisconnectedError) as exc:
             raise StoreError(f"cannot read the schema version: {self._reason(exc)}") from None
-        return version, LATEST_VERSION
 
     def watch(self, run_id: str | None) -> AbstractAsyncContextManager[Change]:
-        """Register for changes of ``run_id`` (``None``: the queue), woken by this process's
-        writes and by ``NOTIFY`` from every other; see :meth:`keel.ports.Watchable.watch`."""
+        """Watch ``run_id`` (``None``: the queue): see :meth:`keel.ports.Watchable.watch`."""
         return self._watch(run_id)
 
     @contextlib.asynccontextmanager
@@ -247,9 +242,8 @@ class PostgresStore(SQLStore):
             yield registration
 
     async def close(self) -> None:
-        """Finish the writes waiting to be committed and their notifications, then close the
-        pool's and the listeners' connections. Closing twice is fine; any other use afterwards
-        raises."""
+        """Commit the waiting writes, send their notifications, close every connection.
+        Closing twice is fine; any other use afterwards raises."""
         await self._group.drain()
         await self._notifier.flush()
         async with self._open_lock:
@@ -343,8 +337,7 @@ class PostgresStore(SQLStore):
             program.close()
 
     async def _attempt(self, work: Callable[[_Connection], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection; a lost connection becomes
-        ``_DisconnectedError``."""
+        """Run ``work`` on a pooled connection (a lost one raises ``_DisconnectedError``)."""
         pool = await self._ready()
         try:
             async with pool.connection() as conn:
