@@ -58,9 +58,14 @@ _MAX_USD = 1e9
 
 def to_nanos(usd: float) -> int:
     """``usd`` in whole nano-dollars, rounded up (``0.1`` is exactly 100,000,000)."""
-    # round() first removes the binary noise of the multiplication (0.1 * 1e9 is
-    # 100000000.00000001), so only real fractions of a nano-dollar round up.
-    return math.ceil(round(usd * _NANOS, 3))
+    # The binary noise of the multiplication (0.1 * 1e9 is 100000000.00000001; large amounts
+    # are off by a few units in the last place) is not a fraction of a nano-dollar: only
+    # real fractions round up.
+    nanos = usd * _NANOS
+    nearest = round(nanos)
+    if abs(nanos - nearest) <= max(1e-3, 4 * math.ulp(nanos)):
+        return int(nearest)
+    return math.ceil(nanos)
 
 
 def from_nanos(nanos: int) -> float:
