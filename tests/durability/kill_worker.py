@@ -146,6 +146,7 @@ async def work(options: argparse.Namespace) -> None:
     jobs = [f"job-{i:04d}" for i in range(options.jobs)]
     try:
         async with Runtime(store=store, agents=[agent], lease_ttl_s=options.lease_ttl) as runtime:
+            print("ready", flush=True)  # the test times its kill from here, not from the start
             gate = asyncio.Semaphore(options.concurrency)
 
             async def start(job: str) -> None:

@@ -53,7 +53,7 @@ def _worker(journal: str, schema: str | None, ledger: Path, jobs: int) -> subpro
     if schema:
         command += ["--schema", schema]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) -> Outcome:
@@ -62,7 +62,11 @@ def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) 
     while kills < KILLS:
         worker = _worker(journal, schema, ledger, jobs)
         lives += 1
-        time.sleep(rng.uniform(0.35, 1.1))  # start-up takes ~0.35 s; then work is under way
+        # From when it is ready (start-up takes 0.35 s on a quiet machine, seconds on a busy
+        # one), so that kills land in the work, whatever the machine's load.
+        assert worker.stdout is not None
+        worker.stdout.readline()
+        time.sleep(rng.uniform(0.0, 0.75))
         if worker.poll() is not None:
             _, err = worker.communicate()
             assert worker.returncode == 0, err.decode()
