@@ -76,6 +76,7 @@ PUBLIC_MODULES = [
     "keel.policies",
     "keel.ports",
     "keel.resilience",
+    "keel.server",
     "keel.stores",
     "keel.testing",
 ]

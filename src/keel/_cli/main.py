@@ -42,6 +42,7 @@ from keel._cli.health import health
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
+from keel._cli.serve import serve
 from keel._cli.timeline import format_time
 from keel._core.limits import Limits
 from keel._ids import new_run_id
@@ -70,6 +71,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
 register_decisions(app)
 app.command("health")(health)
+app.command("serve")(serve)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
 MaxToolCalls = Annotated[
