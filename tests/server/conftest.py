@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from keel import KeelSettings
-from keel.server import KeyStore, ServerSettings, create_app, open_key_store
+from keel.server import ServerSettings, create_app, open_key_store
 from tests.postgres import drop_schema, new_schema_name
 from tests.server.agents import GATES, agents
 from tests.server.live import AppFactory, serving
@@ -33,10 +33,43 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeelSettings]
         asyncio.run(drop_schema(url, schema))
 
 
+KeyMaker = Callable[..., str]
+
+
 @pytest.fixture
-def keys(db: KeelSettings) -> KeyStore:
-    """The key store beside the app's store (the same file or schema)."""
-    return open_key_store(db.db, schema=db.db_schema)
+def make_key(db: KeelSettings) -> KeyMaker:
+    """Creates an API key beside the app's store (as ``keel keys create`` does) and returns
+    it; keywords as for ``KeyStore.create`` (default scopes: all)."""
+
+    def make(**options: Any) -> str:
+        async def create() -> str:
+            keys = open_key_store(db.db, schema=db.db_schema)
+            try:
+                chosen = {"scopes": ["run", "read", "approve", "admin"], **options}
+                return (await keys.create(**chosen)).secret
+            finally:
+                await keys.aclose()
+
+        return asyncio.run(create())
+
+    return make
+
+
+@pytest.fixture
+def revoke_key(db: KeelSettings) -> Callable[[str], None]:
+    """Revokes a key given as created (its id is in it)."""
+
+    def revoke(secret: str) -> None:
+        async def run() -> None:
+            keys = open_key_store(db.db, schema=db.db_schema)
+            try:
+                assert await keys.revoke(secret.split("_")[1])
+            finally:
+                await keys.aclose()
+
+        asyncio.run(run())
+
+    return revoke
 
 
 @pytest.fixture
