@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-__all__ = ["settled", "start"]
+__all__ = ["settled", "start", "until"]
 
 
 def start(client: httpx.Client, **body: object) -> httpx.Response:
@@ -21,4 +22,10 @@ def settled(client: httpx.Client, run_id: str, *, still: tuple[str, ...] = ()) -
         run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
         if run["status"] not in ("queued", "running", *still):
             return run
+        time.sleep(0.01)
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds, asking again every 10 ms."""
+    while not condition():
         time.sleep(0.01)

@@ -8,7 +8,7 @@ import threading
 import httpx
 
 from tests.server.agents import GATES
-from tests.server.http import start
+from tests.server.http import start, until
 
 
 def test_threads_are_listed_once_each_newest_first_page_by_page(client: httpx.Client) -> None:
@@ -52,8 +52,7 @@ def test_a_thread_is_not_deleted_while_a_run_of_it_is_driven(client: httpx.Clien
     run_id = start(client, agent="gated", input="busy", thread="busy", background=True).json()[
         "run_id"
     ]
-    while client.get(f"/v1/runs/{run_id}").json()["status"] != "running":
-        pass
+    until(lambda: client.get(f"/v1/runs/{run_id}").json()["status"] == "running")
 
     refused = client.delete("/v1/threads/busy")
 

@@ -59,17 +59,17 @@ def tightened_limits(agent: Agent[Any], body: CreateRun) -> Limits | None:
 
 
 async def _check_queue_room(state: ServerState) -> None:
-    """429 while more runs are queued than ``max_queued`` allows."""
+    """429 while ``max_queued`` runs (or more) wait in the queue."""
     most = state.settings.max_queued
     if most is None:
         return
-    queued = await state.runtime.store.list_runs(status="queued", limit=most + 1)
-    if len(queued) > most:
+    queued = await state.runtime.store.list_runs(status="queued", limit=most)
+    if len(queued) >= most:
         after = str(state.settings.retry_after_s)
         raise ApiError(
             429,
             "queue_full",
-            f"more than {most} runs are queued; retry after {after} s",
+            f"{most} runs wait in the queue already (max_queued); retry after {after} s",
             headers={"Retry-After": after},
         )
 

@@ -86,7 +86,7 @@ class ServerSettings(BaseSettings):
         default=64, ge=1, description="Run-creating requests handled at once (429 above)."
     )
     max_queued: int | None = Field(
-        default=None, ge=0, description="Refuse new runs (429) while more runs are queued."
+        default=None, ge=1, description="Refuse new runs (429) while this many are queued."
     )
     retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of a 429/503.")
     wait_s: float = Field(
