@@ -4,7 +4,7 @@ them."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from keel.ports import RunRecord
 from keel.server._state import ServerState
+from keel.stores import SQLiteStore
 from tests.server.agents import GATE_ENV, GATES
 from tests.server.http import start, until
 from tests.server.live import AppFactory, serving
@@ -100,8 +102,14 @@ def test_sigterm_hands_back_runs_in_flight_and_a_worker_finishes_them(tmp_path: 
     _, worker_err = worker.communicate(timeout=60)
     assert worker.returncode == 0, worker_err
     assert "after driving 3 run(s)" in worker_err
-    listed = start_keel("runs", "list", "--json", "--db", db, cwd=tmp_path, env=env)
-    out, _ = listed.communicate(timeout=60)
-    runs = {r["run_id"]: r for r in json.loads(out)}
-    assert {runs[r]["status"] for r in run_ids} == {"completed"}
-    assert {runs[r]["output_preview"] for r in run_ids} == {f"through: run {n}" for n in range(3)}
+    finished = asyncio.run(records(db, run_ids))
+    assert {r.status for r in finished} == {"completed"}
+    assert {r.output_preview for r in finished} == {f"through: run {n}" for n in range(3)}
+
+
+async def records(db: str, run_ids: list[str]) -> list[RunRecord]:
+    store = SQLiteStore(db)
+    try:
+        return [await store.get_run(r) for r in run_ids]
+    finally:
+        await store.close()

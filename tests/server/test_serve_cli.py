@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -41,21 +39,14 @@ def test_keel_serve_runs_the_example_on_the_defaults(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
-def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keel", "serve", EXAMPLE, *args],
-        capture_output=True,
-        text=True,
-        env=keel_env(**(env or {})),
-        timeout=60,
-        check=False,
-    )
+def test_a_bad_setting_stops_serve_with_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEL_SERVER_PORT", "eighty")
 
+    done = runner.invoke(app, ["serve", EXAMPLE, "--db", str(tmp_path / "keel.db")])
 
-def test_a_bad_setting_stops_the_process_with_one_line_naming_it(tmp_path: Path) -> None:
-    done = serve("--db", str(tmp_path / "keel.db"), env={"KEEL_SERVER_PORT": "eighty"})
-
-    assert done.returncode == 2, done.stderr
+    assert done.exit_code == 2
     assert done.stderr.strip().splitlines() == [
         "error: invalid server setting KEEL_SERVER_PORT: Input should be a valid integer, "
         "unable to parse string as an integer"
