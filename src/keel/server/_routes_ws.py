@@ -4,9 +4,9 @@ The client sends JSON messages (:mod:`keel.server._models_ws`): ``message`` star
 thread, ``approve`` and ``reject`` decide on a pending call, ``cancel`` ends a run, ``follow``
 follows one. The server answers each (``run``, ``decided``, ``cancelled``, ``following``, or
 ``error``, with the client's ``id`` as ``ref``) and sends what the runs it follows do:
-``event`` (a journal event, with its ``seq``), ``delta`` (the model's text as it streams) and
-``stopped`` (the run stopped: finished, or waiting for a person; after a decision it is
-followed again from where it stopped).
+``event`` (a journal event as ``event``, with its ``seq``), ``delta`` (the model's text as it
+streams) and ``stopped`` (the run stopped: finished, or waiting for a person; after a
+decision it is followed again from where it stopped).
 
 Authentication: the handshake's ``Authorization: Bearer`` or ``X-API-Key`` header, or, for
 clients that cannot set headers, a first message ``{"type": "auth", "api_key": ...}``. A
@@ -183,7 +183,9 @@ class Session:
                 if isinstance(item, RunEvent):
                     self._seen[run_id] = item.seq
                     event = event_view(principal, item.seq, item.event)
-                    await self.send({"type": "event", "run_id": run_id, **event.model_dump()})
+                    await self.send(
+                        {"type": "event", "run_id": run_id, "seq": item.seq, "event": event.event}
+                    )
                 else:
                     await self.send(
                         {"type": "delta", "run_id": run_id, "step": item.step, "text": item.text}
