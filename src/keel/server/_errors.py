@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel._redact import redact
@@ -88,9 +89,14 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
 
 
 def _field(loc: Sequence[int | str]) -> str:
-    """``("body", "limits", "max_steps")`` as ``limits.max_steps``; a whole body as ``body``."""
+    """``("body", "limits", "max_steps")`` as ``limits.max_steps``; a whole body as ``body``.
+    A parameter is named alone (with its index in a list): what follows it in ``loc`` names
+    the union branch that failed (``since.float``), which means nothing to a client."""
+    if len(loc) > 1 and loc[0] in ("query", "path", "header", "cookie"):
+        index = [str(p) for p in loc[2:3] if isinstance(p, int)]
+        return ".".join([str(loc[1]), *index])
     parts = [str(p) for p in loc]
-    if len(parts) > 1 and parts[0] in ("body", "query", "path", "header", "cookie"):
+    if len(parts) > 1 and parts[0] == "body":
         parts = parts[1:]
     return ".".join(parts) or "body"
 
@@ -108,7 +114,9 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
             message = "is required"
         problems.append({"field": field, "message": message})
     first = problems[0] if problems else {"field": "body", "message": "is not valid"}
-    body = error_body("invalid_request", f"{first['field']}: {first['message']}", first["field"])
+    # A value that fits none of a parameter's forms fails each of them: say them all.
+    said = [p["message"] for p in problems if p["field"] == first["field"]]
+    body = error_body("invalid_request", f"{first['field']}: {'; or '.join(said)}", first["field"])
     body["error"]["details"] = problems
     return JSONResponse(body, status_code=422)
 
@@ -116,13 +124,37 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
 def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8): the same 422 as for any
+        # body that is not JSON, so that clients meet one status for bad input.
+        return JSONResponse(
+            error_body("invalid_request", "body: the body is not valid UTF-8 JSON", "body"),
+            status_code=422,
+        )
     if exc.status_code == 404:
         message = f"there is no {request.url.path}; see /docs for the API's paths"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        allowed = _allowed_methods(request)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; use "
+            f"{', '.join(allowed)} (see /docs)"
+        )
+        headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+        return JSONResponse(error_body(code, message), status_code=405, headers=headers)
     else:
         message = str(exc.detail)
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (Starlette names only the first
+    route's, and a path may have several: GET and POST /v1/runs)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _api(request: Request, exc: Exception) -> JSONResponse:

@@ -41,8 +41,6 @@ CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 
 
 def _storable(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain the NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -50,14 +48,19 @@ def _storable(text: str) -> str:
     return text
 
 
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be empty or only whitespace")
-    return text
+# Patterns, not validators, so that the OpenAPI document says what is accepted. "Blank" is
+# what Python's str.strip() removes: the regex's \s and the separators \x1c-\x1f.
+_NO_NUL = r"^[^\x00]*$"
+_NOT_BLANK = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
 
-
-Text = Annotated[str, AfterValidator(_storable)]
-"""Free text that a store can keep."""
+Text = Annotated[str, StringConstraints(pattern=_NO_NUL), AfterValidator(_storable)]
+"""Free text that a store can keep (no NUL character, valid Unicode)."""
+Message = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200_000, pattern=_NOT_BLANK),
+    AfterValidator(_storable),
+]
+"""A user's message: text with something in it besides whitespace."""
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 """An agent's, a tool's or a reason code's name."""
 ThreadName = Annotated[str, StringConstraints(pattern=THREAD_PATTERN)]
@@ -92,9 +95,7 @@ class CreateRun(BaseModel):
     )
 
     agent: Name = Field(description="The agent to run (GET /v1/agents lists them).")
-    input: Annotated[Text, AfterValidator(_not_blank)] = Field(
-        max_length=200_000, description="The user's message."
-    )
+    input: Message = Field(description="The user's message (not only whitespace).")
     thread: ThreadName | None = Field(
         default=None,
         description="Continue this conversation; without it the run gets a thread of its own.",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import StringConstraints
 
 from keel._agent import Agent
 from keel._core.events import RunStatus
@@ -34,14 +34,17 @@ from keel.server._state import ServerState, request_state
 from keel.server._tenancy import store_thread, visible_run
 from keel.server._views import event_view, run_summary, run_view, step_view
 
-__all__ = ["RunId", "router", "tightened_limits", "wanted_moment"]
+__all__ = ["CURSOR_PATTERN", "RunId", "router", "tightened_limits", "wanted_moment"]
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
 RunId = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="A run's id.")]
 State = Annotated[ServerState, Depends(request_state)]
 _STILL_GOING = ("queued", "running")
+AGE_PATTERN = r"^\d{1,9}(\.\d{1,6})?[smhdw]$"
 _AGE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhdw])$")
+# What RunRecord.cursor looks like: a creation time (a float's repr) and a run id.
+CURSOR_PATTERN = r"^-?\d{1,17}(\.\d{1,20})?([eE][+-]?\d{1,2})?/[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -133,33 +136,16 @@ async def create_run(
     return run_view(principal, record, result)
 
 
-def wanted_moment(text: str | None, field: str) -> float | None:
-    """``since``/``until``: an age (``30m``, ``2d``: that long ago), an ISO 8601 time (UTC
-    unless it says otherwise), or seconds since the epoch."""
-    if text is None:
-        return None
-    cleaned = text.strip()
-    match = _AGE.match(cleaned)
-    if match is not None:
-        return time.time() - float(match["n"]) * _SECONDS[match["unit"]]
-    try:
-        number = float(cleaned)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(number):
-            return number
-    try:
-        when = datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{field}: give an age such as 30m, 1h or 2d, an ISO 8601 time such as "
-            "2026-01-31T12:00:00Z, or seconds since the epoch",
-            field=field,
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+def wanted_moment(value: float | datetime | str | None) -> float | None:
+    """``since``/``until`` as seconds since the epoch: given so, an ISO 8601 time (UTC unless
+    it says otherwise), or an age (``30m``, ``2d``: that long ago)."""
+    if value is None or isinstance(value, float | int):
+        return value
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    match = _AGE.match(value)
+    assert match is not None  # the parameter's pattern let only ages through
+    return time.time() - float(match["n"]) * _SECONDS[match["unit"]]
 
 
 Status = Literal[
@@ -168,9 +154,14 @@ Status = Literal[
 _Name = Annotated[str | None, Query(pattern=NAME_PATTERN)]
 _Money = Annotated[float | None, Query(ge=0, le=1_000_000, allow_inf_nan=False)]
 _Seconds = Annotated[float | None, Query(ge=0, le=1e9, allow_inf_nan=False)]
+_Age = Annotated[str, StringConstraints(pattern=AGE_PATTERN)]
 _Moment = Annotated[
+    float | datetime | _Age | None,
+    Query(description="Epoch seconds, an ISO 8601 time, or an age: 30m, 2d (that long ago)."),
+]
+_Cursor = Annotated[
     str | None,
-    Query(max_length=64, description="An age (30m, 2d), an ISO 8601 time, or epoch seconds."),
+    Query(pattern=CURSOR_PATTERN, description="The next_cursor of the previous page."),
 ]
 
 
@@ -192,7 +183,7 @@ async def list_runs(
     min_duration: _Seconds = None,
     max_duration: _Seconds = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    cursor: _Cursor = None,
 ) -> RunList:
     """Runs of the caller's tenant, newest first, matching every filter given (the decision
     history of ``keel runs list``); ``next_cursor`` fetches the next page."""
@@ -202,8 +193,8 @@ async def list_runs(
         thread=None if thread is None else store_thread(principal, thread),
         tenant=principal.tenant,
         user=user,
-        since=wanted_moment(since, "since"),
-        until=wanted_moment(until, "until"),
+        since=wanted_moment(since),
+        until=wanted_moment(until),
         tool=tool,
         error=error,
         min_cost=min_cost,

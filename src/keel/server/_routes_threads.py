@@ -19,6 +19,7 @@ from keel.server._keys import check_user
 from keel.server._models_more import Deleted, ThreadList, ThreadSummary, ThreadView
 from keel.server._models_runs import THREAD_PATTERN
 from keel.server._openapi import errors
+from keel.server._routes_runs import CURSOR_PATTERN
 from keel.server._state import ServerState, request_state
 from keel.server._tenancy import store_thread
 from keel.server._views import run_summary
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/v1", tags=["threads"])
 State = Annotated[ServerState, Depends(request_state)]
 Thread = Annotated[str, Path(pattern=THREAD_PATTERN, description="A thread's name.")]
 User = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")]
-Cursor = Annotated[str | None, Query(max_length=300)]
+Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
 # How many runs one page of threads reads at most, so that a tenant with long threads
 # still gets an answer quickly (a short page then, with a cursor to go on).
 _SCAN = 1000
