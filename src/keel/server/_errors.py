@@ -276,4 +276,4 @@ def _described(exc: BaseException) -> str:
     """An exception for the log: its message with passwords masked, and where it came from
     (the frames' code lines, never their variables)."""
     where = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
-    return redact(f"{type(exc).__name__}: {exc}") + f"\n{where}"
+    return redact(f"{type(exc).__name__}: {exc}\n{where}")
