@@ -34,7 +34,14 @@ from keel.server._state import ServerState, request_state
 from keel.server._tenancy import store_thread, visible_run
 from keel.server._views import event_view, run_summary, run_view, step_view
 
-__all__ = ["CURSOR_PATTERN", "RunId", "router", "tightened_limits", "wanted_moment"]
+__all__ = [
+    "CURSOR_PATTERN",
+    "RunId",
+    "check_queue_room",
+    "router",
+    "tightened_limits",
+    "wanted_moment",
+]
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -61,7 +68,7 @@ def tightened_limits(agent: Agent[Any], body: CreateRun) -> Limits | None:
     return dataclasses.replace(base, **lower) if lower else None
 
 
-async def _check_queue_room(state: ServerState) -> None:
+async def check_queue_room(state: ServerState) -> None:
     """429 while ``max_queued`` runs (or more) wait in the queue."""
     most = state.settings.max_queued
     if most is None:
@@ -109,7 +116,7 @@ async def create_run(
         )
     runtime = state.runtime
     with state.intake.slot():
-        await _check_queue_room(state)
+        await check_queue_room(state)
         try:
             run_id = await runtime.submit(
                 agent,

@@ -24,14 +24,14 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from keel._runtime.stream import RunEvent
-from keel.errors import KeelError, RunNotFoundError, ThreadBusyError
+from keel.errors import ConfigurationError, KeelError, RunNotFoundError, ThreadBusyError
 from keel.server._auth import Principal, authenticate, check_scope, presented_key
 from keel.server._errors import ApiError
 from keel.server._keys import Scope
 from keel.server._models_more import Approve, Edit, Reject
 from keel.server._models_ws import WsAuth, WsCancel, WsDecision, WsFollow, WsStart, client_message
 from keel.server._routes_decisions import decide
-from keel.server._routes_runs import tightened_limits
+from keel.server._routes_runs import check_queue_room, tightened_limits
 from keel.server._routes_stream import follow_run
 from keel.server._state import ServerState, server_state
 from keel.server._tenancy import store_thread, visible_run
@@ -134,16 +134,22 @@ class Session:
         state, principal = self.state, self.principal
         agent = state.agent(message.agent)
         with state.intake.slot():
-            run_id = await state.runtime.submit(
-                agent,
-                message.input,
-                thread=None if message.thread is None else store_thread(principal, message.thread),
-                limits=tightened_limits(agent, message),
-                tenant=principal.tenant,
-                user=principal.user,
-                roles=principal.roles,
-                if_busy=message.if_busy,
-            )
+            await check_queue_room(state)
+            try:
+                run_id = await state.runtime.submit(
+                    agent,
+                    message.input,
+                    thread=None
+                    if message.thread is None
+                    else store_thread(principal, message.thread),
+                    limits=tightened_limits(agent, message),
+                    tenant=principal.tenant,
+                    user=principal.user,
+                    roles=principal.roles,
+                    if_busy=message.if_busy,
+                )
+            except ConfigurationError as exc:
+                raise ApiError(503, "agent_unavailable", exc.message, field="agent") from None
         await self.send(
             {"type": "run", "ref": message.id, "run_id": run_id, "thread": message.thread}
         )
