@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ROOT", "free_port", "keel_env", "start_keel", "wait_until_serving"]
+__all__ = ["ROOT", "finish", "free_port", "keel_env", "start_keel", "wait_until_serving"]
 
 ROOT = Path(__file__).resolve().parents[2]
 _CLEARED = ("KEEL_", "OPENAI_", "ANTHROPIC_")
@@ -65,3 +66,19 @@ def wait_until_serving(process: subprocess.Popen[str], url: str) -> None:
             process.kill()
             raise AssertionError(f"keel serve did not answer at {url}")
         time.sleep(0.05)
+
+
+def finish(
+    process: subprocess.Popen[str], *, signum: int | None = signal.SIGTERM, timeout_s: float = 45
+) -> tuple[str, str]:
+    """Send ``signum`` (if any) and wait for the process's output; a process still there
+    after ``timeout_s`` is killed (so a failing test leaves nothing running) and the test
+    fails."""
+    if signum is not None:
+        process.send_signal(signum)
+    try:
+        return process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"keel did not exit within {timeout_s:g} s:\n{out}\n{err}") from None

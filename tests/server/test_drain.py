@@ -5,7 +5,6 @@ them."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.server.http import start, until
 from tests.server.live import AppFactory, serving
 from tests.server.process import (
     ROOT,
+    finish,
     free_port,
     keel_env,
     start_keel,
@@ -92,14 +92,13 @@ def test_sigterm_hands_back_runs_in_flight_and_a_worker_finishes_them(tmp_path: 
                 )
             )
     finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=60)
+        _, err = finish(server)
 
     assert server.returncode == 0, err
     assert "Traceback" not in err
     gate.touch()
     worker = start_keel("worker", APP, "--until-idle", "--db", db, cwd=tmp_path, env=env)
-    _, worker_err = worker.communicate(timeout=60)
+    _, worker_err = finish(worker, signum=None)
     assert worker.returncode == 0, worker_err
     assert "after driving 3 run(s)" in worker_err
     finished = asyncio.run(records(db, run_ids))

@@ -4,7 +4,6 @@ refused at start in one line that names them."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from keel._cli.main import app
-from tests.server.process import ROOT, free_port, keel_env, start_keel, wait_until_serving
+from tests.server.process import (
+    ROOT,
+    finish,
+    free_port,
+    keel_env,
+    start_keel,
+    wait_until_serving,
+)
 
 EXAMPLE = str(ROOT / "examples" / "support.py")
 runner = CliRunner()
@@ -28,8 +34,7 @@ def test_keel_serve_runs_the_example_on_the_defaults(tmp_path: Path) -> None:
             f"{url}/v1/runs", json={"agent": "support", "input": "Where is order 1042?"}, timeout=30
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=30)
+        _, err = finish(server)
 
     assert answer.status_code == 200, answer.text
     assert "1Z999AA10123456784" in answer.json()["output"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,7 @@ from keel.server._views import event_view
 __all__ = ["follow_run", "router"]
 
 router = APIRouter(prefix="/v1", tags=["runs"])
+_log = logging.getLogger("keel.server")
 State = Annotated[ServerState, Depends(request_state)]
 _END = object()
 _BUFFERED = 256
@@ -159,8 +161,12 @@ async def stream_run(
                 else:
                     text = json.dumps({"step": item.step, "text": item.text})
                     yield f"event: delta\ndata: {text}\n\n"
-        except Exception:  # noqa: BLE001 - the run went away (deleted) while followed
+        except RunNotFoundError:  # the run was deleted while followed
             yield f"event: end\ndata: {json.dumps({'status': 'gone'})}\n\n"
+            return
+        except Exception as exc:  # noqa: BLE001 - a store outage: the client comes back later
+            # No end event: the client reconnects with its Last-Event-ID and loses nothing.
+            _log.warning("following run %s stopped: %s", run_id, type(exc).__name__)
             return
         if state.draining.is_set():
             return  # no end: the client resumes elsewhere with its Last-Event-ID
