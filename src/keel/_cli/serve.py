@@ -57,25 +57,25 @@ def serve(
         typer.Argument(
             metavar="APP",
             help="The agents to serve: a Python file or module (every agent it defines), or "
-            "file.py:attribute [default: $KEEL_APP].",
+            "file.py:attribute (default: $KEEL_APP).",
         ),
     ] = None,
     *,
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [default: 127.0.0.1].")
+        str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", "-p", help="Port to listen on [default: 8000].")
+        int | None, typer.Option("--port", "-p", help="Port to listen on (default 8000).")
     ] = None,
     config: Annotated[
         str | None,
-        typer.Option("--config", help="A TOML or JSON file with a [server] table of settings."),
+        typer.Option("--config", help="A TOML or JSON file with a 'server' table of settings."),
     ] = None,
     inline_worker: Annotated[
         bool | None,
         typer.Option(
             "--inline-worker/--no-inline-worker",
-            help="Drive runs in this process too [default: on]; off: keel worker drives them.",
+            help="Drive runs in this process too (default on); off: keel worker drives them.",
         ),
     ] = None,
     concurrency: Annotated[

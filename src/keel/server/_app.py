@@ -25,6 +25,12 @@ from keel.server._intake import Intake
 from keel.server._keys import KeyStore
 from keel.server._keys_open import key_store_for
 from keel.server._middleware import BodyLimit, RefuseWhileDraining
+from keel.server._routes_decisions import router as decisions
+from keel.server._routes_health import router as health
+from keel.server._routes_runs import router as runs
+from keel.server._routes_stream import router as stream
+from keel.server._routes_threads import router as threads
+from keel.server._routes_ws import router as ws
 from keel.server._settings import ServerSettings
 from keel.server._state import ServerState
 
@@ -135,13 +141,6 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    from keel.server._routes_decisions import router as decisions
-    from keel.server._routes_health import router as health
-    from keel.server._routes_runs import router as runs
-    from keel.server._routes_stream import router as stream
-    from keel.server._routes_threads import router as threads
-    from keel.server._routes_ws import router as ws
-
     for router in (runs, stream, decisions, threads, ws, health):
         app.include_router(router)
     # Added innermost first: a request meets CatchAll, then the drain, then the size limit.
