@@ -77,6 +77,7 @@ PUBLIC_MODULES = [
     "keel.ports",
     "keel.resilience",
     "keel.schedules",
+    "keel.server",
     "keel.stores",
     "keel.testing",
     "keel.webhooks",

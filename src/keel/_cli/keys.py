@@ -1,4 +1,5 @@
-"""``keel keys``: the keys that encrypt what the store keeps (``generate``, ``rotate``).
+"""``keel keys``: the keys that encrypt what the store keeps (``generate``, ``rotate``), and
+the API keys of ``keel serve`` (``create``, ``list``, ``revoke``: :mod:`keel._cli.api_keys`).
 
 Rotating a key, with every process given the new keys first::
 
@@ -16,6 +17,7 @@ from typing import Annotated
 import typer
 
 from keel._cli._common import DbOption, JsonOption, call, dumps, fail, guarded, plural, stdout
+from keel._cli.api_keys import register_api_key_commands
 from keel._runtime.runtime import Runtime
 from keel.audit import AuditEntry
 from keel.stores import Keyring, Rotation
@@ -23,8 +25,10 @@ from keel.stores import Keyring, Rotation
 __all__ = ["keys_app"]
 
 keys_app = typer.Typer(
-    help="Keys: the encryption keys of what the store keeps.", no_args_is_help=True
+    help="Keys: the encryption keys of what the store keeps, and the API keys of keel serve.",
+    no_args_is_help=True,
 )
+register_api_key_commands(keys_app)
 
 
 @keys_app.command("generate")

@@ -43,6 +43,7 @@ from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
 from keel._cli.schedules import schedules_app
+from keel._cli.serve import serve
 from keel._cli.timeline import format_time
 from keel._cli.webhooks import webhooks_app
 from keel._core.limits import Limits
@@ -74,6 +75,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(webhooks_app, name="webhooks")
 register_decisions(app)
 app.command("health")(health)
+app.command("serve")(serve)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
 MaxToolCalls = Annotated[

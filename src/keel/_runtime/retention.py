@@ -1,13 +1,15 @@
-"""Retention: deleting runs, old runs and whole threads, with everything derived from them.
-Each deletion is recorded in the audit log when the runtime keeps one."""
+"""Retention: deleting runs, old runs, whole threads and a user's runs, with everything
+derived from them. Each deletion is recorded in the audit log when the runtime keeps one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from keel._runtime.auditing import Auditor
+from keel._runtime.inputs import check_principal
 from keel._runtime.kernel import Kernel
 from keel.errors import UsageError
+from keel.ports import RunQuery
 
 __all__ = ["Retention"]
 
@@ -47,4 +49,22 @@ class Retention:
         deleted = await self.k.store.delete_thread(thread_id)
         if self._auditor is not None:
             await self._auditor.record("thread.deleted", thread_id, details={"runs": deleted})
+        return deleted
+
+    async def delete_user_data(self, user: str, *, tenant: str | None = None) -> int:
+        """Delete every run for ``user`` (of ``tenant`` only, when given), with their events,
+        thread messages and feedback; return how many runs."""
+        checked = check_principal(tenant, user)
+        assert checked.user is not None
+        query = RunQuery(user=checked.user, tenant=checked.tenant)
+        run_ids = [r.run_id for r in await self.k.store.list_runs(query, limit=None)]
+        # One batch: the store refuses it whole (RunLeasedError) if a run is being driven.
+        deleted = await self.k.store.delete_runs(run_ids) if run_ids else 0
+        if self._auditor is not None:
+            await self._auditor.record(
+                "user.deleted",
+                checked.user,
+                tenant=checked.tenant,
+                details={"runs": deleted},
+            )
         return deleted

@@ -110,10 +110,15 @@ class Runs:
         limits: Limits | None = None,
         model: ModelSpec | None = None,
         principal: Principal = NOBODY,
+        if_busy: IfBusy = "queue",
     ) -> str:
-        """Make a run durable with status ``queued``; return its id."""
+        """Make a run durable with status ``queued``; return its id. ``if_busy`` says what
+        happens when an earlier run of ``thread`` has not ended: wait behind it in the queue,
+        raise ``ThreadBusyError`` (nothing is journaled), or cancel it first."""
         check_agent(agent)
         text = check_input(input)
+        if if_busy not in ("reject", "queue", "interrupt"):
+            raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
         chain = self.k.composer.for_agent(agent, model)
         self.k.register(agent)
         run_id = self.k.new_id(self.k.clock.now())
@@ -130,10 +135,21 @@ class Runs:
             ),
             queued=True,
         )
-        await self._enqueue(started)
-        return run_id
+        if thread is None or if_busy == "queue":
+            await self._enqueue(started)
+            return run_id
+        while True:
+            try:
+                # Checking the thread and accepting the run are one atomic step of the store.
+                await self._enqueue(started, exclusive=True)
+            except ThreadBusyError as busy:
+                if if_busy == "reject":
+                    raise
+                await self.k_cancel(busy.active_run_id, thread_id, run_id)
+                continue
+            return run_id
 
-    async def _enqueue(self, started: RunStarted) -> None:
+    async def _enqueue(self, started: RunStarted, *, exclusive: bool = False) -> None:
         state = start(started)
         await self.k.store.start_run(
             started.run_id,
@@ -141,6 +157,7 @@ class Runs:
             record=record_of(state, 1),
             owner=None,
             ttl_s=self.k.lease_ttl_s,
+            exclusive=exclusive,
         )
         self.k.observed(state, [started])
 

@@ -443,13 +443,19 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         tenant: str | None = None,
         user: str | None = None,
         roles: Sequence[str] = (),
+        if_busy: IfBusy = "queue",
     ) -> str:
         """Accept a run into the queue and return its id at once; a worker (or
         :meth:`recover`, or :meth:`resume`) drives it, and :meth:`wait` or :meth:`events`
         follow it. The run is durable
         before this returns. It uses the agent's ``deps``; a model name (or the agent's
         models) is checked now, so a missing key fails here, not in a worker. ``tenant``,
-        ``user`` and ``roles`` are as for :meth:`run`."""
+        ``user`` and ``roles`` are as for :meth:`run`.
+
+        ``if_busy`` applies when an earlier run of ``thread`` has not ended: ``"queue"`` (the
+        default) accepts the run behind it, for as long as it takes; ``"reject"`` raises
+        :class:`ThreadBusyError` and journals nothing (the check and the acceptance are one
+        atomic step); ``"interrupt"`` cancels the earlier runs, then accepts this one."""
         return await self._runs.submit(
             agent,
             input,
@@ -457,6 +463,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             limits=limits,
             model=model,
             principal=check_principal(tenant, user, roles),
+            if_busy=if_busy,
         )
 
     async def wait(

@@ -186,3 +186,10 @@ class HistoryMethods:
     async def delete_thread(self, thread_id: str) -> int:
         """Delete a thread's conversation and all its runs; returns how many runs."""
         return await self._retention.delete_thread(thread_id)
+
+    async def delete_user_data(self, user: str, *, tenant: str | None = None) -> int:
+        """Delete every run for ``user`` (``run(..., user=...)``), of ``tenant`` only when
+        given, with their events, thread messages and feedback; returns how many runs.
+        Raises :class:`keel.errors.RunLeasedError`, deleting nothing, while one of them is
+        being driven (cancel it first)."""
+        return await self._retention.delete_user_data(user, tenant=tenant)
