@@ -39,6 +39,7 @@ def require_corpora() -> None:
         ("guardrails.py", ("CyberSecEval", "NotInject", "BIPIA", "precision", "p99")),
         ("budgets.py", ("| sqlite |", "statements per call", "ratio")),
         ("history.py", ("sqlite: 3,000 runs", "tool=refund", "p50 ms", "worst p50")),
+        ("server.py", ("create-and-wait sqlite", "SSE:", "KB per run in flight")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:
