@@ -92,12 +92,15 @@ def make_runtime(
     *,
     agents: tuple[tuple[Agent[Any], str], ...] = (),
     new_id: Callable[[float], str] | None = None,
+    lease_ttl_s: float | None = None,
 ) -> Runtime:
     """A runtime on ``db`` (default: settings) that knows ``agents`` with their refs."""
     settings = KeelSettings.from_environ()
     if db is not None:
         settings = settings.model_copy(update={"db": db})
     options: dict[str, Any] = {} if new_id is None else {"new_id": new_id}
+    if lease_ttl_s is not None:
+        options["lease_ttl_s"] = lease_ttl_s
     runtime = Runtime(settings=settings, recover_on_start=False, **options)
     for agent, ref in agents:
         runtime.register(agent, ref=ref)

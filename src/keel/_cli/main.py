@@ -349,6 +349,15 @@ def worker(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Exit once nothing is left to claim.")
     ] = False,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            min=0.5,
+            help="Seconds a run's lease lasts unrenewed: how soon another worker takes over "
+            "the runs of one that died.",
+        ),
+    ] = 30.0,
     db: DbOption = None,
 ) -> None:
     """Drive runs from the queue (submitted runs, runs a person decided on, runs whose process
@@ -359,7 +368,7 @@ def worker(
     agents = guarded(lambda: load_app(chosen))
 
     async def main() -> int:
-        async with make_runtime(db) as runtime:
+        async with make_runtime(db, lease_ttl_s=lease_ttl) as runtime:
             for agent in agents.values():
                 runtime.register(agent)
             drive = runtime.worker(
