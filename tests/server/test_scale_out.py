@@ -66,6 +66,12 @@ def _wait_for(log: Path, text: str) -> None:
         time.sleep(0.05)
 
 
+def _count(conn: psycopg.Connection[tuple[int]], query: str) -> int:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def _statuses(url: str, schema: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(f'SELECT status, count(*) FROM "{schema}".runs GROUP BY status')
@@ -128,11 +134,12 @@ def test_runs_across_replicas_complete_once_each_when_a_worker_is_killed(
             shipped = conn.execute(
                 f'SELECT order_id, count(*) FROM "{effects}".shipments GROUP BY order_id'
             ).fetchall()
-            (attempts,) = conn.execute(f'SELECT count(*) FROM "{effects}".attempts').fetchone()
-            (taken_over,) = conn.execute(
+            attempts = _count(conn, f'SELECT count(*) FROM "{effects}".attempts')
+            taken_over = _count(
+                conn,
                 f'SELECT count(*) FROM "{postgres_schema}".events '
-                "WHERE type = 'run_resumed' AND body LIKE '%\"taken_over\":true%'"
-            ).fetchone()
+                "WHERE type = 'run_resumed' AND body LIKE '%\"taken_over\":true%'",
+            )
         # Every order shipped, and none twice, whoever drove its run.
         assert len(shipped) == RUNS
         assert {count for _, count in shipped} == {1}
