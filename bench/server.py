@@ -173,10 +173,13 @@ def in_flight(directory: Path, options: argparse.Namespace) -> None:
     work = ["worker", APP, "--concurrency", str(options.inflight), "--poll-interval", "0.05"]
     with _process(serve, env) as server:
         _wait_ready(base, server)
+        # An idle worker's memory: the same command, up and waiting on an empty queue.
         with _process(work, env) as worker:
-            time.sleep(3)  # the worker imports and opens the store
+            time.sleep(3)
             idle = _rss_kb(worker.pid)
-            asyncio.run(_submit_all(base, options.inflight))
+        # Every run queued first, so that the worker takes them all at once.
+        asyncio.run(_submit_all(base, options.inflight))
+        with _process(work, env) as worker:
             peak_rss, peak_running = idle, 0
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
