@@ -39,11 +39,13 @@ from keel._runtime.inputs import NOBODY, Principal, check_agent, check_input, ch
 from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
+from keel._runtime.repeats import rejoin, same_request
 from keel._runtime.result import RunResult
 from keel._runtime.tracecontext import caller_trace_context
 from keel._runtime.waits import pause, watching
 from keel.errors import (
     LeaseLostError,
+    RunExistsError,
     RunLeasedError,
     ThreadBusyError,
     ThreadChangedError,
@@ -110,8 +112,10 @@ class Runs:
         limits: Limits | None = None,
         model: ModelSpec | None = None,
         principal: Principal = NOBODY,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Make a run durable with status ``queued``; return its id."""
+        """Make a run durable with status ``queued``; return its id (with an idempotency key
+        used before, the id of the run it created)."""
         check_agent(agent)
         text = check_input(input)
         chain = self.k.composer.for_agent(agent, model)
@@ -130,10 +134,13 @@ class Runs:
             ),
             queued=True,
         )
-        await self._enqueue(started)
+        try:
+            await self._enqueue(started, idempotency_key)
+        except RunExistsError as exists:
+            return same_request(agent, exists)
         return run_id
 
-    async def _enqueue(self, started: RunStarted) -> None:
+    async def _enqueue(self, started: RunStarted, key: str | None = None) -> None:
         state = start(started)
         await self.k.store.start_run(
             started.run_id,
@@ -141,6 +148,7 @@ class Runs:
             record=record_of(state, 1),
             owner=None,
             ttl_s=self.k.lease_ttl_s,
+            idempotency_key=key,
         )
         self.k.observed(state, [started])
 
@@ -156,6 +164,7 @@ class Runs:
         if_busy: IfBusy,
         queue_timeout_s: float,
         principal: Principal = NOBODY,
+        idempotency_key: str | None = None,
     ) -> RunResult[OutputT]:
         """Start a run and drive it inline; see :meth:`keel.Runtime.run`."""
         check_agent(agent)
@@ -201,6 +210,11 @@ class Runs:
                         owner=k.driver_owner(),
                         ttl_s=k.lease_ttl_s,
                         exclusive=exclusive,
+                        idempotency_key=idempotency_key,
+                    )
+                except RunExistsError as exists:
+                    return await rejoin(
+                        self, agent, exists, deps=deps, queue_timeout_s=queue_timeout_s
                     )
                 except ThreadChangedError:
                     continue  # a run of the thread ended after we read its history: again
@@ -214,8 +228,11 @@ class Runs:
                 assert lease is not None
                 k.observed(state, [started])
                 return await self.drive(agent, state, lease, last_seq=1, chain=chain, deps=deps)
-            await self._enqueue(replace(template, queued=True))
-            return await self._wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
+            try:
+                await self._enqueue(replace(template, queued=True), idempotency_key)
+            except RunExistsError as exists:
+                return await rejoin(self, agent, exists, deps=deps, queue_timeout_s=queue_timeout_s)
+            return await self.wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
 
     async def k_cancel(self, run_id: str, thread_id: str, by_run: str) -> None:
         """Cancel the run that holds a thread, for a newer message (``if_busy='interrupt'``)."""
@@ -227,7 +244,7 @@ class Runs:
             reason=f"interrupted by a new message on thread {thread_id} (run {by_run})",
         )
 
-    async def _wait_turn(
+    async def wait_turn(
         self,
         agent: Agent[OutputT],
         run_id: str,
