@@ -137,6 +137,24 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliverie
     assert await rabbitmq.count(rabbitmq.queue) == 0
 
 
+async def test_a_message_delivered_too_often_is_dead_lettered_without_a_try(
+    rabbitmq: Broker,
+) -> None:
+    """A quorum queue counts deliveries, crashes included (``x-delivery-count``): a message
+    whose tries keep killing the intake is dead-lettered rather than tried forever."""
+    store = FailingStore(times=0)
+    async with Runtime(store=store, agents=[echo()]) as runtime:
+        async with intake(runtime, rabbitmq, max_deliveries=3):
+            await rabbitmq.publish(
+                {"agent": "echo", "input": "Hi"}, message_id="m-1", headers={"x-delivery-count": 3}
+            )
+            letter = await rabbitmq.take(rabbitmq.dead)
+        headers = letter.headers or {}
+        assert headers["Keel-Reason-Code"] == "too_many_failures"
+        assert "delivered 4 times without being handled" in str(headers["Keel-Reason"])
+        assert await runs(runtime) == []
+
+
 async def test_the_intake_holds_no_more_messages_than_its_prefetch(rabbitmq: Broker) -> None:
     store = BlockingStore()
     async with Runtime(store=store, agents=[echo()]) as runtime:

@@ -18,9 +18,14 @@ from keel.errors import ConfigurationError
 from keel.intake._poison import PoisonMessage, reason_text
 from keel.intake._request import RunRequest, parse_request
 
-__all__ = ["Acceptance", "IntakeCounts", "IntakeOptions", "describe", "log"]
+__all__ = ["REPLY_WATCHERS", "Acceptance", "IntakeCounts", "IntakeOptions", "describe", "log"]
 
 log = logging.getLogger("keel.intake")
+
+#: The fewest outbox records watched at once (``prefetch``, if it is more). Each watcher waits
+#: on one run for up to ``reply_check_s``; with more replies owed than watchers, a record waits
+#: its turn, so a reply may come up to (owed / watchers) x reply_check_s after its run stopped.
+REPLY_WATCHERS = 64
 
 
 @dataclass(slots=True)
@@ -70,6 +75,11 @@ class IntakeOptions:
                 raise ConfigurationError(
                     f"{name} must be a positive number of seconds, got {value!r}"
                 )
+
+    @property
+    def watchers(self) -> int:
+        """How many outbox records are watched at once."""
+        return max(self.prefetch, REPLY_WATCHERS)
 
     def backoff(self, failures: int) -> float:
         """How long to wait after the ``failures``-th failed try: ``retry_delay_s``, doubled

@@ -191,14 +191,24 @@ class NatsIntake(BaseIntake):
             ) from None
         js = self._js = nc.jetstream()
         await self._ensure_stream(js)
-        runs = await self._consumer(js, self.subject, self.durable, self.ack_wait_s)
+        options = self.options
+        runs = await self._consumer(
+            js, self.subject, self.durable, self.ack_wait_s, options.prefetch
+        )
         outbox = await self._consumer(
-            js, self.outbox_subject, f"{self.durable}-outbox", self.options.reply_check_s + 30
+            js,
+            self.outbox_subject,
+            f"{self.durable}-outbox",
+            options.reply_check_s + 30,  # a watcher holds a record up to reply_check_s
+            options.watchers,
         )
         self._pullers = [
-            asyncio.create_task(self._pull(runs, self._handle), name="keel-intake-runs"),
             asyncio.create_task(
-                self._pull(outbox, self._watch, watcher=True), name="keel-intake-outbox"
+                self._pull(runs, self._handle, limit=options.prefetch), name="keel-intake-runs"
+            ),
+            asyncio.create_task(
+                self._pull(outbox, self._watch, limit=options.watchers, watcher=True),
+                name="keel-intake-outbox",
             ),
         ]
         log.info("intake: taking runs from NATS subject %s (stream %s)", self.subject, self.stream)
@@ -230,7 +240,7 @@ class NatsIntake(BaseIntake):
             )
 
     async def _consumer(
-        self, js: JetStreamContext, subject: str, durable: str, ack_wait_s: float
+        self, js: JetStreamContext, subject: str, durable: str, ack_wait_s: float, limit: int
     ) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(
             durable_name=durable,
@@ -241,7 +251,7 @@ class NatsIntake(BaseIntake):
             # Unbounded here: the intake counts deliveries itself and dead-letters with the
             # reason, where the server would drop the message silently.
             max_deliver=-1,
-            max_ack_pending=self.options.prefetch,
+            max_ack_pending=limit,
         )
         try:
             await js.add_consumer(self.stream, config)
@@ -271,10 +281,12 @@ class NatsIntake(BaseIntake):
         subscription: JetStreamContext.PullSubscription,
         handle: Callable[[Msg], Awaitable[None]],
         *,
+        limit: int,
         watcher: bool = False,
     ) -> None:
-        """Fetch a message whenever a handler is free, and hand it to a handler task."""
-        free = asyncio.Semaphore(self.options.prefetch)
+        """Fetch a message whenever one of ``limit`` handlers is free, and hand it to a
+        handler task."""
+        free = asyncio.Semaphore(limit)
         while self._pulling:
             await free.acquire()
             try:

@@ -166,7 +166,7 @@ class RabbitMQIntake(BaseIntake):
         await self._declare(channel, self.dead_letter_queue, None)
         await self._declare(channel, self.outbox_queue, None)
         replies = await self._connection.channel(publisher_confirms=True)
-        await replies.set_qos(prefetch_count=max(self.options.prefetch, 64))
+        await replies.set_qos(prefetch_count=self.options.watchers)
         outbox = await replies.get_queue(self.outbox_queue)
         self._consumers = [
             (runs, await runs.consume(self._on_run_message)),
@@ -217,6 +217,17 @@ class RabbitMQIntake(BaseIntake):
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         self.counts.received += 1
+        failed = _failures(message)
+        if failed >= self.options.max_deliveries:  # its tries died with their process
+            await self._dead_letter(
+                message,
+                PoisonMessage(
+                    "too_many_failures",
+                    f"delivered {failed + 1} times without being handled (max_deliveries "
+                    f"{self.options.max_deliveries})",
+                ),
+            )
+            return
         key = None if not message.message_id else derived_key(message.message_id)
         try:
             _, run_id = await self._acceptance.accept(message.body, default_key=key)
@@ -240,7 +251,8 @@ class RabbitMQIntake(BaseIntake):
             await self._dead_letter(message, exhausted)
             return
         await self._acceptance.pause(failures)
-        copy = _copy(message, {**(message.headers or {}), ATTEMPTS_HEADER: failures})
+        headers = {k: v for k, v in (message.headers or {}).items() if k != _DELIVERY_COUNT}
+        copy = _copy(message, {**headers, ATTEMPTS_HEADER: failures})
         await self._publish(self.queue, copy)
         await message.ack()
 
