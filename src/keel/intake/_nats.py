@@ -168,9 +168,12 @@ class NatsIntake(BaseIntake):
 
     async def _open(self) -> None:
         nc = self._nc = Client()
+        failures: list[Exception] = []
 
         async def on_error(error: Exception) -> None:
-            log.warning("intake: NATS connection: %s", describe(error))
+            if nc.is_connected or not failures:
+                log.warning("intake: NATS connection: %s", describe(error))
+            failures.append(error)  # while connecting the first time: said once, at the end
 
         try:
             # Reconnect forever once connected; the first connection is bounded here.
@@ -185,9 +188,11 @@ class NatsIntake(BaseIntake):
                 _CONNECT_TIMEOUT_S,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
+            cause = failures[-1] if failures else exc
             raise IntakeError(
-                f"cannot connect to NATS at {redact_url(self.url)}: {describe(exc)}; check "
-                "that the server runs there (with JetStream on) and the URL's credentials"
+                f"cannot connect to NATS at {redact_url(self.url)} within "
+                f"{_CONNECT_TIMEOUT_S:g}s: {describe(cause)}; check that the server runs there "
+                "(with JetStream on) and the URL's credentials"
             ) from None
         js = self._js = nc.jetstream()
         await self._ensure_stream(js)
