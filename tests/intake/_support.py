@@ -18,6 +18,7 @@ from keel.testing import FunctionModel
 
 __all__ = [
     "BlockingStore",
+    "FailingClaims",
     "FailingStore",
     "died",
     "echo",
@@ -53,6 +54,20 @@ class FailingStore(MemoryStore):
             self.failed += 1
             raise StoreError("the database is down (connection refused)")
         return await super().start_run(run_id, events, **options)
+
+
+class FailingClaims(MemoryStore):
+    """A store whose first ``times`` claims fail, as a database that is down would."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(check_json=True)
+        self.times = times
+
+    async def claim_runs(self, **options: Any) -> list[Lease]:
+        if self.times > 0:
+            self.times -= 1
+            raise StoreError("the database is down (connection refused)")
+        return await super().claim_runs(**options)
 
 
 class BlockingStore(MemoryStore):

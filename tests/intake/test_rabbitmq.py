@@ -17,7 +17,15 @@ from keel.intake import IntakeError, RabbitMQIntake
 from keel.stores import SQLiteStore
 from tests.rabbitmq import Broker
 
-from ._support import BlockingStore, FailingStore, died, echo, eventually, start_dying
+from ._support import (
+    BlockingStore,
+    FailingClaims,
+    FailingStore,
+    died,
+    echo,
+    eventually,
+    start_dying,
+)
 
 _SAFETY_S = 20.0
 
@@ -135,6 +143,18 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_after_max_deliverie
         assert "the database is down" in str(headers["Keel-Reason"])
         assert (store.failed, taking.counts.retried) == (3, 2)
     assert await rabbitmq.count(rabbitmq.queue) == 0
+
+
+async def test_the_worker_that_drives_the_runs_outlives_a_store_failure(rabbitmq: Broker) -> None:
+    store = FailingClaims(times=1)
+    async with Runtime(store=store) as runtime:
+        runtime.register(echo())
+        async with intake(runtime, rabbitmq, retry_delay_s=0.01):
+            await rabbitmq.publish(
+                {"agent": "echo", "input": "Hi"}, message_id="m-1", reply_to=rabbitmq.replies
+            )
+            reply = json.loads((await rabbitmq.take(rabbitmq.replies)).body)
+        assert (reply["status"], store.times) == ("completed", 0)
 
 
 async def test_a_message_delivered_too_often_is_dead_lettered_without_a_try(

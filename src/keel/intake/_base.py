@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
-from keel import Runtime, Worker
+from keel import Runtime, UsageError, Worker
 from keel.intake._accepting import Acceptance, IntakeCounts, IntakeOptions, describe, log
 
 __all__ = ["BaseIntake"]
@@ -26,7 +26,7 @@ class BaseIntake(abc.ABC):
 
     def __init__(self, runtime: Runtime, options: IntakeOptions) -> None:
         if not isinstance(runtime, Runtime):
-            raise TypeError(f"an intake needs a keel.Runtime, got {type(runtime).__name__}")
+            raise UsageError(f"an intake needs a keel.Runtime, got {type(runtime).__name__}")
         self.runtime = runtime
         self.options = options
         self._stop_requested = asyncio.Event()
@@ -49,7 +49,7 @@ class BaseIntake(abc.ABC):
         """Connect, declare what the intake needs, start consuming (and, with ``drive``, the
         worker). Returns once messages are being received."""
         if self._started:
-            raise RuntimeError("this intake was started already; make a new one")
+            raise UsageError("this intake was started already; make a new one to start again")
         self._started = True
         try:
             await self._open()
@@ -58,7 +58,9 @@ class BaseIntake(abc.ABC):
             raise
         if self.options.drive:
             self._worker = self.runtime.worker(concurrency=self.options.concurrency)
-            self._working = asyncio.create_task(self._worker.run(), name="keel-intake-worker")
+            self._working = asyncio.create_task(
+                self._drive(self._worker), name="keel-intake-worker"
+            )
 
     async def stop(self) -> None:
         """Stop receiving, let the handlers under way finish (unacknowledged messages go back
@@ -81,6 +83,19 @@ class BaseIntake(abc.ABC):
             self._worker.stop()
             await asyncio.gather(self._working, return_exceptions=True)
         await self._close()
+
+    async def _drive(self, worker: Worker) -> None:
+        """Run the worker until stopped; one that fails (the store down while it claims) is
+        started again after a pause, rather than leaving accepted runs undriven."""
+        while True:
+            try:
+                await worker.run()
+                return
+            except Exception as exc:  # noqa: BLE001 - logged; the worker goes on
+                log.error("intake: the worker failed (%s); it starts again", describe(exc))
+            await self._acceptance.pause(1)
+            if self._stop_requested.is_set():
+                return
 
     def stop_soon(self) -> None:
         """Have :meth:`run` stop (from a signal handler, or code without a loop at hand)."""
