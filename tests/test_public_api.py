@@ -70,6 +70,7 @@ PUBLIC_MODULES = [
     "keel.errors",
     "keel.events",
     "keel.guardrails",
+    "keel.intake",
     "keel.messages",
     "keel.models",
     "keel.observability",

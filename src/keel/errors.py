@@ -20,7 +20,8 @@
     │   ├── JournalConflictError   another writer appended to the run first
     │   ├── RunLeasedError         another process is advancing the run right now
     │   ├── LeaseLostError         this process's lease was taken over; it must stop
-    │   └── ThreadChangedError     the thread got messages after a new run read its history
+    │   ├── ThreadChangedError     the thread got messages after a new run read its history
+    │   └── RunExistsError         a run was already created with that idempotency key
     ├── ThreadBusyError            a run of the thread has not ended (policy "reject")
     ├── RunFailedError             raised by ``RunResult.raise_for_status()``
     └── RunNotCompletedError       ``RunResult.output`` of a run that did not complete
@@ -51,6 +52,7 @@ __all__ = [
     "ModelResponseError",
     "ModelTimeoutError",
     "RateLimitedError",
+    "RunExistsError",
     "RunFailedError",
     "RunLeasedError",
     "RunNotCompletedError",
@@ -335,6 +337,27 @@ class ThreadChangedError(StoreError):
         self.thread_id = thread_id
         self.expected = expected
         self.actual = actual
+
+
+class RunExistsError(StoreError):
+    """A run was not created because an earlier one was created with the same idempotency key
+    (within the same tenant): ``run_id`` is that run's, ``agent`` its agent's name.
+    ``Runtime.submit`` answers with that run's id instead of raising this."""
+
+    code = "run_exists"
+
+    def __init__(
+        self, idempotency_key: str, *, run_id: str, agent: str, tenant: str | None
+    ) -> None:
+        scope = "" if tenant is None else f" of tenant '{tenant}'"
+        super().__init__(
+            f"idempotency key '{idempotency_key}'{scope} was already used: it created run "
+            f"{run_id} (agent '{agent}'); that run stands for this request"
+        )
+        self.idempotency_key = idempotency_key
+        self.run_id = run_id
+        self.agent = agent
+        self.tenant = tenant
 
 
 class ThreadBusyError(KeelError):

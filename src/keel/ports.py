@@ -254,6 +254,7 @@ class Journal(Protocol):
         owner: str | None,
         ttl_s: float,
         exclusive: bool = False,
+        idempotency_key: str | None = None,
     ) -> Lease | None:
         """Create a run from its first events; return its lease, or ``None`` without
         ``owner``.
@@ -265,6 +266,12 @@ class Journal(Protocol):
         :class:`keel.errors.ThreadChangedError` if the first event's ``history_seq`` is set and
         is no longer the thread's last message. The checks and the insert are one atomic step.
         A ``run_id`` that exists raises ``JournalConflictError``.
+
+        With an ``idempotency_key``, the key is kept with the run, unique within
+        ``record.tenant`` (``None`` is a tenant of its own), in the same atomic step: if a run
+        that still exists was created with it, nothing is written and
+        :class:`keel.errors.RunExistsError` names that run (checked before the thread). The key
+        goes when its run is deleted.
         """
         ...
 

@@ -36,7 +36,7 @@ def _life(
         command += ["--crash-after", str(crash_after)]
         if before:
             command.append("--before")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=120, check=False
     )

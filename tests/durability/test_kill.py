@@ -52,7 +52,7 @@ def _worker(journal: str, schema: str | None, ledger: Path, jobs: int) -> subpro
     ]
     if schema:
         command += ["--schema", schema]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

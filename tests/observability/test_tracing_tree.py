@@ -50,7 +50,7 @@ async def resume_elsewhere(db: Path, run_id: str, out: Path) -> str:
         run_id,
         "--spans",
         str(out),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

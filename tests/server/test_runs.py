@@ -155,3 +155,31 @@ def test_runs_work_on_postgresql(client: httpx.Client) -> None:
 
     assert answer.json()["output"] == "Seen: first | second"
     assert len(client.get("/v1/runs").json()["runs"]) == 2
+
+
+def test_a_request_repeated_with_its_idempotency_key_gets_the_first_run(
+    client: httpx.Client,
+) -> None:
+    key = {"Idempotency-Key": "order-1042-refund-7f3a"}
+    body = {"agent": "echo", "input": "refund 1042"}
+    first = client.post("/v1/runs", json=body, headers=key)
+    again = client.post("/v1/runs", json={**body, "background": True}, headers=key)
+
+    assert first.status_code == 200, first.text
+    assert again.json()["run_id"] == first.json()["run_id"]
+    listed = client.get("/v1/runs", params={"agent": "echo", "limit": 100}).json()["runs"]
+    assert [r["run_id"] for r in listed].count(first.json()["run_id"]) == 1
+    other = client.post("/v1/runs", json={**body, "agent": "desk"}, headers=key)
+    assert other.status_code == 409, other.text
+    assert "echo" in other.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 256, "has space"])
+def test_a_malformed_idempotency_key_is_refused_naming_the_header(
+    client: httpx.Client, bad: str
+) -> None:
+    answer = client.post(
+        "/v1/runs", json={"agent": "echo", "input": "x"}, headers={"Idempotency-Key": bad}
+    )
+    assert answer.status_code in (400, 422), answer.text
+    assert "idempotency" in answer.text.lower()

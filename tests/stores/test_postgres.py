@@ -89,6 +89,7 @@ async def test_a_fresh_schema_is_created_and_migrated(
         "thread_messages",
         "run_tools",
         "feedback",
+        "run_keys",
         "schema_migrations",
     }
     versions = admin_conn.execute(
@@ -157,7 +158,7 @@ async def test_without_auto_migrate_a_new_schema_needs_an_upgrade(
         with pytest.raises(StoreError, match=r"version 0 .*run `keel db upgrade`"):
             await store.list_runs()
         assert tables(admin_conn, postgres_schema) == set()  # refused, and left alone
-        assert await store.upgrade() == [1, 3, 4]
+        assert await store.upgrade() == [1, 3, 4, 5]
         assert await store.list_runs() == []
     async with PostgresStore(postgres_url, schema=postgres_schema, auto_migrate=False) as store:
         assert await store.list_runs() == []
@@ -732,7 +733,7 @@ async def test_the_store_works_behind_pgbouncer_in_transaction_mode(
     async with PostgresStore(
         pgbouncer_url, schema=postgres_schema, max_size=6, listen_url=postgres_url
     ) as store:
-        assert await store.upgrade() == [1, 3, 4]
+        assert await store.upgrade() == [1, 3, 4, 5]
         lease = await store.start_run(
             "run-1", [started()], record=record(), owner="w", ttl_s=60, exclusive=True
         )

@@ -66,7 +66,7 @@ async def test_a_version_3_schema_gains_history_and_feedback(
             sql.Identifier(postgres_schema)
         )
     ).fetchall()
-    assert versions == [(1,), (3,), (4,)]
+    assert versions == [(1,), (3,), (4,), (5,)]
 
 
 _NAMES = ("agent", "thread", "tenant", "user", "tool", "error", "since", "until", "min_cost")

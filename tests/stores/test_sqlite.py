@@ -657,7 +657,7 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Pat
         assert (await store.thread_history("thread-1", upto_seq=4)).messages == []
     with raw(path) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-        assert versions.fetchall() == [(1,), (2,), (3,), (4,)]
+        assert versions.fetchall() == [(1,), (2,), (3,), (4,), (5,)]
 
 
 async def test_without_auto_migrate_an_old_database_is_refused_until_upgraded(
@@ -667,11 +667,11 @@ async def test_without_auto_migrate_an_old_database_is_refused_until_upgraded(
     events = make_version_1_database(path)
     store = SQLiteStore(path, auto_migrate=False)
     try:
-        with pytest.raises(StoreError, match=r"schema 1 and this Keel needs schema 4.*keel db"):
+        with pytest.raises(StoreError, match=r"schema 1 and this Keel needs schema 5.*keel db"):
             await store.load("run-1")
         with raw(path) as conn:  # refused, and left alone
             assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (1,)
-        assert await store.upgrade() == [2, 3, 4]
+        assert await store.upgrade() == [2, 3, 4, 5]
         assert await store.load("run-1") == events
         assert await store.upgrade() == []
     finally:
@@ -685,7 +685,7 @@ async def test_without_auto_migrate_a_new_file_needs_an_upgrade(tmp_path: Path) 
     async with SQLiteStore(path, auto_migrate=False) as store:
         with pytest.raises(StoreError, match=r"schema 0 .*run `keel db upgrade`"):
             await store.list_runs()
-        assert await store.upgrade() == [1, 2, 3, 4]
+        assert await store.upgrade() == [1, 2, 3, 4, 5]
         assert await store.list_runs() == []
     async with SQLiteStore(path) as again:
         assert await again.upgrade() == []

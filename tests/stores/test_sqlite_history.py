@@ -60,7 +60,7 @@ async def test_a_version_3_database_gains_history_and_feedback(tmp_path: Path) -
         assert [f.id for f in await store.list_feedback()] == ["f"]
     with closing(sqlite3.connect(path)) as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-        assert [v for (v,) in versions] == [1, 2, 3, 4]
+        assert [v for (v,) in versions] == [1, 2, 3, 4, 5]
 
 
 KEYS = [

@@ -39,6 +39,7 @@ from keel._cli.audit import audit_app
 from keel._cli.budgets import budgets_app
 from keel._cli.feedback import feedback_app
 from keel._cli.health import health
+from keel._cli.intake import intake
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
 from keel._cli.runs import runs_app
@@ -76,6 +77,7 @@ app.add_typer(webhooks_app, name="webhooks")
 register_decisions(app)
 app.command("health")(health)
 app.command("serve")(serve)
+app.command("intake")(intake)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]
 MaxToolCalls = Annotated[

@@ -9,9 +9,20 @@ from dataclasses import dataclass
 from keel._agent import Agent
 from keel.errors import UsageError
 
-__all__ = ["NOBODY", "Principal", "check_agent", "check_input", "check_principal", "check_thread"]
+__all__ = [
+    "MAX_IDEMPOTENCY_KEY",
+    "NOBODY",
+    "Principal",
+    "check_agent",
+    "check_idempotency_key",
+    "check_input",
+    "check_principal",
+    "check_thread",
+]
 
 _MAX_THREAD_ID = 200
+#: The longest idempotency key (Stripe's bound: room for a UUID with any prefix).
+MAX_IDEMPOTENCY_KEY = 255
 _MAX_NAME = 200
 _MAX_ROLES = 50
 
@@ -53,6 +64,24 @@ def check_thread(thread: object) -> str:
     if not thread.isprintable():
         raise UsageError(f"thread {thread!r} contains control characters; use printable text")
     return thread
+
+
+def check_idempotency_key(key: object) -> str | None:
+    """An idempotency key (or ``None``), or a clear error."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        shown = repr(key) if not isinstance(key, str) else f"{len(key)} characters"
+        raise UsageError(
+            f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY} "
+            f"characters, got {shown}; use a UUID or another id the caller chose for the request"
+        )
+    if not key.isprintable():
+        raise UsageError(
+            f"idempotency_key {key!r} contains control characters; use printable text, such as "
+            "a UUID"
+        )
+    return key
 
 
 def _name(what: str, value: object) -> str:

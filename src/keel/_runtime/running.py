@@ -21,10 +21,8 @@ from typing_extensions import TypeVar
 from keel._agent import Agent, ModelSpec
 from keel._core.events import (
     FINISHED,
-    ErrorInfo,
     Event,
     RunDequeued,
-    RunFinished,
     RunQueued,
     RunResumed,
     RunStarted,
@@ -39,12 +37,14 @@ from keel._runtime.inputs import NOBODY, Principal, check_agent, check_input, ch
 from keel._runtime.kernel import Kernel, Loaded, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
+from keel._runtime.repeats import rejoin, same_request
 from keel._runtime.result import RunResult
 from keel._runtime.tracecontext import caller_trace_context
 from keel._runtime.waits import pause, watching
+from keel._runtime.withdrawal import withdraw
 from keel.errors import (
     LeaseLostError,
-    RunLeasedError,
+    RunExistsError,
     ThreadBusyError,
     ThreadChangedError,
     UsageError,
@@ -111,10 +111,12 @@ class Runs:
         model: ModelSpec | None = None,
         principal: Principal = NOBODY,
         if_busy: IfBusy = "queue",
+        idempotency_key: str | None = None,
     ) -> str:
-        """Make a run durable with status ``queued``; return its id. ``if_busy`` says what
-        happens when an earlier run of ``thread`` has not ended: wait behind it in the queue,
-        raise ``ThreadBusyError`` (nothing is journaled), or cancel it first."""
+        """Make a run durable with status ``queued``; return its id (with an idempotency key
+        used before, the id of the run it created). ``if_busy`` says what happens when an
+        earlier run of ``thread`` has not ended: wait behind it in the queue, raise
+        ``ThreadBusyError`` (nothing is journaled), or cancel it first."""
         check_agent(agent)
         text = check_input(input)
         if if_busy not in ("reject", "queue", "interrupt"):
@@ -135,21 +137,26 @@ class Runs:
             ),
             queued=True,
         )
-        if thread is None or if_busy == "queue":
-            await self._enqueue(started)
-            return run_id
-        while True:
-            try:
-                # Checking the thread and accepting the run are one atomic step of the store.
-                await self._enqueue(started, exclusive=True)
-            except ThreadBusyError as busy:
-                if if_busy == "reject":
-                    raise
-                await self.k_cancel(busy.active_run_id, thread_id, run_id)
-                continue
-            return run_id
+        try:
+            if thread is None or if_busy == "queue":
+                await self._enqueue(started, idempotency_key)
+                return run_id
+            while True:
+                try:
+                    # Checking the thread and accepting the run are one atomic step of the store.
+                    await self._enqueue(started, idempotency_key, exclusive=True)
+                except ThreadBusyError as busy:
+                    if if_busy == "reject":
+                        raise
+                    await self.k_cancel(busy.active_run_id, thread_id, run_id)
+                    continue
+                return run_id
+        except RunExistsError as exists:
+            return same_request(agent, exists)
 
-    async def _enqueue(self, started: RunStarted, *, exclusive: bool = False) -> None:
+    async def _enqueue(
+        self, started: RunStarted, key: str | None = None, *, exclusive: bool = False
+    ) -> None:
         state = start(started)
         await self.k.store.start_run(
             started.run_id,
@@ -158,6 +165,7 @@ class Runs:
             owner=None,
             ttl_s=self.k.lease_ttl_s,
             exclusive=exclusive,
+            idempotency_key=key,
         )
         self.k.observed(state, [started])
 
@@ -173,6 +181,7 @@ class Runs:
         if_busy: IfBusy,
         queue_timeout_s: float,
         principal: Principal = NOBODY,
+        idempotency_key: str | None = None,
     ) -> RunResult[OutputT]:
         """Start a run and drive it inline; see :meth:`keel.Runtime.run`."""
         check_agent(agent)
@@ -218,6 +227,11 @@ class Runs:
                         owner=k.driver_owner(),
                         ttl_s=k.lease_ttl_s,
                         exclusive=exclusive,
+                        idempotency_key=idempotency_key,
+                    )
+                except RunExistsError as exists:
+                    return await rejoin(
+                        self, agent, exists, deps=deps, queue_timeout_s=queue_timeout_s
                     )
                 except ThreadChangedError:
                     continue  # a run of the thread ended after we read its history: again
@@ -231,8 +245,11 @@ class Runs:
                 assert lease is not None
                 k.observed(state, [started])
                 return await self.drive(agent, state, lease, last_seq=1, chain=chain, deps=deps)
-            await self._enqueue(replace(template, queued=True))
-            return await self._wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
+            try:
+                await self._enqueue(replace(template, queued=True), idempotency_key)
+            except RunExistsError as exists:
+                return await rejoin(self, agent, exists, deps=deps, queue_timeout_s=queue_timeout_s)
+            return await self.wait_turn(agent, run_id, thread_id, deps, queue_timeout_s)
 
     async def k_cancel(self, run_id: str, thread_id: str, by_run: str) -> None:
         """Cancel the run that holds a thread, for a newer message (``if_busy='interrupt'``)."""
@@ -244,7 +261,7 @@ class Runs:
             reason=f"interrupted by a new message on thread {thread_id} (run {by_run})",
         )
 
-    async def _wait_turn(
+    async def wait_turn(
         self,
         agent: Agent[OutputT],
         run_id: str,
@@ -275,7 +292,7 @@ class Runs:
                     assert holder is not None or remaining <= 0
                     active = holder.run_id if holder is not None else run_id
                     status = holder.status if holder is not None else "running"
-                    if await self._withdraw(run_id):
+                    if await withdraw(k, run_id):
                         why = (
                             "it waits for a person or for a resume, so this message was not "
                             "queued behind it: decide on it, resume or cancel it first, or send "
@@ -289,27 +306,6 @@ class Runs:
                         )
                     return await self.wait(run_id, agent)
                 await pause(k, changes, min(remaining, 1.0))
-
-    async def _withdraw(self, run_id: str) -> bool:
-        """Cancel our own queued run before anyone started it; ``False`` if a driver has it."""
-        k = self.k
-        try:
-            lease = await k.store.acquire_lease(run_id, owner=k.driver_owner(), ttl_s=k.lease_ttl_s)
-        except RunLeasedError:
-            return False
-        try:
-            loaded = await k.load(run_id)
-            if loaded.state.status != "queued":
-                return False
-            finished = RunFinished(
-                status="cancelled",
-                error=_withdrawn(),
-                at=k.clock.now(),
-            )
-            await k.record(loaded, [finished], lease)
-            return True
-        finally:
-            await k.store.release_lease(lease)
 
     # -- continuing -----------------------------------------------------------------------
 
@@ -586,9 +582,3 @@ class Runs:
         chosen = agent if agent is not None else k.agents.get(record.agent)
         state = (await k.load(run_id)).state
         return k.result(chosen, state)
-
-
-def _withdrawn() -> ErrorInfo:
-    return ErrorInfo(
-        code="withdrawn", message="the run was withdrawn from the queue before it started"
-    )

@@ -35,7 +35,7 @@ from keel._ids import new_run_id
 from keel._runtime.approvals import Approvals
 from keel._runtime.composition import ModelComposer
 from keel._runtime.governance import Governance, store_location
-from keel._runtime.inputs import check_agent, check_principal
+from keel._runtime.inputs import check_agent, check_idempotency_key, check_principal
 from keel._runtime.kernel import Kernel
 from keel._runtime.observers import Observer
 from keel._runtime.result import RunResult
@@ -337,6 +337,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         tenant: str | None = None,
         user: str | None = None,
         roles: Sequence[str] = (),
+        idempotency_key: str | None = None,
     ) -> RunResult[OutputT]:
         """Run ``agent`` on ``input`` until it completes, fails or stops (a limit, a person).
 
@@ -362,6 +363,9 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             user: The user the run is for (``CheckRequest.user``).
             roles: The user's roles (``CheckRequest.roles``), e.g. for
                 :class:`keel.policies.ToolPermissions`.
+            idempotency_key: The caller's id for this request (see :meth:`submit`): a call
+                repeated with it, in any process, does not start a second run but joins the
+                first one's (driving it here if its caller died, else waiting for it).
 
         A run that ends badly (a limit, a failing model, invalid output) is not raised: the
         result's ``status`` and ``reason`` say what happened, and reading ``result.output`` of
@@ -379,6 +383,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             if_busy=if_busy,
             queue_timeout_s=queue_timeout_s,
             principal=check_principal(tenant, user, roles),
+            idempotency_key=check_idempotency_key(idempotency_key),
         )
 
     def run_sync(
@@ -395,6 +400,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         tenant: str | None = None,
         user: str | None = None,
         roles: Sequence[str] = (),
+        idempotency_key: str | None = None,
     ) -> RunResult[OutputT]:
         """:meth:`run` for code without an event loop (scripts, notebooks without one)."""
         try:
@@ -424,6 +430,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
                     tenant=tenant,
                     user=user,
                     roles=roles,
+                    idempotency_key=idempotency_key,
                 )
             finally:
                 # This loop ends when run_sync returns: connections opened on it must close
@@ -444,6 +451,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         user: str | None = None,
         roles: Sequence[str] = (),
         if_busy: IfBusy = "queue",
+        idempotency_key: str | None = None,
     ) -> str:
         """Accept a run into the queue and return its id at once; a worker (or
         :meth:`recover`, or :meth:`resume`) drives it, and :meth:`wait` or :meth:`events`
@@ -455,7 +463,15 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         ``if_busy`` applies when an earlier run of ``thread`` has not ended: ``"queue"`` (the
         default) accepts the run behind it, for as long as it takes; ``"reject"`` raises
         :class:`ThreadBusyError` and journals nothing (the check and the acceptance are one
-        atomic step); ``"interrupt"`` cancels the earlier runs, then accepts this one."""
+        atomic step); ``"interrupt"`` cancels the earlier runs, then accepts this one.
+
+        ``idempotency_key`` is the caller's id for this request (at most 255 printable
+        characters, such as a UUID or a message id), unique within ``tenant``. It is kept with
+        the run, in the same atomic write: a submit repeated with it (after a crash, a timeout,
+        a redelivered message, from any process) returns the id of the run the first one
+        created and creates none; one for another agent raises ``UsageError``. A key lasts as
+        long as its run (deleting the run frees it). Keys are stored as they are, not
+        encrypted: no personal data in them."""
         return await self._runs.submit(
             agent,
             input,
@@ -464,6 +480,7 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             model=model,
             principal=check_principal(tenant, user, roles),
             if_busy=if_busy,
+            idempotency_key=check_idempotency_key(idempotency_key),
         )
 
     async def wait(

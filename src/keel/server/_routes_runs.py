@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import StringConstraints
 
 from keel._agent import Agent
@@ -98,11 +98,24 @@ async def create_run(
     response: Response,
     state: State,
     principal: Annotated[Principal, Depends(require("run"))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Your id for this request (a UUID, say): a request repeated with it "
+            "(after a timeout, from any replica) gets the run the first one started.",
+        ),
+    ] = None,
 ) -> RunView:
     """Start a run of ``agent`` on ``input`` and wait up to ``wait`` seconds for it to stop
     (200 with its outcome). A run still going then, or one started with ``background``,
     answers 202 with its id and a ``Location`` to poll: it is durable, and a worker drives
-    it. ``if_busy: reject`` answers 409 while an earlier run of the thread has not ended."""
+    it. ``if_busy: reject`` answers 409 while an earlier run of the thread has not ended.
+    With an ``Idempotency-Key`` used before (by this tenant), no run is started: the answer
+    is about the run that key started."""
     settings = state.settings
     agent = state.agent(body.agent)
     wait = settings.wait_s if body.wait is None else body.wait
@@ -127,6 +140,7 @@ async def create_run(
                 user=principal.user,
                 roles=principal.roles,
                 if_busy=body.if_busy,
+                idempotency_key=idempotency_key,
             )
         except ConfigurationError as exc:
             raise ApiError(503, "agent_unavailable", exc.message, field="agent") from None

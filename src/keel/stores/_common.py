@@ -33,6 +33,7 @@ from keel.stores._sealed import described, unseal
 __all__ = [
     "LeaseState",
     "check_append",
+    "check_idempotency_key",
     "check_limit",
     "check_ttl",
     "closed_error",
@@ -108,6 +109,13 @@ def check_append(
             f"append to run '{run_id}' got release=True without a lease; release gives up "
             "the lease the append is made under, so pass that lease"
         )
+
+
+def check_idempotency_key(key: str | None) -> None:
+    """Raise ``ValueError`` for an idempotency key that is not a non-empty string (the
+    runtime checks its length and characters, with advice, before it gets here)."""
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(f"an idempotency key must be a non-empty str or None, got {key!r}")
 
 
 def check_limit(limit: int, where: str = "list_runs") -> None:

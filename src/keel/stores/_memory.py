@@ -28,6 +28,7 @@ from keel._core.events import Event, RunStatus
 from keel._core.messages import Message
 from keel.errors import (
     JournalConflictError,
+    RunExistsError,
     RunLeasedError,
     RunNotFoundError,
     ThreadBusyError,
@@ -46,6 +47,7 @@ from keel.ports import (
 from keel.stores._common import (
     LeaseState,
     check_append,
+    check_idempotency_key,
     check_limit,
     check_ttl,
     closed_error,
@@ -133,6 +135,9 @@ class MemoryStore(MemoryFeedback):
         # The runs that hold each thread (holds_thread), so thread checks never scan all runs.
         self._holders: dict[str, set[str]] = {}
         self._feedback: dict[str, list[Feedback]] = {}
+        # Idempotency keys: (tenant or "", key) -> run id, and back, to forget them on deletion.
+        self._keys: dict[tuple[str, str], str] = {}
+        self._key_of: dict[str, tuple[str, str]] = {}
         self._numbers = itertools.count(1)
         self._signals = Signals()
         self._closed = False
@@ -149,14 +154,26 @@ class MemoryStore(MemoryFeedback):
         owner: str | None,
         ttl_s: float,
         exclusive: bool = False,
+        idempotency_key: str | None = None,
     ) -> Lease | None:
         """Create a run from its first events, leased to ``owner`` (fencing token 1), or
-        unleased (queued) without one. See :meth:`keel.ports.Journal.start_run`."""
+        unleased (queued) without one; with ``idempotency_key``, once per key and tenant. See
+        :meth:`keel.ports.Journal.start_run`."""
         check_append(run_id, events, 0, record)
         check_ttl(ttl_s)
+        check_idempotency_key(idempotency_key)
         events = self._copy_events(events)
+        key = None if idempotency_key is None else (record.tenant or "", idempotency_key)
         with self._lock:
             self._check_open()
+            earlier = None if key is None else self._runs.get(self._keys.get(key, ""))
+            if key is not None and earlier is not None and earlier.record.run_id != run_id:
+                raise RunExistsError(
+                    key[1],
+                    run_id=earlier.record.run_id,
+                    agent=earlier.record.agent,
+                    tenant=record.tenant,
+                )
             if exclusive and (holder := self._holder(record.thread_id, but=run_id)) is not None:
                 raise ThreadBusyError(record.thread_id, active_run_id=holder.run_id)
             expected = started_after(events)
@@ -177,6 +194,9 @@ class MemoryStore(MemoryFeedback):
                 run.lease_expires_at = self._clock.now() + ttl_s
             self._runs[run_id] = run
             self._index(run.record)
+            if key is not None:
+                self._keys[key] = run_id
+                self._key_of[run_id] = key
             lease = run.lease() if owner is not None else None
         self._signals.notify(*notify_keys(run_id, record, queued=owner is None))
         return lease
@@ -448,6 +468,8 @@ class MemoryStore(MemoryFeedback):
             self._threads.clear()
             self._holders.clear()
             self._feedback.clear()
+            self._keys.clear()
+            self._key_of.clear()
 
     async def __aenter__(self) -> MemoryStore:
         return self
@@ -522,6 +544,9 @@ class MemoryStore(MemoryFeedback):
                 raise RunLeasedError(run_id, owner=holder[0], expires_at=holder[1])
         for run_id in run_ids:
             self._feedback.pop(run_id, None)
+            key = self._key_of.pop(run_id, None)
+            if key is not None:
+                del self._keys[key]
             record = self._runs.pop(run_id).record
             holders = self._holders.get(record.thread_id)
             if holders is not None:

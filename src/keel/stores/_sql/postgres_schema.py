@@ -163,6 +163,17 @@ _V4 = (
     "CREATE INDEX feedback_by_label ON {schema}.feedback (label, at) WHERE label IS NOT NULL",
 )
 
+# Version 5: idempotency keys, as in SQLite (see keel.stores._sql.sqlite_schema). Of two
+# transactions inserting one key, the second waits on the primary key for the first to commit,
+# then inserts nothing and rolls its run back.
+_V5_RUN_KEYS = """
+CREATE TABLE {schema}.run_keys (
+    tenant TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES {schema}.runs (run_id),
+    PRIMARY KEY (tenant, idempotency_key)
+)"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -187,6 +198,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Version 2 is SQLite's leases and thread counters, which PostgreSQL's version 1 has.
     Migration(version=3, name="queue", statements=_V3),
     Migration(version=4, name="history_and_feedback", statements=_V4),
+    Migration(
+        version=5,
+        name="idempotency_keys",
+        statements=(_V5_RUN_KEYS, "CREATE INDEX run_keys_by_run ON {schema}.run_keys (run_id)"),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,6 +19,7 @@ from keel._core.events import Event
 from keel._core.messages import Message
 from keel.errors import (
     JournalConflictError,
+    RunExistsError,
     RunLeasedError,
     RunNotFoundError,
     StoreError,
@@ -75,6 +76,7 @@ class Write:
     owner: str | None = None
     ttl_s: float = 0.0
     history_seq: int | None = None
+    idempotency_key: str | None = None
     types: list[str] = field(default_factory=list)
     ats: list[float] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
@@ -252,6 +254,8 @@ class Programs:
 
     def start_run(self, w: Write, *, exclusive: bool) -> Program[Lease | None]:
         sql, thread_id = self.sql, w.record.thread_id
+        if w.idempotency_key is not None:
+            yield from self.refuse_used_key(w)
         if exclusive:
             if self.lock_thread is not None:
                 yield from fetch(self.lock_thread, {"key": f"thread:{thread_id}"})
@@ -271,9 +275,34 @@ class Programs:
             raise JournalConflictError(
                 w.run_id, expected=0, actual=0 if state is None else state.last_seq
             )
+        if w.idempotency_key is not None:
+            yield from self.keep_key(w)
         if w.owner is None:
             return None
         return Lease(run_id=w.run_id, owner=w.owner, token=1, expires_at=float(row[0]))
+
+    def refuse_used_key(self, w: Write) -> Program[None]:
+        """Raise ``RunExistsError`` if another run was created with ``w``'s key. Its own run
+        (a start retried after its commit was lost) goes on, to be refused as a conflict and
+        recognised by :meth:`started`."""
+        assert w.idempotency_key is not None
+        row = yield from fetch_one(self.sql.select_run_key, _key_params(w))
+        if row is not None and row[0] != w.run_id:
+            raise RunExistsError(
+                w.idempotency_key, run_id=row[0], agent=row[1], tenant=w.record.tenant
+            )
+
+    def keep_key(self, w: Write) -> Program[None]:
+        """Record ``w``'s key for its new run, in the start's transaction; if a concurrent
+        start committed the key first, raise ``RunExistsError`` (the start is rolled back)."""
+        params = _key_params(w)
+        if (yield from fetch_one(self.sql.insert_run_key, params)) is not None:
+            return
+        yield from self.refuse_used_key(w)
+        raise StoreError(
+            f"the idempotency key of run '{w.run_id}' {self.where} was taken and released "
+            "while the run started; retry"
+        )
 
     def started(self, w: Write) -> Program[tuple[Lease | None] | None]:
         """After a lost connection: whether the run is the one this start wrote."""
@@ -436,9 +465,19 @@ class Programs:
         yield from execute(self.sql.delete_events_of_runs, params)
         yield from execute(self.sql.delete_run_tools_of_runs, params)
         yield from execute(self.sql.delete_feedback_of_runs, params)
+        yield from execute(self.sql.delete_run_keys_of_runs, params)
         deleted = yield from execute(self.sql.delete_runs, params)
         yield from notify(QUEUE_KEY)
         return deleted
+
+
+def _key_params(w: Write) -> dict[str, Any]:
+    # No tenant is a tenant of its own: "" (a tenant is never empty).
+    return {
+        "tenant": w.record.tenant or "",
+        "idempotency_key": w.idempotency_key,
+        "run_id": w.run_id,
+    }
 
 
 def _refuse_leased(rows: list[Row]) -> None:

@@ -168,6 +168,19 @@ V4_STATEMENTS = (
     "CREATE INDEX feedback_by_label ON feedback (label, at) WHERE label IS NOT NULL",
 )
 
+# Version 5: idempotency keys. A key is unique within its tenant ("" for runs without one: a
+# tenant is never empty) and written in the transaction that creates its run, so a request
+# repeated after a crash finds the run the first one created. A separate table, not a column of
+# runs: most runs have no key, and the runs table and its hot appends stay as they are. The
+# index on run_id serves the foreign key and deletions.
+_V5_RUN_KEYS = """
+CREATE TABLE run_keys (
+    tenant TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    PRIMARY KEY (tenant, idempotency_key)
+) WITHOUT ROWID"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -218,6 +231,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(version=4, name="history_and_feedback", statements=V4_STATEMENTS),
+    Migration(
+        version=5,
+        name="idempotency_keys",
+        statements=(_V5_RUN_KEYS, "CREATE INDEX run_keys_by_run ON run_keys (run_id)"),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

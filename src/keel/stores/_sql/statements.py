@@ -81,6 +81,7 @@ TABLES = (
     "thread_messages",
     "run_tools",
     "feedback",
+    "run_keys",
     "schema_migrations",
 )
 
@@ -265,6 +266,19 @@ FROM {threads} AS t
 WHERE t.thread_id = :thread_id
 ORDER BY m.seq"""
 
+# --- idempotency keys -------------------------------------------------------------------------
+
+# The run an idempotency key created (a key never outlives its run: they are deleted together).
+SELECT_RUN_KEY = """
+SELECT k.run_id, r.agent FROM {run_keys} AS k JOIN {runs} AS r ON r.run_id = k.run_id
+WHERE k.tenant = :tenant AND k.idempotency_key = :idempotency_key"""
+# The key's row is the guard: of two starts with one key, the second waits for the first to
+# commit (PostgreSQL) or runs after it (SQLite), finds the row and inserts nothing.
+INSERT_RUN_KEY = """
+INSERT INTO {run_keys} (tenant, idempotency_key, run_id)
+VALUES (:tenant, :idempotency_key, :run_id)
+ON CONFLICT (tenant, idempotency_key) DO NOTHING RETURNING run_id"""
+
 # --- leases and claims ------------------------------------------------------------------------
 
 # Free, expired or the owner's own (or forced): one UPDATE decides and writes. The owner
@@ -348,6 +362,7 @@ DELETE_THREAD_MESSAGES_OF_RUNS = "DELETE FROM {thread_messages} WHERE run_id {in
 DELETE_EVENTS_OF_RUNS = "DELETE FROM {events} WHERE run_id {in:run_ids}"
 DELETE_RUN_TOOLS_OF_RUNS = "DELETE FROM {run_tools} WHERE run_id {in:run_ids}"
 DELETE_FEEDBACK_OF_RUNS = "DELETE FROM {feedback} WHERE run_id {in:run_ids}"
+DELETE_RUN_KEYS_OF_RUNS = "DELETE FROM {run_keys} WHERE run_id {in:run_ids}"
 DELETE_RUNS = "DELETE FROM {runs} WHERE run_id {in:run_ids}"
 DELETE_THREAD_MESSAGES = "DELETE FROM {thread_messages} WHERE thread_id = :thread_id"
 
@@ -376,6 +391,8 @@ class Statements:
         self.other_holder = render(OTHER_HOLDER)
         self.thread_last_seq = render(THREAD_LAST_SEQ)
         self.thread_history = render(THREAD_HISTORY)
+        self.select_run_key = render(SELECT_RUN_KEY)
+        self.insert_run_key = render(INSERT_RUN_KEY)
         self.acquire_lease = render(ACQUIRE_LEASE)
         self.renew_lease = render(RENEW_LEASE)
         self.release_lease = render(RELEASE_LEASE)
@@ -387,5 +404,6 @@ class Statements:
         self.delete_events_of_runs = render(DELETE_EVENTS_OF_RUNS)
         self.delete_run_tools_of_runs = render(DELETE_RUN_TOOLS_OF_RUNS)
         self.delete_feedback_of_runs = render(DELETE_FEEDBACK_OF_RUNS)
+        self.delete_run_keys_of_runs = render(DELETE_RUN_KEYS_OF_RUNS)
         self.delete_runs = render(DELETE_RUNS)
         self.delete_thread_messages = render(DELETE_THREAD_MESSAGES)

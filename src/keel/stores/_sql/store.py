@@ -21,6 +21,7 @@ from keel.errors import ConfigurationError
 from keel.ports import Change, Feedback, FeedbackQuery, Lease, RunQuery, RunRecord, ThreadHistory
 from keel.stores._common import (
     check_append,
+    check_idempotency_key,
     check_limit,
     check_ttl,
     notify_keys,
@@ -111,11 +112,14 @@ class SQLStore(abc.ABC):
         owner: str | None,
         ttl_s: float,
         exclusive: bool = False,
+        idempotency_key: str | None = None,
     ) -> Lease | None:
         """Create a run from its first events, leased to ``owner`` (fencing token 1), or
-        unleased (queued) without one. See :meth:`keel.ports.Journal.start_run`."""
+        unleased (queued) without one; with ``idempotency_key``, once per key and tenant. See
+        :meth:`keel.ports.Journal.start_run`."""
         check_append(run_id, events, 0, record)
         check_ttl(ttl_s)
+        check_idempotency_key(idempotency_key)
         w = Write.of(
             run_id,
             events,
@@ -125,16 +129,19 @@ class SQLStore(abc.ABC):
             ttl_s=ttl_s,
             keys=notify_keys(run_id, record, queued=owner is None),
             keyring=self._programs.keyring,
+            idempotency_key=idempotency_key,
         )
         programs = self._programs
+        # A start that checks something (the thread, the key) is a transaction of its own.
+        alone = exclusive or idempotency_key is not None
         task = Task(
             f"start run '{run_id}'",
             lambda: programs.start_run(w, exclusive=exclusive),
             write=True,
-            atomic=exclusive or not programs.single_statement_writes,
+            atomic=alone or not programs.single_statement_writes,
             committed=lambda: programs.started(w),
         )
-        if exclusive:
+        if alone:
             return await self._run(task)
 
         def written(row: Row) -> Lease | None:
