@@ -23,13 +23,27 @@ from keel.errors import UsageError
 __all__ = ["load_agent", "load_app"]
 
 
+def _file_module_name(path: Path) -> str:
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return f"keel_target_{path.stem}_{digest}"
+
+
+def loaded_module(app: str) -> ModuleType | None:
+    """The module :func:`load_app` loaded for ``app`` (a file or a module named alone; not a
+    ``module:attribute``), or ``None``."""
+    if ":" in app.replace("\\", "/").split("/")[-1]:
+        return None
+    if app.endswith(".py") or "/" in app or "\\" in app:
+        return sys.modules.get(_file_module_name(Path(app)))
+    return sys.modules.get(app)
+
+
 def _module_from_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise UsageError(f"no file {path}; give the path of a Python file that defines an agent")
     # A unique name, registered before execution: pydantic and dataclasses look their module
     # up in sys.modules while the file runs.
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"keel_target_{path.stem}_{digest}"
+    name = _file_module_name(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"{path} is not a Python file Keel can load")

@@ -15,9 +15,9 @@ import typer
 
 from keel._cli._common import DbOption, app_of, fail, guarded, stderr
 from keel._cli.health import _plan
-from keel._cli.loader import load_app
+from keel._cli.loader import load_app, loaded_module
 from keel._settings import KeelSettings
-from keel.errors import MissingExtraError
+from keel.errors import MissingExtraError, UsageError
 
 __all__ = ["serve"]
 
@@ -39,6 +39,32 @@ def _probes(app: str) -> dict[str, list[Any]]:
     if ":" in app.replace("\\", "/").split("/")[-1]:
         return {}
     return {agent.name: probes for agent, probes in _plan(app, None)}
+
+
+def _companions(app: str) -> tuple[Any, list[Any]]:
+    """The app module's ``webhooks`` (a :class:`keel.webhooks.Webhooks`) and ``schedules``
+    (a list of :class:`keel.schedules.Schedule`), when it defines them."""
+    module = loaded_module(app)
+    webhooks = getattr(module, "webhooks", None)
+    schedules = list(getattr(module, "schedules", None) or ())
+    if webhooks is not None:
+        from keel.webhooks import Webhooks
+
+        if not isinstance(webhooks, Webhooks):
+            raise UsageError(
+                f"{app} defines webhooks as {type(webhooks).__name__}; make it "
+                "keel.webhooks.Webhooks([...]) or rename it"
+            )
+    if schedules:
+        from keel.schedules import Schedule
+
+        wrong = [type(s).__name__ for s in schedules if not isinstance(s, Schedule)]
+        if wrong:
+            raise UsageError(
+                f"{app} defines schedules holding {', '.join(sorted(set(wrong)))}; make it a "
+                "list of keel.schedules.Schedule or rename it"
+            )
+    return webhooks, schedules
 
 
 async def _any_keys(settings: KeelSettings) -> bool:
@@ -120,8 +146,14 @@ def serve(
             f"{settings.host}; create a key first (keel keys create --tenant T --user U --scope "
             "run --scope read), or use --host 127.0.0.1"
         )
+    webhooks, schedules = guarded(lambda: _companions(chosen))
     app = app_module.create_app(
-        agents=agents, settings=settings, probes=probes, keel_settings=keel_settings
+        agents=agents,
+        settings=settings,
+        probes=probes,
+        keel_settings=keel_settings,
+        webhooks=webhooks,
+        schedules=schedules,
     )
     where = f"http://{settings.host}:{settings.port}"
     worker = (

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -20,11 +20,13 @@ from keel._agent import Agent
 from keel._runtime.runtime import Runtime
 from keel._settings import KeelSettings
 from keel.observability import Metrics, Probe
+from keel.server._auth import require
 from keel.server._errors import CatchAll, install_error_handlers
 from keel.server._intake import Intake
 from keel.server._keys import KeyStore
 from keel.server._keys_open import key_store_for
 from keel.server._middleware import BodyLimit, RefuseWhileDraining
+from keel.server._openai import openai_router
 from keel.server._routes_decisions import router as decisions
 from keel.server._routes_health import router as health
 from keel.server._routes_runs import router as runs
@@ -33,6 +35,10 @@ from keel.server._routes_threads import router as threads
 from keel.server._routes_ws import router as ws
 from keel.server._settings import ServerSettings
 from keel.server._state import ServerState
+
+if TYPE_CHECKING:
+    from keel.schedules import Schedule, Scheduler
+    from keel.webhooks import Webhooks
 
 __all__ = ["create_app"]
 
@@ -59,6 +65,8 @@ def create_app(
     metrics: Metrics | None = None,
     probes: Mapping[str, Sequence[Probe]] | None = None,
     keel_settings: KeelSettings | None = None,
+    webhooks: Webhooks | None = None,
+    schedules: Sequence[Schedule] = (),
 ) -> FastAPI:
     """The API serving ``agents`` (see docs/guide/server.md).
 
@@ -76,6 +84,10 @@ def create_app(
             depth and the like; it also counts the events of a runtime the app opens).
         probes: Semantic health probes per agent name, asked by ``/v1/health/semantic``.
         keel_settings: Settings of the runtime the app opens (ignored with ``runtime``).
+        webhooks: Signed webhooks to deliver while the app runs (:mod:`keel.webhooks`); it
+            observes the runtime the app opens, so runs of this process are told at once.
+        schedules: Cron schedules this app fires while it runs (:mod:`keel.schedules`);
+            every replica may run them: each due time fires once.
     """
     served = dict(agents) if isinstance(agents, Mapping) else {a.name: a for a in agents}
     for agent in served.values():
@@ -84,18 +96,29 @@ def create_app(
     chosen = settings or ServerSettings()
     asked = {name: list(found) for name, found in (probes or {}).items()}
 
+    # Made now (it opens nothing until used) so that routers can be given it; opened and
+    # closed with the app.
+    own_metrics = metrics if metrics is not None else _new_metrics()
+    opened = runtime is None
+    if runtime is None:
+        live = Runtime(
+            settings=keel_settings or KeelSettings.from_environ(),
+            recover_on_start=False,  # the inline worker (or another) claims what is left
+            observers=[
+                *([own_metrics] if own_metrics is not None else []),
+                *([webhooks] if webhooks is not None else []),
+            ],
+        )
+    else:
+        live = runtime
+    scheduler: Scheduler | None = None
+    if schedules:
+        from keel.schedules import Scheduler
+
+        scheduler = Scheduler(live, schedules=schedules)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_metrics = metrics if metrics is not None else _new_metrics()
-        opened = runtime is None
-        if runtime is None:
-            live = Runtime(
-                settings=keel_settings or KeelSettings.from_environ(),
-                recover_on_start=False,  # the inline worker (or another) claims what is left
-                observers=[own_metrics] if own_metrics is not None else (),
-            )
-        else:
-            live = runtime
         try:
             for agent in served.values():
                 live.register(agent)
@@ -120,7 +143,8 @@ def create_app(
                     _keep_working(state), name="keel-inline-worker"
                 )
             try:
-                yield
+                async with _beside(live, webhooks, scheduler):
+                    yield
             finally:
                 state.drain()
                 if state.worker_task is not None:
@@ -143,11 +167,34 @@ def create_app(
     install_error_handlers(app)
     for router in (runs, stream, decisions, threads, ws, health):
         app.include_router(router)
+    # /v1/chat/completions and /v1/models for OpenAI clients: the same keys and tenants.
+    app.include_router(openai_router(live, caller=require("run")))
     # Added innermost first: a request meets CatchAll, then the drain, then the size limit.
     app.add_middleware(BodyLimit, limit=chosen.max_body_bytes)
     app.add_middleware(RefuseWhileDraining)
     app.add_middleware(CatchAll)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _beside(
+    runtime: Runtime, webhooks: Webhooks | None, scheduler: Scheduler | None
+) -> AsyncIterator[None]:
+    """Webhooks delivered and schedules fired while the app serves (a delivery or a fire cut
+    short here is finished by another replica, or by this one when it starts again)."""
+    if webhooks is not None:
+        await webhooks.start(runtime)
+    try:
+        if scheduler is not None:
+            await scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await scheduler.stop()
+    finally:
+        if webhooks is not None:
+            await webhooks.stop()
 
 
 def _new_metrics() -> Metrics | None:
