@@ -66,7 +66,7 @@ def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) 
         # one), so that kills land in the work, whatever the machine's load.
         assert worker.stdout is not None
         worker.stdout.readline()
-        time.sleep(rng.uniform(0.0, 0.75))
+        time.sleep(rng.uniform(0.0, 0.4))
         if worker.poll() is not None:
             _, err = worker.communicate()
             assert worker.returncode == 0, err.decode()
