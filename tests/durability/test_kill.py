@@ -62,11 +62,11 @@ def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) 
     while kills < KILLS:
         worker = _worker(journal, schema, ledger, jobs)
         lives += 1
-        # From when it is ready (start-up takes 0.35 s on a quiet machine, seconds on a busy
-        # one), so that kills land in the work, whatever the machine's load.
+        # From when it has imported Keel (0.35 s on a quiet machine, seconds on a busy one), so
+        # that kills land in the work, whatever the machine's load.
         assert worker.stdout is not None
         worker.stdout.readline()
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.05, 0.8))
         if worker.poll() is not None:
             _, err = worker.communicate()
             assert worker.returncode == 0, err.decode()
