@@ -1,26 +1,27 @@
 """Which Keel thread a client's conversation is, per caller.
 
-A client names its conversation (``X-Keel-Thread``, or ``thread`` in the body). Two tenants
-may both call theirs ``support-1``, and one must never read the other's: the Keel thread is
-the client's name scoped by the caller, ``tenant/user/name``, with ``%`` and ``/`` escaped in
-each part so that no choice of names makes two callers' threads meet. A caller with neither
-tenant nor user (a server that authenticates nobody) gets the name itself, escaped the same
-way: it never holds a ``/``, so it never meets a scoped thread either.
+A client names its conversation (``X-Keel-Thread``, or ``thread`` in the body). The name
+follows the same rule as everywhere else on the server (:mod:`keel.server._tenancy`): it
+lives in its tenant's namespace, ``tenant/name``, so the thread ``support-1`` that a client
+continues here is the thread ``support-1`` of ``/v1/runs`` and ``/v1/threads``, and two
+tenants never share one. Names are letters, digits and ``._:@+=-``: never a ``/``, so no
+name of a caller without a tenant meets a tenant's thread.
 """
 
 from __future__ import annotations
 
-import hashlib
+import re
 
+from keel.server._models_runs import THREAD_PATTERN
 from keel.server._openai_caller import Caller
 from keel.server._openai_errors import invalid_request
 
 __all__ = ["MAX_THREAD", "client_thread", "keel_thread"]
 
-MAX_THREAD = 100
+MAX_THREAD = 128
 """The longest thread name a client may give."""
 
-_MAX_KEEL_THREAD = 200  # what the runtime accepts
+_THREAD = re.compile(THREAD_PATTERN)
 
 
 def client_thread(in_body: str | None, in_header: str | None) -> str | None:
@@ -35,24 +36,16 @@ def client_thread(in_body: str | None, in_header: str | None) -> str | None:
     thread = in_body if in_body is not None else in_header
     if thread is None:
         return None
-    if not thread.strip() or len(thread) > MAX_THREAD or not thread.isprintable():
+    if not _THREAD.fullmatch(thread):
         raise invalid_request(
-            f"'thread' must be 1 to {MAX_THREAD} printable characters, not only spaces.",
+            f"'thread' must be 1 to {MAX_THREAD} letters, digits or '._:@+=-', starting "
+            "with a letter or digit.",
             param="thread",
         )
     return thread
 
 
-def _escaped(part: str) -> str:
-    return part.replace("%", "%25").replace("/", "%2F")
-
-
 def keel_thread(thread: str, caller: Caller) -> str:
-    """The Keel thread id of the caller's conversation ``thread``."""
-    if caller.tenant is None and caller.user is None:
-        return _escaped(thread)
-    scoped = "/".join(_escaped(part or "") for part in (caller.tenant, caller.user, thread))
-    if len(scoped) <= _MAX_KEEL_THREAD:
-        return scoped
-    # Long tenant and user names: a digest, still with a "/", so it meets no unscoped name.
-    return "h/" + hashlib.sha256(scoped.encode()).hexdigest()
+    """The Keel thread id of the caller's conversation ``thread``: the name in the caller's
+    tenant's namespace, as ``/v1/runs`` names it."""
+    return thread if caller.tenant is None else f"{caller.tenant}/{thread}"

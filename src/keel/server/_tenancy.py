@@ -14,14 +14,16 @@ from keel.errors import RunNotFoundError
 from keel.ports import RunRecord
 from keel.server._auth import Principal
 from keel.server._errors import ApiError
+from keel.server._openai_threads import keel_thread
 from keel.server._state import ServerState
 
 __all__ = ["client_thread", "run_not_found", "store_thread", "visible", "visible_run"]
 
 
 def store_thread(principal: Principal, thread: str) -> str:
-    """The store's name of the client's ``thread``."""
-    return thread if principal.tenant is None else f"{principal.tenant}/{thread}"
+    """The store's name of the client's ``thread``: the same on every route, the
+    OpenAI-compatible endpoint's included."""
+    return keel_thread(thread, principal)
 
 
 def client_thread(principal: Principal, thread_id: str) -> str:
