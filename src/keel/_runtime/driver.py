@@ -46,7 +46,7 @@ from keel.errors import LeaseLostError
 from keel.ports import Clock, Lease, Model, RunRecord
 from keel.resilience import Fallback
 
-__all__ = ["Appender", "DeltaSink", "EffectHandler", "RunDriver"]
+__all__ = ["Appender", "DeltaOutlet", "DeltaSink", "EffectHandler", "RunDriver"]
 
 
 class Appender(Protocol):
@@ -82,6 +82,18 @@ class EffectHandler(Protocol):
 
 DeltaSink = Callable[[str, int, str], None]
 """Receives a model's text as it streams: ``(run_id, step, text)``."""
+
+
+class DeltaOutlet(Protocol):
+    """Where a run's streamed text goes (its followers, in this process and others)."""
+
+    async def sink_for(self, run_id: str) -> DeltaSink | None:
+        """Where ``run_id``'s text goes, or ``None`` when nobody follows it."""
+        ...
+
+    async def flushed(self) -> None:
+        """Return once the text sent to other processes so far has left."""
+        ...
 
 
 class JournalHook(Protocol):
@@ -127,7 +139,7 @@ class RunDriver:
         keeper: LeaseKeeper | None = None,
         checks: Sequence[Check] = (),
         detached: bool = False,
-        deltas: Callable[[str], DeltaSink | None] | None = None,
+        deltas: DeltaOutlet | None = None,
         published: Callable[[str, int, Sequence[Event]], None] | None = None,
         guards: Sequence[CallGuard] = (),
         journaled: Sequence[JournalHook] = (),
@@ -293,13 +305,19 @@ class RunDriver:
         for hook in self._journaled:
             await hook.journaled(state, events)
 
-    def delta_sink(self) -> DeltaSink | None:
+    async def delta_sink(self) -> DeltaSink | None:
         """Where the model's text goes as it streams, when someone follows it. Text a
         redactor rewrites is not streamed: a piece cannot be redacted without what follows
         it (followers get the redacted answer with its event)."""
         if self._deltas is None or (self._scrubber is not None and self._scrubber.redacts):
             return None
-        return self._deltas(self.state.run_id)
+        return await self._deltas.sink_for(self.state.run_id)
+
+    async def deltas_sent(self) -> None:
+        """Return once the streamed text bound for other processes has left, so that it
+        leaves before the answer it belongs to is journaled."""
+        if self._deltas is not None:
+            await self._deltas.flushed()
 
     def stream_mask(self) -> StreamMask | None:
         """A mask for the known secrets in one streamed answer (``None``: none to mask)."""

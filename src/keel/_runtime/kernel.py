@@ -33,7 +33,8 @@ from keel._core.state import RunState
 from keel._runtime.call_guards import CallGuard
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.composition import ModelComposer
-from keel._runtime.driver import DeltaSink, EffectHandler, JournalHook, RunDriver
+from keel._runtime.driver import EffectHandler, JournalHook, RunDriver
+from keel._runtime.followers import Followers
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.observers import Observers
@@ -128,56 +129,6 @@ class Drives:
             found[0].exception()  # marked as retrieved: nobody may be waiting
         else:
             found[0].set_result(result)
-
-
-class Followers:
-    """In-process subscribers to the model text of runs as it streams."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queues: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]]] = {}
-
-    @asynccontextmanager
-    async def follow(self, run_id: str) -> AsyncIterator[asyncio.Queue[Any]]:
-        """A queue that receives ``(step, text)`` pieces of ``run_id``'s streamed text."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        entry = (asyncio.get_running_loop(), queue)
-        with self._lock:
-            self._queues.setdefault(run_id, []).append(entry)
-        try:
-            yield queue
-        finally:
-            with self._lock:
-                found = self._queues.get(run_id, [])
-                if entry in found:
-                    found.remove(entry)
-                if not found:
-                    self._queues.pop(run_id, None)
-
-    def sink(self, run_id: str) -> DeltaSink | None:
-        """Where ``run_id``'s text goes, or ``None`` when nobody follows it (then the model
-        is not asked to stream)."""
-        if not self._queues:  # nobody follows any run: no lock needed
-            return None
-        with self._lock:
-            if not self._queues.get(run_id):
-                return None
-        return self._publish
-
-    def _publish(self, run_id: str, step: int, text: str) -> None:
-        with self._lock:
-            found = list(self._queues.get(run_id, ()))
-        try:
-            here = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        for loop, queue in found:
-            if loop is here:
-                # At once: the text is queued before the answer it belongs to is journaled,
-                # so a follower that reads the answer has its text already.
-                queue.put_nowait((step, text))
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(queue.put_nowait, (step, text))
 
 
 class Kernel:

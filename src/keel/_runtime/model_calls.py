@@ -142,7 +142,7 @@ class ModelCalls:
         plan, allowed = await self._guarded(driver, effect, request)
         if not allowed:
             return
-        sink = driver.delta_sink()
+        sink = await driver.delta_sink()
         started = clock.monotonic()
         try:
             async with driver.wall_time:
@@ -152,6 +152,7 @@ class ModelCalls:
                     response = await _streamed(
                         model, request, sink, state.run_id, effect.step, mask=driver.stream_mask()
                     )
+                    await driver.deltas_sent()
         except ModelError as exc:
             await ended(driver.guards, plan, error=exc)
             latency = (clock.monotonic() - started) * 1000

@@ -434,7 +434,7 @@ class Runs:
                     keeper=keeper,
                     checks=k.checks_for(agent),
                     detached=detached or state.forked_from is not None,
-                    deltas=k.followers.sink,
+                    deltas=k.followers,
                     guards=k.guards_for(state),
                     journaled=k.journal_hooks,
                     scrubber=k.scrubber,

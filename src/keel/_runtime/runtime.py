@@ -220,6 +220,14 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         )
         for observer in observers:
             self._kernel.observers.add(observer)
+        if self.settings.redis_url:
+            # Streamed text crosses processes through Redis pub/sub (a replica serving a
+            # stream may not be the process that drives its run).
+            from keel._runtime.relay_redis import RedisDeltaRelay
+
+            self._kernel.followers.relay = RedisDeltaRelay(
+                self.settings.redis_url, origin=self._kernel.owner
+            )
         # Traces by default where the OTEL_* variables configure an OTLP endpoint.
         self._tracing = None
         if not any(isinstance(observer, Tracing) for observer in observers):
@@ -262,6 +270,8 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         ledger, rate limiter and audit log) if it opened them."""
         await self.composer.aclose()
         await self._governance.aclose()
+        if self._kernel.followers.relay is not None:
+            await self._kernel.followers.relay.aclose()
         if self._owns_breakers and self.breakers is not None:
             await self.breakers.close()
         if self._owns_store:
@@ -505,8 +515,9 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
         """Follow a run: its journal events numbered above ``after`` (:class:`RunEvent`), as
         they become durable, until it stops (``until="finished"``: until it ends, through
         pauses). With ``deltas``, also the model's text as it streams (:class:`RunDelta`),
-        when this process drives the run (the model is then asked to stream). Works from any
-        process: the store wakes followers when the run changes."""
+        when this process drives the run, or another does and ``KEEL_REDIS_URL`` names the
+        Redis they share (the model is then asked to stream). Works from any process: the
+        store wakes followers when the run changes."""
         return follow(self._kernel, run_id, after=after, deltas=deltas, until=until)
 
     def worker(

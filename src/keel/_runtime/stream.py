@@ -6,8 +6,9 @@ its connection picks up exactly where it left off (``after=seq``). The follower 
 journal from the store (``load(after_seq=...)``) and sleeps until the store says the run
 changed: in this process at once, in others through the store's own signal (PostgreSQL
 ``NOTIFY``, SQLite's data version). The model's text deltas are not journaled; they reach
-followers in the process that drives the run, and asking for them makes that driver stream
-from the model.
+followers in the process that drives the run, and in others through Redis when
+``KEEL_REDIS_URL`` is set; asking for them makes the driver stream from the model. A piece of
+text never comes after the answer it belongs to.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
-from keel._core.events import FINISHED, Event
+from keel._core.events import FINISHED, Event, ModelResponded
 from keel._runtime.kernel import Kernel
 from keel._runtime.waits import pause, watching
 from keel.errors import UsageError
@@ -63,6 +64,7 @@ async def follow(
         raise UsageError(f"until must be 'stopped' or 'finished', got {until!r}")
     await k.store.get_run(run_id)  # an unknown run fails here, clearly
     seq = after
+    answered = 0  # the last step whose answer was yielded: its text comes no more
     async with contextlib.AsyncExitStack() as stack:
         changes = await stack.enter_async_context(watching(k.store, run_id))
         queue = await stack.enter_async_context(k.followers.follow(run_id)) if deltas else None
@@ -74,9 +76,12 @@ async def follow(
             # belongs to became durable, and a run that ended here is followed no further.
             while queue is not None and not queue.empty():
                 step, text = queue.get_nowait()
-                yield RunDelta(run_id=run_id, step=step, text=text)
+                if step > answered:
+                    yield RunDelta(run_id=run_id, step=step, text=text)
             for event in events:
                 seq += 1
+                if isinstance(event, ModelResponded):
+                    answered = max(answered, event.step)
                 yield RunEvent(run_id=run_id, seq=seq, event=event)
             if record.status in FINISHED or (until == "stopped" and record.status in _STOPPED):
                 return
@@ -92,7 +97,10 @@ async def follow(
                     )
                     if piece in done:
                         step, text = piece.result()
-                        yield RunDelta(run_id=run_id, step=step, text=text)
+                        # A piece from another process may come after its answer did: the
+                        # answer carried the whole text, so it is dropped.
+                        if step > answered:
+                            yield RunDelta(run_id=run_id, step=step, text=text)
                     else:
                         piece.cancel()
             finally:
