@@ -82,6 +82,19 @@ class Drives:
             found = self._active.get(run_id)
         return None if found is None else found[1]
 
+    def outcome(self, run_id: str) -> asyncio.Future[Any] | None:
+        """The future of ``run_id``'s driving in this process and on this event loop, if it is
+        driven here now."""
+        with self._lock:
+            found = self._active.get(run_id)
+        if found is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return found[0] if found[0].get_loop() is loop else None
+
     def attach(self, run_id: str, driver: RunDriver) -> None:
         """Say which driver advances ``run_id`` (for stopping it from elsewhere)."""
         with self._lock:

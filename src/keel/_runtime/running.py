@@ -49,7 +49,7 @@ from keel.errors import (
     ThreadChangedError,
     UsageError,
 )
-from keel.ports import Lease, Model, ThreadHistory
+from keel.ports import Lease, Model, SystemClock, ThreadHistory
 
 __all__ = ["UNSET", "IfBusy", "Runs"]
 
@@ -572,7 +572,13 @@ class Runs:
                 remaining = None if deadline is None else deadline - k.clock.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                await pause(k, changes, 1.0 if remaining is None else min(remaining, 1.0))
+                seconds = 1.0 if remaining is None else min(remaining, 1.0)
+                driving = k.drives.outcome(run_id)
+                if driving is not None and isinstance(k.clock, SystemClock):
+                    # Driven here: woken once when the driver lets go, not at every step.
+                    await asyncio.wait({driving}, timeout=seconds)
+                    continue
+                await pause(k, changes, seconds)
         return await self.result(run_id, agent)
 
     async def result(self, run_id: str, agent: Agent[OutputT] | None = None) -> RunResult[OutputT]:

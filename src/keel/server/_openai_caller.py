@@ -47,6 +47,7 @@ class Anonymous:
 ANONYMOUS = Anonymous()
 
 
-def anonymous() -> Caller:
-    """The dependency used when the server gives none: every request is :data:`ANONYMOUS`."""
+async def anonymous() -> Caller:
+    """The dependency used when the server gives none: every request is :data:`ANONYMOUS`
+    (``async``, so that FastAPI calls it on the event loop, not on a worker thread)."""
     return ANONYMOUS

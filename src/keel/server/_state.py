@@ -87,6 +87,7 @@ def server_state(connection: HTTPConnection) -> ServerState:
     return state
 
 
-def request_state(request: Request) -> ServerState:
-    """:func:`server_state` as a FastAPI dependency of HTTP routes."""
+async def request_state(request: Request) -> ServerState:
+    """:func:`server_state` as a FastAPI dependency of HTTP routes (``async``: FastAPI runs a
+    plain function dependency on a worker thread, a hop per request)."""
     return server_state(request)
