@@ -39,6 +39,7 @@ from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel._runtime.repeats import rejoin, same_request
 from keel._runtime.result import RunResult
+from keel._runtime.run_waits import run_result, wait_for_run
 from keel._runtime.tracecontext import caller_trace_context
 from keel._runtime.waits import pause, watching
 from keel._runtime.withdrawal import withdraw
@@ -49,7 +50,7 @@ from keel.errors import (
     ThreadChangedError,
     UsageError,
 )
-from keel.ports import Lease, Model, SystemClock, ThreadHistory
+from keel.ports import Lease, Model, ThreadHistory
 
 __all__ = ["UNSET", "IfBusy", "Runs"]
 
@@ -562,29 +563,8 @@ class Runs:
     ) -> RunResult[OutputT]:
         """Wait until the run is no longer queued or running (or ``timeout_s`` passed), and
         return where it stands."""
-        k = self.k
-        deadline = None if timeout_s is None else k.clock.monotonic() + timeout_s
-        async with watching(k.store, run_id) as changes:
-            while True:
-                record = await k.store.get_run(run_id)
-                if record.status not in ("queued", "running"):
-                    break
-                remaining = None if deadline is None else deadline - k.clock.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                seconds = 1.0 if remaining is None else min(remaining, 1.0)
-                driving = k.drives.outcome(run_id)
-                if driving is not None and isinstance(k.clock, SystemClock):
-                    # Driven here: woken once when the driver lets go, not at every step.
-                    await asyncio.wait({driving}, timeout=seconds)
-                    continue
-                await pause(k, changes, seconds)
-        return await self.result(run_id, agent)
+        return await wait_for_run(self.k, run_id, agent, timeout_s=timeout_s)
 
     async def result(self, run_id: str, agent: Agent[OutputT] | None = None) -> RunResult[OutputT]:
         """Where a run stands now, from its journal."""
-        k = self.k
-        record = await k.store.get_run(run_id)
-        chosen = agent if agent is not None else k.agents.get(record.agent)
-        state = (await k.load(run_id)).state
-        return k.result(chosen, state)
+        return await run_result(self.k, run_id, agent)
