@@ -7,9 +7,9 @@ notification reaches each registration on its own loop.
 
 Changes made by other processes reach a registration through ``poll``: a cheap function the
 store gives that returns a version of the database (SQLite: ``PRAGMA data_version``, which
-moves when another connection commits), read every ``poll_interval_s`` while a registration
-waits, or through the store calling :meth:`notify` itself when its database tells
-it (PostgreSQL ``LISTEN``).
+moves when another connection commits), read every ``poll_interval_s`` while any registration
+of an event loop waits (once for all of them), or through the store calling :meth:`notify`
+itself when its database tells it (PostgreSQL ``LISTEN``).
 """
 
 from __future__ import annotations
@@ -27,29 +27,76 @@ QUEUE = QUEUE_KEY
 """The key of queue registrations (no run id can be this)."""
 
 
+class _Poller:
+    """Reads the database's version for every registration of one event loop: one read per
+    interval while any of them waits, however many there are (a server holds one per request
+    that waits for its run), rather than one timer and one read per registration."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, poll: Callable[[], int], interval_s: float
+    ) -> None:
+        self._loop = loop
+        self._poll = poll
+        self._interval_s = interval_s
+        self._version = poll()
+        self._read_at = loop.time()
+        #: Moves each time the version is seen to change.
+        self.generation = 0
+        self._waiting: set[Registration] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def current(self) -> int:
+        """The generation now, after reading the version if the last read is not fresh."""
+        if self._loop.time() - self._read_at >= self._interval_s:
+            self._read()
+        return self.generation
+
+    def _read(self) -> None:
+        self._read_at = self._loop.time()
+        version = self._poll()
+        if version != self._version:
+            self._version = version
+            self.generation += 1
+
+    def add(self, registration: Registration) -> None:
+        self._waiting.add(registration)
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run())
+
+    def discard(self, registration: Registration) -> None:
+        self._waiting.discard(registration)
+
+    async def _run(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self._interval_s)
+            before = self.generation
+            self._read()
+            if self.generation != before:
+                for registration in list(self._waiting):
+                    registration.polled(self.generation)
+
+
 class Registration:
     """One caller's interest in a key; implements :class:`keel.ports.Change`."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        poll: Callable[[], int] | None,
-        poll_interval_s: float,
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, poller: _Poller | None) -> None:
         self._loop = loop
         self._changed = False
         self._waiter: asyncio.Future[None] | None = None
-        self._poll = poll
-        self._poll_interval_s = poll_interval_s
-        self._seen = None if poll is None else poll()
+        self._poller = poller
+        self._seen = 0 if poller is None else poller.current()
 
     def _polled(self) -> bool:
-        if self._poll is None:
+        if self._poller is None:
             return False
-        version = self._poll()
-        if version == self._seen:
+        return self.polled(self._poller.current())
+
+    def polled(self, generation: int) -> bool:
+        """Take the database's version ``generation``; wake if it moved since last seen."""
+        if generation == self._seen:
             return False
-        self._seen = version
+        self._seen = generation
+        self._wake()
         return True
 
     def set(self) -> None:
@@ -74,23 +121,25 @@ class Registration:
 
     async def wait(self, timeout_s: float) -> bool:
         """Wait for a change since the registration or the last wait; ``False`` on timeout."""
-        deadline = self._loop.time() + max(0.0, timeout_s)
-        while True:
-            if self._changed or self._polled():
-                self._changed = False
-                return True
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                return False
-            if self._poll is not None:
-                remaining = min(remaining, self._poll_interval_s)
-            self._waiter = self._loop.create_future()
-            try:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._waiter
-            finally:
-                self._waiter = None
+        self._polled()
+        if self._changed:
+            self._changed = False
+            return True
+        if timeout_s <= 0:
+            return False
+        self._waiter = self._loop.create_future()
+        if self._poller is not None:
+            self._poller.add(self)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._waiter
+        finally:
+            self._waiter = None
+            if self._poller is not None:
+                self._poller.discard(self)
+        changed, self._changed = self._changed, False
+        return changed
 
 
 class Signals:
@@ -103,6 +152,7 @@ class Signals:
         self._registrations: dict[str, set[Registration]] = {}
         self._poll = poll
         self._poll_interval_s = poll_interval_s
+        self._pollers: dict[asyncio.AbstractEventLoop, _Poller] = {}
 
     @property
     def watched(self) -> bool:
@@ -129,7 +179,8 @@ class Signals:
     async def watch(self, run_id: str | None) -> AsyncIterator[Registration]:
         """Register for changes of ``run_id`` (``None``: the queue) while the block runs."""
         key = QUEUE if run_id is None else run_id
-        registration = Registration(asyncio.get_running_loop(), self._poll, self._poll_interval_s)
+        loop = asyncio.get_running_loop()
+        registration = Registration(loop, self._poller(loop))
         with self._lock:
             self._registrations.setdefault(key, set()).add(registration)
         try:
@@ -141,3 +192,15 @@ class Signals:
                     found.discard(registration)
                     if not found:
                         del self._registrations[key]
+
+    def _poller(self, loop: asyncio.AbstractEventLoop) -> _Poller | None:
+        """The poller of ``loop`` (made on first use), or ``None`` without a poll."""
+        if self._poll is None:
+            return None
+        with self._lock:
+            poller = self._pollers.get(loop)
+            if poller is None:
+                for gone in [other for other in self._pollers if other.is_closed()]:
+                    del self._pollers[gone]
+                poller = self._pollers[loop] = _Poller(loop, self._poll, self._poll_interval_s)
+        return poller
