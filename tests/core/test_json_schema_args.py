@@ -120,3 +120,15 @@ def test_integers_are_python_ints_and_numbers_are_not_booleans() -> None:
     assert not validator.is_valid({"i": 3.0})
     assert not validator.is_valid({"i": True})
     assert not validator.is_valid({"n": False})
+
+
+def test_arguments_described_through_a_reference_are_not_closed_off() -> None:
+    schema = normalize_schema(
+        {
+            "$defs": {"Args": {"type": "object", "properties": {"q": {"type": "string"}}}},
+            "$ref": "#/$defs/Args",
+        },
+        tool="t",
+    )
+    assert "additionalProperties" not in schema
+    assert compile_validator(schema, tool="t").is_valid({"q": "x"})

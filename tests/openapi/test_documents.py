@@ -71,7 +71,13 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "required": ["lines"],
             },
-            "Line": {"type": "object", "properties": {"sku": {"type": "string"}}},
+            "Line": {
+                "type": "object",
+                "properties": {
+                    "sku": {"type": "string"},
+                    "quantity": {"type": "integer", "minimum": 0, "exclusiveMinimum": True},
+                },
+            },
         },
     },
 }
@@ -101,6 +107,11 @@ def test_operations_become_tools_with_their_parameters_and_body() -> None:
     assert replace.validate('{"order_id": "7", "body": {"lines": [], "note": null}}')
     with pytest.raises(ValueError, match=r"body\.lines\.0\.sku: expected string"):
         replace.validate('{"order_id": "7", "body": {"lines": [{"sku": 5}]}}')
+    # OpenAPI 3.0's boolean exclusiveMinimum, as JSON Schema's number.
+    line = replace.parameters["$defs"]["Line"]["properties"]["quantity"]
+    assert line == {"type": "integer", "exclusiveMinimum": 0}
+    with pytest.raises(ValueError, match=r"body\.lines\.0\.quantity: 0 is less than or equal"):
+        replace.validate('{"order_id": "7", "body": {"lines": [{"quantity": 0}]}}')
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

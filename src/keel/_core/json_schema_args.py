@@ -20,10 +20,11 @@ written                                     becomes
 
 Type names match case-insensitively (``String``, ``Boolean``, ``HashMap``). The top level
 must describe an object; unless it says otherwise it gets ``"additionalProperties": false``,
-so an argument the schema does not name is refused, as ``@tool`` refuses one. ``default``,
-``format`` and other annotations are kept and shown, not enforced. An unknown type name is a
-:class:`~keel.errors.ToolDefinitionError`, and so is a schema that is still not valid JSON
-Schema after the mapping.
+so an argument the schema does not name is refused, as ``@tool`` refuses one (not when it
+describes its arguments through ``$ref``, ``allOf``, ``anyOf`` or ``oneOf``, which that
+keyword does not see into). ``default``, ``format`` and other annotations are kept and shown,
+not enforced. An unknown type name is a :class:`~keel.errors.ToolDefinitionError`, and so is
+a schema that is still not valid JSON Schema after the mapping.
 
 Validation is strict, like ``@tool``'s: no value is converted. ``"3"`` is not an integer and
 neither is ``3.0`` (JSON Schema would accept ``3.0``; a Python function expecting an ``int``
@@ -80,6 +81,7 @@ _ONE = (
 )
 _MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
 _NAMED = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+_COMBINED = ("$ref", "allOf", "anyOf", "oneOf", "if", "dependentSchemas")
 _ERRORS_SHOWN = 8
 _SNIPPET = 60
 
@@ -117,7 +119,10 @@ def normalize_schema(schema: object, *, tool: str) -> dict[str, Any]:
             f"arguments), got type {kind!r}; wrap the value in a property"
         )
     result.setdefault("properties", {})
-    result.setdefault("additionalProperties", False)
+    # Closed, like @tool's arguments; not when the arguments are described through
+    # references or combinations, which additionalProperties would not look into.
+    if not any(key in result for key in _COMBINED):
+        result.setdefault("additionalProperties", False)
     return result
 
 

@@ -149,7 +149,7 @@ def inline_schema(document: Mapping[str, Any], schema: object) -> tuple[Any, dic
         elif ref is not None:
             target = pointer(document, ref)  # another local pointer: copied in place
             return rewrite({**target, **out})
-        return _nullable(out)
+        return _openapi_30(out)
 
     result = rewrite(schema)
     while pending:
@@ -158,8 +158,15 @@ def inline_schema(document: Mapping[str, Any], schema: object) -> tuple[Any, dic
     return result, defs
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI 3.0's ``nullable: true`` as JSON Schema's ``null`` type."""
+def _openapi_30(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0's own keywords as JSON Schema: ``nullable: true`` adds the ``null`` type,
+    and a boolean ``exclusiveMinimum``/``exclusiveMaximum`` qualifies the bound beside it."""
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        flag = schema.get(exclusive)
+        if isinstance(flag, bool):
+            del schema[exclusive]
+            if flag and bound in schema:
+                schema[exclusive] = schema.pop(bound)
     if schema.pop("nullable", False) is not True:
         return schema
     kind = schema.get("type")
