@@ -14,6 +14,7 @@ import yaml
 from keel import Tool
 from keel.errors import ConfigurationError
 from keel.openapi import openapi_tools
+from keel.openapi._calls import Masker
 from tests.test_tools import context
 
 DOCUMENT: dict[str, Any] = {
@@ -167,3 +168,11 @@ async def test_requests_keep_path_values_in_one_segment_and_add_the_settings_hea
     assert str(request.url) == "https://orders.example.com/v1/orders/..%2Fadmin"
     assert request.headers["Authorization"] == "Bearer sk-orders-123456"
     assert request.headers["X-Trace"] == "t-1"
+
+
+def test_settings_headers_are_masked_in_text_unless_they_carry_no_secret() -> None:
+    mask = Masker({"Authorization": "Bearer sk-orders-123456", "Accept": "application/json"})
+
+    assert mask("token sk-orders-123456, sent as Bearer sk-orders-123456; as application/json") == (
+        "token [REDACTED], sent as [REDACTED]; as application/json"
+    )

@@ -20,7 +20,12 @@ from keel.openapi._operations import Operation
 __all__ = ["Masker", "make_caller"]
 
 _MASK = "[REDACTED]"
-_SHORTEST_SECRET = 4
+# As the runtime's own masking (decision 0025): shorter values would mask ordinary words.
+_SHORTEST_SECRET = 8
+# Settings headers that carry no secret, so masking their values would only garble results.
+_PLAIN = frozenset(
+    {"accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent"}
+)
 
 
 class Masker:
@@ -28,7 +33,9 @@ class Masker:
 
     def __init__(self, headers: Mapping[str, str]) -> None:
         secrets: set[str] = set()
-        for value in headers.values():
+        for name, value in headers.items():
+            if name.lower() in _PLAIN:
+                continue
             secrets.add(value)
             _, _, token = value.partition(" ")
             secrets.add(token)
