@@ -5,6 +5,7 @@ never the model nor the journal."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -123,8 +124,9 @@ async def test_an_unreachable_api_is_an_error_that_says_a_write_may_have_happene
 
 
 async def test_an_agent_calls_two_operations_and_the_key_stays_out_of_the_journal(
-    api: str, store: Store
+    api: str, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     model = ScriptedModel(
         [
             call("createPet", body={"name": "Kit", "species": "cat"}),
@@ -161,3 +163,5 @@ async def test_an_agent_calls_two_operations_and_the_key_stays_out_of_the_journa
     journal = json.dumps([event_to_dict(e) for e in events])
     assert TOKEN not in journal
     assert TOKEN not in json.dumps([str(r) for r in model.requests])
+    assert "HTTP Request: POST" in caplog.text  # httpx logged the calls, without the key
+    assert TOKEN not in caplog.text
