@@ -74,6 +74,7 @@ PUBLIC_MODULES = [
     "keel.messages",
     "keel.models",
     "keel.observability",
+    "keel.openapi",
     "keel.policies",
     "keel.ports",
     "keel.resilience",

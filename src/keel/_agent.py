@@ -114,14 +114,16 @@ class Agent(Generic[OutputT]):
         if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
             raise ConfigurationError(f"agent '{name}': tools must be a list of functions")
         built = tuple(as_tool(t) for t in tools)
-        seen: set[str] = set()
+        seen: dict[str, Tool] = {}
         for item in built:
             if item.name in seen:
+                first = seen[item.name]
                 raise ToolDefinitionError(
-                    f"agent '{name}' has two tools named '{item.name}'; "
-                    "give one another name with @tool(name=...)"
+                    f"agent '{name}' has two tools named '{item.name}'"
+                    + _origins(first, item)
+                    + "; give one another name with @tool(name=...) or Tool.from_schema(name, ...)"
                 )
-            seen.add(item.name)
+            seen[item.name] = item
         self.name = name
         self.instructions = instructions
         self.model = model
@@ -148,6 +150,16 @@ class Agent(Generic[OutputT]):
             f"Agent(name={self.name!r}, model={describe_model(self.model)!r}, "
             f"tools={list(self.tools_by_name)})"
         )
+
+
+def _origins(first: Tool, second: Tool) -> str:
+    """Which names two tools were defined with, when the model sees them mapped."""
+    if first.original_name == first.name and second.original_name == second.name:
+        return ""
+    return (
+        f" (defined as '{first.original_name}' and '{second.original_name}', which map to "
+        "the same name model APIs accept)"
+    )
 
 
 def describe_model(spec: ModelSpec | None) -> str | None:

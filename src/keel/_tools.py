@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -87,11 +87,67 @@ class Tool:
         """The name the model calls the tool by."""
         return self.spec.name
 
+    @property
+    def original_name(self) -> str:
+        """The name the tool was defined with: ``name`` unless that one had to be mapped to
+        a name model APIs accept (``math.factorial`` is called ``math_factorial``)."""
+        return self.spec.original_name or self.spec.name
+
+    @classmethod
+    def from_schema(
+        cls,
+        name: str,
+        description: str,
+        parameters_schema: Mapping[str, Any] | None,
+        fn: Callable[..., Any],
+        *,
+        idempotent: bool = False,
+        side_effects: SideEffects = "write",
+        requires_approval: ApprovalRule = False,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        max_result_chars: int | None = None,
+    ) -> Tool:
+        """A tool from a JSON schema given as data, calling ``fn`` with the arguments.
+
+        ``fn`` (sync or async) is called with the validated arguments as keyword arguments,
+        plus the :class:`RunContext` if it has a parameter annotated with it; arguments the
+        model leaves out are not passed, so ``fn``'s own defaults apply. Arguments are checked
+        strictly against the schema before ``fn`` runs (missing or unknown arguments, wrong
+        types, values outside an ``enum``), and refused with a message for the model.
+
+        JSON-Schema-like schemas are accepted and normalized (``"dict"`` is ``"object"``,
+        ``"float"`` is ``"number"``, ``"any"`` is no constraint...; see the guide
+        "Tools from schemas"). A ``name`` that model APIs refuse (dots, spaces, over 64
+        characters) is shown to the model mapped (``math.factorial`` -> ``math_factorial``);
+        ``original_name`` keeps it. The other options are those of :func:`tool`.
+
+        Raises :class:`~keel.errors.ToolDefinitionError` for a schema that is not JSON Schema
+        even after normalizing, or a function that cannot take the calls the schema allows.
+        """
+        from keel._schema_tools import tool_from_schema
+
+        return tool_from_schema(
+            name,
+            description,
+            parameters_schema,
+            fn,
+            idempotent=idempotent,
+            side_effects=side_effects,
+            requires_approval=requires_approval,
+            timeout_s=timeout_s,
+            retries=retries,
+            max_result_chars=max_result_chars,
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"Tool(name={self.spec.name!r}, idempotent={self.spec.idempotent})"
+        original = (
+            "" if self.spec.original_name is None else f", original_name={self.original_name!r}"
+        )
+        return f"Tool(name={self.spec.name!r}{original}, idempotent={self.spec.idempotent})"
 
     def bind(self, context: RunContext[Any], arguments: dict[str, Any]) -> Callable[[], Any]:
         """A zero-argument callable that runs the tool with validated ``arguments``."""

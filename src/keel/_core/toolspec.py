@@ -81,12 +81,19 @@ class ToolSpec:
     not an integer and ``"true"`` is not a boolean. ``coerce=True`` lets pydantic convert such
     values instead (lax mode). ``max_result_chars`` caps the tool's results (default: the
     run's ``Limits.max_tool_result_chars``).
+
+    ``name`` is what the model calls the tool by. ``original_name`` is the name the tool was
+    defined with when model APIs would refuse it (``math.factorial`` is shown as
+    ``math_factorial``, see :mod:`keel._core.tool_names`); ``None`` when they are the same.
+    ``args_model`` validates the arguments; a subclass that validates them another way
+    (:class:`~keel._core.json_schema_args.SchemaToolSpec`) leaves it ``None``.
     """
 
     name: str
     description: str
     parameters: Mapping[str, Any]
-    args_model: type[BaseModel]
+    args_model: type[BaseModel] | None = None
+    original_name: str | None = None
     idempotent: bool = False
     side_effects: SideEffects = "write"
     requires_approval: ApprovalRule = False
@@ -129,6 +136,8 @@ class ToolSpec:
 
         Raises :class:`ToolArgumentsError` with a message that tells the model what to fix.
         """
+        if self.args_model is None:
+            raise NotImplementedError(f"{type(self).__name__} has no args_model to validate with")
         try:
             parsed = self.args_model.model_validate_json(arguments or "{}", strict=not self.coerce)
         except ValidationError as exc:
