@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,13 @@ from examples.tau_retail import (
     load_tasks,
     read_policy,
     replay,
-    retail_dir,
 )
 from examples.tau_retail.ordering import order_sensitive_turns, with_latency
 
 from keel import Agent, RunContext, Runtime, ToolError, Usage
 from keel.messages import ToolResultMessage
 from keel.testing import MemoryStore
+from tests.examples.corpus import retail_corpus
 
 TEST_TASKS = 115
 WRITE_TOOLS = {
@@ -43,25 +42,15 @@ WRITE_TOOLS = {
 }
 
 
-def _corpus() -> Path:
-    """The retail corpus folder: skip without it, or fail where data is required (CI)."""
-    try:
-        return retail_dir()
-    except CorpusMissingError as exc:
-        if os.environ.get("KEEL_REQUIRE_SERVICES") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def pristine() -> RetailDB:
-    _corpus()
+    retail_corpus()
     return RetailDB.load()
 
 
 @pytest.fixture(scope="module")
 def tasks() -> list[RetailTask]:
-    _corpus()
+    retail_corpus()
     return load_tasks()
 
 
@@ -129,7 +118,7 @@ def test_a_change_is_compared_deeply(pristine: RetailDB) -> None:
 def test_the_tools_have_the_published_names_parameters_and_types() -> None:
     published = {
         t["function"]["name"]: t["function"]["parameters"]
-        for t in json.loads((_corpus() / "tools.json").read_text())
+        for t in json.loads((retail_corpus() / "tools.json").read_text())
     }
     assert sorted(published) == [t.name for t in RETAIL_TOOLS]
 
