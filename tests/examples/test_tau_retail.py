@@ -142,6 +142,7 @@ def test_reads_are_declared_reads_and_changes_writes() -> None:
 
 
 def test_the_agent_follows_the_published_policy() -> None:
+    retail_corpus()
     agent = build_agent(model="rules")
     assert agent.instructions == read_policy()
     assert agent.instructions.startswith("# Retail agent policy")
