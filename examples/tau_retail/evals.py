@@ -83,8 +83,8 @@ def _suite_of(case: evals.Case) -> RetailSuite:
 def retail_dataset(
     corpus: Path | str | None = None, *, split: Split = "test", grouped: bool = False
 ) -> evals.Dataset:
-    """One case per task: the simulated user's script as input, the expected actions' tool
-    names as ``expected_tools``, what the agent must say as ``reference``.
+    """One case per task: the simulated user's script as input, the expected actions (names
+    and arguments) as ``expected_tools``, what the agent must say as ``reference``.
 
     ``grouped`` makes :func:`model_for` put consecutive calls of one kind in one turn.
     """
@@ -97,7 +97,9 @@ def retail_dataset(
                 id=task.id,
                 input=task.instruction,
                 reference=final_answer(task),
-                expected_tools=[a.name for a in task.actions],
+                expected_tools=[
+                    {"name": a.name, "arguments": dict(a.kwargs)} for a in task.actions
+                ],
                 tags=sorted({"tau-bench", "retail", split, *kinds}),
                 metadata={
                     "corpus": root,

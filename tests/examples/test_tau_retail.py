@@ -4,6 +4,7 @@ scripted model through a real runtime, leave the database that applying them dir
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -289,10 +290,10 @@ async def test_a_turn_whose_calls_finish_out_of_order_can_leave_another_state(
 
 
 def _sequential_agent(tools: Any) -> Agent[str]:
-    try:
-        return build_agent(tools=tools, parallel_tool_calls=False)
-    except TypeError:
-        pytest.skip("keel.Agent has no parallel_tool_calls option yet")
+    """The retail agent with the option that runs a turn's calls one at a time, in order."""
+    if "sequential_tool_calls" not in inspect.signature(Agent).parameters:
+        pytest.skip("keel.Agent has no sequential_tool_calls option yet")
+    return build_agent(tools=tools, sequential_tool_calls=True)
 
 
 async def test_a_turn_run_in_order_leaves_the_expected_state(

@@ -1,5 +1,6 @@
-"""The retail test tasks as a keel.evals dataset: every case passes the state scorer with its
-scripted model, and a model that changes nothing fails the cases that need a change."""
+"""The retail test tasks as a keel.evals dataset: every case passes the state and tool-call
+scorers with its scripted model, and a model that changes nothing fails the cases that need a
+change."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 evals = pytest.importorskip("keel.evals", reason="keel.evals is not in this branch yet")
 
-from examples.tau_retail import build_agent  # noqa: E402
+from examples.tau_retail import RetailDB, build_agent, expected_state  # noqa: E402
 from examples.tau_retail.evals import (  # noqa: E402
     deps_for,
     model_for,
@@ -28,7 +29,7 @@ async def test_every_retail_case_passes_the_state_scorer(grouped: bool) -> None:
     report = await evals.evaluate(
         build_agent(),
         dataset,
-        scorers=[evals.State(state_matches)],
+        scorers=[evals.State(state_matches), evals.ToolCalls("exact")],
         deps=deps_for,
         model=model_for,
     )
@@ -37,7 +38,10 @@ async def test_every_retail_case_passes_the_state_scorer(grouped: bool) -> None:
 
 async def test_a_model_that_changes_nothing_fails_the_cases_that_need_a_change() -> None:
     retail_corpus()
-    read_only = sum(not any(a.writes for a in t.actions) for t in load_tasks())
+    pristine = RetailDB.load()
+    unchanged = sum(expected_state(pristine, t).same_state(pristine) for t in load_tasks())
+    # 2 tasks with no actions, 6 that only look up, 2 hand-overs, 1 refused exchange
+    assert unchanged == 11
     report = await evals.evaluate(
         build_agent(),
         retail_dataset(),
@@ -45,4 +49,4 @@ async def test_a_model_that_changes_nothing_fails_the_cases_that_need_a_change()
         deps=deps_for,
         model=lambda case: ScriptedModel(["I cannot help with that."]),
     )
-    assert report.pass_rate == pytest.approx(read_only / 115)
+    assert report.pass_rate == pytest.approx(unchanged / 115)
