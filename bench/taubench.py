@@ -84,10 +84,11 @@ def on_the_loop(tool: Tool) -> Tool:
     return Tool(run, tool.spec, tool.context_param)
 
 
-async def timed(work: Callable[[], Awaitable[None]]) -> float:
-    started = time.perf_counter()
+async def timed(work: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process, every thread) of ``work``."""
+    started, cpu = time.perf_counter(), time.process_time()
     await work()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 async def measure(corpus: Path, count: int | None, repeats: int) -> None:
@@ -111,7 +112,7 @@ async def measure(corpus: Path, count: int | None, repeats: int) -> None:
         for runtime in runtimes.values():
             for agent in agents.values():
                 await suite(runtime, agent, tasks[:5], pristine, at_once=False)  # warm up
-        seconds: dict[str, list[float]] = {}
+        seconds: dict[str, list[tuple[float, float]]] = {}
         for _ in range(repeats):
             seconds.setdefault("direct (no runtime)", []).append(
                 await timed(partial(direct, tasks, pristine))
@@ -124,11 +125,16 @@ async def measure(corpus: Path, count: int | None, repeats: int) -> None:
                         seconds.setdefault(key, []).append(await timed(run))
         for runtime in runtimes.values():
             await runtime.close()
-    rate = {key: len(tasks) / statistics.median(runs) for key, runs in seconds.items()}
-    print(f"{'suite':45} tasks/s (median)   best   ms/task   (median of {repeats} repeats)")
+    n = len(tasks)
+    rate = {key: n / statistics.median(w for w, _ in runs) for key, runs in seconds.items()}
+    print(
+        f"{'suite':45} tasks/s (median)     best   ms/task   CPU ms/task"
+        f"   (median of {repeats} repeats)"
+    )
     for key, runs in seconds.items():
-        best = len(tasks) / min(runs)
-        print(f"{key:45} {rate[key]:15,.1f} {best:8,.1f} {1000 / rate[key]:9.2f}")
+        best = n / min(w for w, _ in runs)
+        cpu = 1000 * statistics.median(c for _, c in runs) / n
+        print(f"{key:45} {rate[key]:16,.1f} {best:8,.1f} {1000 / rate[key]:9.2f} {cpu:13.2f}")
     for kind in agents:
         for mode in ("one at a time", "all at once"):
             ratio = rate[f"memory, {mode}{kind}"] / rate[f"sqlite, {mode}{kind}"]
@@ -138,6 +144,14 @@ async def measure(corpus: Path, count: int | None, repeats: int) -> None:
         print(f"ratio async/thread tools, {label}, one at a time: {gain:.2f}")
     floor = rate["direct (no runtime)"] / rate["memory, one at a time"]
     print(f"ratio direct/memory, one at a time: {floor:.1f}")
+    # CPU time moves less than wall time when other work shares the machine.
+    cpu = {key: statistics.median(c for _, c in runs) for key, runs in seconds.items()}
+    for kind in agents:
+        ratio = cpu[f"sqlite, one at a time{kind}"] / cpu[f"memory, one at a time{kind}"]
+        print(f"CPU ratio sqlite/memory, one at a time{kind}: {ratio:.2f}")
+    for label in runtimes:
+        ratio = cpu[f"{label}, one at a time"] / cpu[f"{label}, one at a time, async tools"]
+        print(f"CPU ratio thread/async tools, {label}, one at a time: {ratio:.2f}")
 
 
 def main() -> None:
