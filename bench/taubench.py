@@ -145,12 +145,12 @@ async def measure(corpus: Path, count: int | None, repeats: int) -> None:
     floor = rate["direct (no runtime)"] / rate["memory, one at a time"]
     print(f"ratio direct/memory, one at a time: {floor:.1f}")
     # CPU time moves less than wall time when other work shares the machine.
-    cpu = {key: statistics.median(c for _, c in runs) for key, runs in seconds.items()}
+    cpu_s = {key: statistics.median(c for _, c in runs) for key, runs in seconds.items()}
     for kind in agents:
-        ratio = cpu[f"sqlite, one at a time{kind}"] / cpu[f"memory, one at a time{kind}"]
+        ratio = cpu_s[f"sqlite, one at a time{kind}"] / cpu_s[f"memory, one at a time{kind}"]
         print(f"CPU ratio sqlite/memory, one at a time{kind}: {ratio:.2f}")
     for label in runtimes:
-        ratio = cpu[f"{label}, one at a time"] / cpu[f"{label}, one at a time, async tools"]
+        ratio = cpu_s[f"{label}, one at a time"] / cpu_s[f"{label}, one at a time, async tools"]
         print(f"CPU ratio thread/async tools, {label}, one at a time: {ratio:.2f}")
 
 
