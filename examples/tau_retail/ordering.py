@@ -6,16 +6,16 @@ actions with that turn's calls in every other order (directly, no runtime) and c
 final database with the one the published order gives. A difference means running the turn's
 calls concurrently can leave another state: those calls touch the same data.
 
-:func:`with_latency` makes the same hazard show through a runtime: it wraps the tools so each
-call waits before it runs, as a call to a remote database would, so the calls of a turn finish
-in the order their waits decide rather than the order the model listed them.
+:func:`in_reverse` makes the same hazard show through a runtime: it wraps the tools so that the
+calls of one turn run in the reverse of the order the model listed them, one of the orders
+concurrent calls to a remote database may finish in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from examples.tau_retail.db import RetailDB
 from examples.tau_retail.tasks import Action, RetailTask, Turn, apply_actions, grouped_turns
 from keel import RunContext, Tool
 
-__all__ = ["OrderSensitivity", "order_sensitive_turns", "with_latency"]
+__all__ = ["OrderSensitivity", "in_reverse", "order_sensitive_turns"]
 
 _MAX_PERMUTED = 6  # 720 orders; larger turns are tried reversed only
 
@@ -73,23 +73,46 @@ def order_sensitive_turns(
     return found
 
 
-Delay = Callable[[RunContext[Any]], float]
-"""Seconds a call waits before it runs, chosen from its context (e.g. its call id)."""
+class _Turn:
+    """The gated calls of one model turn, in the order they arrived."""
+
+    def __init__(self) -> None:
+        self.calls: list[asyncio.Future[None]] = []
 
 
-def with_latency(tools: Sequence[Tool], delay: Delay) -> tuple[Tool, ...]:
-    """The same tools (same specs) as async tools that first wait ``delay(ctx)`` seconds."""
-    return tuple(_delayed(t, delay) for t in tools)
+def in_reverse(tools: Sequence[Tool]) -> tuple[Tool, ...]:
+    """The same tools (same specs), as async tools that run the calls of one model turn in
+    the reverse of the order the model listed them, as concurrent calls to a remote database
+    may finish. Tools without a run context run at once."""
+    turns: dict[tuple[str, int], _Turn] = {}
+    return tuple(_reversed(t, turns) for t in tools)
 
 
-def _delayed(tool: Tool, delay: Delay) -> Tool:
+def _reversed(tool: Tool, turns: dict[tuple[str, int], _Turn]) -> Tool:
     original = tool.function
     context_param = tool.context_param
 
-    async def delayed(**kwargs: Any) -> Any:
+    async def gated(**kwargs: Any) -> Any:
         context = kwargs.get(context_param) if context_param else None
-        if isinstance(context, RunContext):
-            await asyncio.sleep(delay(context))
-        return original(**kwargs)
+        if not isinstance(context, RunContext):
+            return original(**kwargs)
+        key = (context.run_id, context.step)
+        turn = turns.setdefault(key, _Turn())
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn.calls.append(mine)
+        # The runtime starts a turn's calls together, each running until its first wait:
+        # once this one resumes, every call of the turn has arrived.
+        await asyncio.sleep(0)
+        if mine is turn.calls[-1]:
+            mine.set_result(None)  # the last one listed goes first
+        await mine
+        try:
+            return original(**kwargs)
+        finally:
+            index = turn.calls.index(mine)
+            if index:
+                turn.calls[index - 1].set_result(None)
+            else:
+                del turns[key]
 
-    return Tool(delayed, tool.spec, context_param)
+    return Tool(gated, tool.spec, context_param)

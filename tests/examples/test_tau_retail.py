@@ -23,7 +23,7 @@ from examples.tau_retail import (
     read_policy,
     replay,
 )
-from examples.tau_retail.ordering import order_sensitive_turns, with_latency
+from examples.tau_retail.ordering import in_reverse, order_sensitive_turns
 
 from keel import Agent, RunContext, Runtime, ToolError, Usage
 from keel.messages import ToolResultMessage
@@ -265,13 +265,6 @@ async def test_a_refusal_reaches_the_model_as_an_error(
     assert done.passed
 
 
-def _reversed(context: RunContext[Any]) -> float:
-    """Later calls of a turn wait less, so a turn's calls finish in reverse order. The
-    scripted model names the i-th call of a turn ``call_<turn>_<i>``."""
-    position = int(context.tool_call_id.rsplit("_", 1)[1])
-    return 0.0002 * (16 - position)
-
-
 async def test_a_turn_whose_calls_finish_out_of_order_can_leave_another_state(
     pristine: RetailDB, tasks: list[RetailTask]
 ) -> None:
@@ -280,7 +273,7 @@ async def test_a_turn_whose_calls_finish_out_of_order_can_leave_another_state(
     sensitive = {t.id for t in tasks if order_sensitive_turns(pristine, t, reversed_only=True)}
     assert len(sensitive) == 12
     grouped = [t for t in tasks if any(len(turn) > 1 for turn in grouped_turns(t))]
-    agent = build_agent(tools=with_latency(RETAIL_TOOLS, _reversed))
+    agent = build_agent(tools=in_reverse(RETAIL_TOOLS))
     async with Runtime(store=MemoryStore()) as runtime:
         replays = await asyncio.gather(
             *(replay(runtime, agent, t, pristine, turns=grouped_turns) for t in grouped)
@@ -299,7 +292,7 @@ def _sequential_agent(tools: Any) -> Agent[str]:
 async def test_a_turn_run_in_order_leaves_the_expected_state(
     pristine: RetailDB, tasks: list[RetailTask]
 ) -> None:
-    agent = _sequential_agent(with_latency(RETAIL_TOOLS, _reversed))
+    agent = _sequential_agent(in_reverse(RETAIL_TOOLS))
     grouped = [t for t in tasks if order_sensitive_turns(pristine, t, reversed_only=True)]
     async with Runtime(store=MemoryStore()) as runtime:
         replays = [await replay(runtime, agent, t, pristine, turns=grouped_turns) for t in grouped]
