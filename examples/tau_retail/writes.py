@@ -1,4 +1,4 @@
-"""The retail tools that change the database: cancel, modify, return, exchange, move.
+"""The retail tools that change the database: cancel, modify, return, exchange, re-address.
 
 Each checks everything first and changes nothing when it refuses, so a refused call (a
 :class:`keel.ToolError`, read by the model as ``"Error: ..."``) leaves the database as it was.
