@@ -12,12 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def require_corpora() -> None:
-    """The shared corpora the guardrails benchmark reads (``KEEL_CORPORA``, else
-    ``../shared/corpora`` beside the repository): skip without them, or fail where services
-    and data are required (CI, ``KEEL_REQUIRE_SERVICES=1``)."""
+def require_corpora(folder: str = "injection") -> None:
+    """The shared corpora a benchmark reads (``KEEL_CORPORA``, else ``../shared/corpora``
+    beside the repository; ``folder`` is the part it needs): skip without them, or fail where
+    services and data are required (CI, ``KEEL_REQUIRE_SERVICES=1``)."""
     where = Path(os.environ.get("KEEL_CORPORA", ROOT.parent / "shared" / "corpora"))
-    if (where / "injection").is_dir():
+    if (where / folder).is_dir():
         return
     message = f"the shared corpora are not at {where}: set KEEL_CORPORA to their folder"
     if os.environ.get("KEEL_REQUIRE_SERVICES") == "1":
@@ -41,11 +41,14 @@ def require_corpora() -> None:
         ("history.py", ("sqlite: 3,000 runs", "tool=refund", "p50 ms", "worst p50")),
         ("server.py", ("create-and-wait sqlite", "SSE:", "KB per run in flight")),
         ("observability_instructions.py", ("observability workload ran",)),
+        ("taubench.py", ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:
     if script == "guardrails.py":
         require_corpora()
+    if script == "taubench.py":
+        require_corpora("tau-bench")
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--smoke"],
         capture_output=True,
