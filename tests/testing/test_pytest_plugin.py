@@ -134,11 +134,13 @@ def test_{name}(keel_runtime, keel_expect):
 """
         for name, check in FAILING.items()
     )
-    result = run(pytester, body)
-    result.assert_outcomes(failed=len(FAILING))
+    pytester._monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_inner=HEADER + body)
+    recorded = pytester.inline_run(*PLUGIN)
+    recorded.assertoutcome(failed=len(FAILING))
     reports = {
         r.head_line: r.longreprtext
-        for r in result.reprec.getreports("pytest_runtest_logreport")
+        for r in recorded.getreports("pytest_runtest_logreport")
         if r.when == "call"
     }
     for name in FAILING:

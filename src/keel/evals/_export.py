@@ -188,9 +188,9 @@ class ReplayedCalls:
             if (now.name, now.arguments) != (then.name, then.arguments):
                 return self._changed(index, recorded, f"call #{index + 1}: was {then}, now {now}")
             if now.error != then.error:
-                was_ended = then.error or "ran"
+                was_ended = then.error or "done"
                 return self._changed(
-                    index, recorded, f"{where}: was {was_ended}, now {now.error or 'ran'}"
+                    index, recorded, f"{where}: was {was_ended}, now {now.error or 'done'}"
                 )
             if "result" in was and was["result"] is not None and now.result != was["result"]:
                 return self._changed(

@@ -27,6 +27,9 @@ Rubric:
 """
 
 
+_FAILED = "the judge could not answer"
+
+
 class Verdict(BaseModel):
     """What a judge answers: a score from 0 to 1 and why."""
 
@@ -102,6 +105,8 @@ class Judge:
             future.exception()  # retrieved: waiters get it, nothing is logged
             raise
         future.set_result(score)
+        if score.detail.startswith(_FAILED):
+            del self._cache[key]  # a judge that could not answer is asked again next time
         return score
 
     async def _judge(self, sample: Sample, output: str) -> Score:
@@ -113,7 +118,7 @@ class Judge:
         result = await self._runtime(sample).run(self.agent, "\n\n".join(parts))
         if result.status != "completed":
             why = result.reason.message if result.reason else result.status
-            return Score(self.name, 0.0, False, f"judge run {result.run_id} failed: {why}")
+            return Score(self.name, 0.0, False, f"{_FAILED} (run {result.run_id}): {why}")
         verdict: Verdict = result.output
         passed = verdict.score >= self.threshold
         return Score(
