@@ -226,8 +226,9 @@ def run_eval(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Run the agent on every case, score each run, print the report, and exit 1 if a gate
-    fails. Every case run is journaled in --db: keel runs show RUN_ID opens one."""
+    """Run the agent on every case and score each run; exit 1 if a gate fails.
+
+    Every case run is journaled in --db: keel runs show RUN_ID opens one."""
     try:
         rate, floors = parse_min_scores(min_score or [])
     except ValueError as exc:
@@ -331,8 +332,10 @@ def export(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Export runs as eval cases (JSON lines) with their recorded model answers, for keel
-    eval --replay: by id, by feedback label or score, or by the filters of keel runs list."""
+    """Export runs as eval cases (JSON lines), for keel eval --replay.
+
+    Runs by id, by feedback label or score, or by the filters of keel runs list; each case
+    keeps the run's recorded model answers and tool results."""
 
     async def main() -> list[Case]:
         async with make_runtime(db) as runtime:
