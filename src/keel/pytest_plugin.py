@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,30 +147,67 @@ def _refusal(url: str, node: pytest.Item) -> ConfigurationError:
     return ConfigurationError(message)
 
 
-@pytest.fixture(autouse=True)
-def _keel_no_live_models(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse model requests to non-loopback URLs in tests not marked ``keel_live``."""
-    node = request.node
-    if not isinstance(node, pytest.Item) or node.get_closest_marker(_LIVE) is not None:
-        return
-    post, stream = HTTPModel._post_json, HTTPModel._open_stream
+class _LiveGuard:
+    """Refuses model requests to non-loopback URLs while a test not marked ``keel_live``
+    runs (its setup, call and teardown). Keel's HTTP models are wrapped once per session,
+    not per test, so a test that never calls a model pays one attribute read."""
 
-    async def guarded_post(self: HTTPModel, url: str, payload: Any, timeout_s: float) -> str:
-        if not _is_loopback(url):
-            raise _refusal(url, node)
-        return await post(self, url, payload, timeout_s)
+    def __init__(self) -> None:
+        self.item: pytest.Item | None = None
+        self._post = HTTPModel._post_json
+        self._stream = HTTPModel._open_stream
 
-    @asynccontextmanager
-    async def guarded_stream(
-        self: HTTPModel, url: str, payload: Any, timeout_s: float
-    ) -> AsyncIterator[Any]:
-        if not _is_loopback(url):
-            raise _refusal(url, node)
-        async with stream(self, url, payload, timeout_s) as response:
-            yield response
+    def install(self) -> None:
+        guard, post, stream = self, self._post, self._stream
 
-    monkeypatch.setattr(HTTPModel, "_post_json", guarded_post)
-    monkeypatch.setattr(HTTPModel, "_open_stream", guarded_stream)
+        async def guarded_post(model: HTTPModel, url: str, payload: Any, timeout_s: float) -> str:
+            guard.check(url)
+            return await post(model, url, payload, timeout_s)
+
+        @asynccontextmanager
+        async def guarded_stream(
+            model: HTTPModel, url: str, payload: Any, timeout_s: float
+        ) -> AsyncIterator[Any]:
+            guard.check(url)
+            async with stream(model, url, payload, timeout_s) as response:
+                yield response
+
+        HTTPModel._post_json = guarded_post  # type: ignore[method-assign, assignment]
+        HTTPModel._open_stream = guarded_stream  # type: ignore[method-assign, assignment]
+
+    def uninstall(self) -> None:
+        HTTPModel._post_json = self._post  # type: ignore[method-assign]
+        HTTPModel._open_stream = self._stream  # type: ignore[method-assign]
+
+    def check(self, url: str) -> None:
+        if self.item is not None and not _is_loopback(url):
+            raise _refusal(url, self.item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        self.item = None if item.get_closest_marker(_LIVE) is not None else item
+        try:
+            return (yield)
+        finally:
+            self.item = None
+
+
+_GUARD_NAME = "keel-live-guard"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Wrap Keel's HTTP models for the session."""
+    guard = _LiveGuard()
+    guard.install()
+    session.config.pluginmanager.register(guard, _GUARD_NAME)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Give Keel's HTTP models back their own methods."""
+    guard = session.config.pluginmanager.get_plugin(_GUARD_NAME)
+    if isinstance(guard, _LiveGuard):
+        guard.uninstall()
+        session.config.pluginmanager.unregister(guard)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -157,6 +157,7 @@ def test_the_gate_exits_1_below_min_score_above_max_cost_or_max_regressions(
         (["--scorer", "bogus"], "unknown scorer 'bogus'"),
         (["--scorer", "judge"], "--scorer judge needs --judge-model"),
         (["--agent", "nowhere.py:agent"], "no file nowhere.py"),
+        (["--tag", "nothing"], "has no cases tagged nothing"),
     ],
 )
 def test_bad_usage_exits_2(project: Path, args: list[str], message: str) -> None:

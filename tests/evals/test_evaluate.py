@@ -173,3 +173,24 @@ def test_evaluate_sync_and_bad_options(tmp_path: Path) -> None:
     for options, message in bad:
         with pytest.raises(UsageError, match=message):
             evaluate_sync(agent, path, **{"scorers": [], **options})
+
+
+async def test_an_eval_with_history_runs_on_postgresql(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    from keel.stores import PostgresStore
+
+    model = FunctionModel(lambda request: f"{len(request.messages)} messages")
+    cases = [
+        Case(id="h", input="and now?", history=[UserMessage(content="Hi")], reference="2 messages")
+    ]
+    async with (
+        PostgresStore(postgres_url, schema=postgres_schema) as store,
+        Runtime(store=store) as runtime,
+    ):
+        report = await evaluate(
+            Agent(name="a", model=model), cases, scorers=[Contains()], runtime=runtime
+        )
+        record = await runtime.get_run(report.case("h").run_ids[0])
+    assert report.pass_rate == 1.0
+    assert record.status == "completed"

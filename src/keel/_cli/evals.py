@@ -241,6 +241,8 @@ def run_eval(
     cases = guarded(lambda: Dataset.load(dataset))
     if tag:
         cases = cases.filter(tags=tag)
+    if not len(cases):
+        fail(f"{dataset} has no cases" + (f" tagged {', '.join(tag)}" if tag else ""))
     chosen, module = _load_agent(agent)
     scorers = (
         replay_scorers()

@@ -21,7 +21,7 @@ from keel.evals._report import CaseChange, CaseResult, Comparison, RepeatResult,
 from keel.evals._sample import Sample, Score, Scorer
 from keel.evals._scorers import Contains, Exact, JSONMatch, Regex, State, ToolCalls
 from keel.testing._calls import ExpectedCall, ToolCallRecord
-from keel.testing._matchers import ANY, Partial
+from keel.testing._matchers import ANY, Containing, Partial
 
 __all__ = [
     "ANY",
@@ -29,6 +29,7 @@ __all__ = [
     "CaseChange",
     "CaseResult",
     "Comparison",
+    "Containing",
     "Contains",
     "Dataset",
     "DatasetError",
