@@ -245,3 +245,23 @@ def test_the_example_dataset_passes_on_the_example_agent(tmp_path: Path) -> None
     )
     assert done.exit_code == 0, done.output
     assert "3 of 3 passed" in done.stdout
+
+
+def test_a_judge_scorer_from_the_command_line_journals_its_runs(project: Path) -> None:
+    (project / "rubric.txt").write_text("Does the answer say what was refunded?")
+    rubric = "@" + str(project / "rubric.txt")
+    done = keel(
+        project, "eval", str(project / "cases.jsonl"), "-a", f"{project}/v1.py:agent",
+        "--scorer", "judge", "--judge-model", "rules", "--rubric", rubric,
+        "--json", str(project / "r.json"),
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    report = Report.from_json((project / "r.json").read_text())
+    assert report.scorers == ("judge",)
+    detail = report.cases[0].repeats[0].scores[0].detail
+    judge_run = re.search(r"judge run (run_\w+)", detail)
+    assert judge_run is not None, detail
+    shown = keel(project, "runs", "list", "--agent", "judge", "--json")
+    assert judge_run.group(1) in shown.stdout
+    timeline = keel(project, "runs", "show", judge_run.group(1)).stdout
+    assert "input: User's message: refund o-a Reference answer: Refunded o-a." in timeline

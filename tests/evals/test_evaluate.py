@@ -194,3 +194,11 @@ async def test_an_eval_with_history_runs_on_postgresql(
         record = await runtime.get_run(report.case("h").run_ids[0])
     assert report.pass_rate == 1.0
     assert record.status == "completed"
+
+
+def test_a_progress_bar_can_be_drawn() -> None:
+    cases = [Case(id=str(i), input="x") for i in range(3)]
+    report = evaluate_sync(
+        Agent(name="a", model=FunctionModel(lambda r: "ok")), cases, scorers=[], progress=True
+    )
+    assert report.pass_rate == 1.0
