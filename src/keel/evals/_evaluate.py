@@ -17,7 +17,6 @@ from keel._core.messages import Message
 from keel._runtime.records import record_of
 from keel._runtime.running import UNSET
 from keel._runtime.runtime import Runtime
-from keel._settings import KeelSettings
 from keel.errors import UsageError
 from keel.evals._case import Case, Dataset
 from keel.evals._report import CaseResult, RepeatResult, Report
@@ -170,7 +169,8 @@ async def evaluate(
     runs at a time) and score each run with every scorer.
 
     Each run is a journaled run on ``runtime``'s store (default: a runtime on a fresh
-    :class:`keel.testing.MemoryStore`): the report keeps each run's id, so a failing case
+    :class:`keel.testing.MemoryStore`, with settings from the environment, so models named
+    by string find their API keys): the report keeps each run's id, so a failing case
     opens with ``keel runs show RUN_ID``. A case's ``history`` becomes the earlier
     conversation of a thread of its own. ``deps`` is the tools' dependencies: ``None`` (the
     agent's), a value, or a callable ``(Case) -> deps`` making fresh ones for each run (to
@@ -195,7 +195,7 @@ async def evaluate(
     if len(names) != len(scorers):
         raise UsageError("two scorers have the same name; give one a name=... of its own")
     own = runtime is None
-    rt = runtime or Runtime(store=MemoryStore(), settings=KeelSettings(), recover_on_start=False)
+    rt = runtime or Runtime(store=MemoryStore(), recover_on_start=False)
     evaluation = _Evaluation(agent, rt, scorers, deps, model)
     total = len(cases) * repeats
     report_progress, stop = (None, None)

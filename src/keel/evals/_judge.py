@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from keel._agent import Agent, ModelSpec
 from keel._core.limits import Limits
 from keel._runtime.runtime import Runtime
-from keel._settings import KeelSettings
 from keel.evals._sample import Sample, Score, output_text
 from keel.stores._memory import MemoryStore
 
@@ -79,9 +78,7 @@ class Judge:
         if sample.runtime is not None:
             return sample.runtime
         if self._own_runtime is None:
-            self._own_runtime = Runtime(
-                store=MemoryStore(), settings=KeelSettings(), recover_on_start=False
-            )
+            self._own_runtime = Runtime(store=MemoryStore(), recover_on_start=False)
         return self._own_runtime
 
     async def __call__(self, sample: Sample) -> Score:
