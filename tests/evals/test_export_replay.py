@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keel import Agent, Runtime, tool
+from keel import Agent, Limits, Runtime, tool
 from keel.errors import UsageError
 from keel.evals import Case, Dataset, evaluate, export_cases, replay_model, replay_scorers
 from keel.messages import UserMessage
@@ -126,3 +126,17 @@ async def test_cases_without_recorded_answers_replay_from_the_source_journal(
             production(), [case], scorers=replay_scorers(), runtime=runtime, model=lambda c: model
         )
     assert report.pass_rate == 1.0
+
+
+async def test_a_run_that_did_not_complete_replays_to_no_output(tmp_path: Path) -> None:
+    async with Runtime(store=tmp_path / "keel.db") as runtime:
+        looping = ScriptedModel([call("lookup", order_id="1")] * 3)
+        agent = Agent(name="support", tools=[refund, lookup], limits=Limits(max_steps=3))
+        stopped = await runtime.run(agent, "loop", model=looping)
+        assert stopped.status == "paused"
+        cases = await export_cases(runtime, run_ids=[stopped.run_id])
+        assert cases[0].reference is None
+        report = await evaluate(
+            agent, cases, scorers=replay_scorers(), runtime=runtime, model=replay_model
+        )
+    assert report.pass_rate == 1.0, report.cases[0].failures()

@@ -26,6 +26,7 @@ from keel.testing._models import ScriptedModel
 
 __all__ = [
     "ReplayedCalls",
+    "ReplayedOutput",
     "export_cases",
     "recorded_responses",
     "replay_model",
@@ -208,7 +209,22 @@ class ReplayedCalls:
         return Score(self.name, same / len(recorded) if recorded else 0.0, False, detail)
 
 
+class ReplayedOutput:
+    """The run ended with the recorded output (the case's reference): the same text or data,
+    or, for a recorded run that did not complete, again no output."""
+
+    name = "replay_output"
+
+    def __call__(self, sample: Sample) -> Score:
+        recorded = sample.case.reference
+        if recorded is None:
+            ok = sample.output is None
+            detail = "" if ok else f"the recorded run had no output, now {sample.output!r}"
+            return Score(self.name, float(ok), ok, detail)
+        return Exact(recorded, name=self.name)(sample)
+
+
 def replay_scorers() -> list[Scorer]:
     """The scorers of a replay: the same tool calls with the same arguments, ending the same
     way (``replay_tool_calls``), and the same output (``replay_output``)."""
-    return [ReplayedCalls(), Exact(name="replay_output")]
+    return [ReplayedCalls(), ReplayedOutput()]
