@@ -14,6 +14,9 @@ from tests.redis import redis_url
 # Fixtures for every test.
 __all__ = ["admin_conn", "postgres_schema", "postgres_url", "redis_url"]
 
+# pytester runs pytest on generated test files (tests/testing/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 def _is_local(address: Any) -> bool:
     if not isinstance(address, tuple) or not address:

@@ -37,8 +37,9 @@ from examples.tau_retail.tasks import (
 
 # keel.evals arrives on its own branch; until it is merged this module is only imported by a
 # test that skips without it.
-from keel import evals  # type: ignore[attr-defined, unused-ignore]
+from keel import evals
 from keel.ports import Model
+from keel.testing import ExpectedCall
 
 __all__ = [
     "RetailSuite",
@@ -98,7 +99,7 @@ def retail_dataset(
                 input=task.instruction,
                 reference=final_answer(task),
                 expected_tools=[
-                    {"name": a.name, "arguments": dict(a.kwargs)} for a in task.actions
+                    ExpectedCall(name=a.name, arguments=dict(a.kwargs)) for a in task.actions
                 ],
                 tags=sorted({"tau-bench", "retail", split, *kinds}),
                 metadata={

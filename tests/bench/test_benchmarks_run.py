@@ -42,6 +42,7 @@ def require_corpora(folder: str = "injection") -> None:
         ("server.py", ("create-and-wait sqlite", "SSE:", "KB per run in flight")),
         ("observability_instructions.py", ("observability workload ran",)),
         ("taubench.py", ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s")),
+        ("evals.py", ("evaluate() cases/s", "| sqlite |", "loading the plugin", "per test")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

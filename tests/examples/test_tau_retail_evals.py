@@ -5,20 +5,13 @@ change."""
 from __future__ import annotations
 
 import pytest
+from examples.tau_retail import RetailDB, build_agent, expected_state
+from examples.tau_retail.evals import deps_for, model_for, retail_dataset, state_matches
+from examples.tau_retail.tasks import load_tasks
 
-evals = pytest.importorskip("keel.evals", reason="keel.evals is not in this branch yet")
-
-from examples.tau_retail import RetailDB, build_agent, expected_state  # noqa: E402
-from examples.tau_retail.evals import (  # noqa: E402
-    deps_for,
-    model_for,
-    retail_dataset,
-    state_matches,
-)
-from examples.tau_retail.tasks import load_tasks  # noqa: E402
-
-from keel.testing import ScriptedModel  # noqa: E402
-from tests.examples.corpus import retail_corpus  # noqa: E402
+from keel import evals
+from keel.testing import ScriptedModel
+from tests.examples.corpus import retail_corpus
 
 
 @pytest.mark.parametrize("grouped", [False, True])

@@ -37,6 +37,7 @@ from keel._cli.admin import breakers_app, db_app, threads_app
 from keel._cli.approvals import approvals_app, register_decisions
 from keel._cli.audit import audit_app
 from keel._cli.budgets import budgets_app
+from keel._cli.evals import eval_app
 from keel._cli.feedback import feedback_app
 from keel._cli.health import health
 from keel._cli.intake import intake
@@ -74,6 +75,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(eval_app, name="eval")
 register_decisions(app)
 app.command("health")(health)
 app.command("serve")(serve)
