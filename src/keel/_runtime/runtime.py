@@ -42,6 +42,7 @@ from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
 from keel._runtime.runtime_decisions import DecisionMethods
+from keel._runtime.runtime_delegation import DelegationMethods
 from keel._runtime.runtime_feedback import FeedbackMethods
 from keel._runtime.runtime_governance import GovernanceMethods
 from keel._runtime.runtime_history import HistoryMethods
@@ -78,7 +79,9 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_BREAKER = BreakerPolicy()
 
 
-class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethods):
+class Runtime(
+    DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethods, DelegationMethods
+):
     """Runs agents and keeps their journals.
 
     Args:
