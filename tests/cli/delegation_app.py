@@ -10,7 +10,7 @@ from pathlib import Path
 
 from keel import Agent, tool
 from keel.messages import ModelRequest, ToolResultMessage
-from keel.testing import FunctionModel, call
+from keel.testing import FunctionModel, Scripted, call
 
 
 @tool(requires_approval=True)
@@ -25,11 +25,11 @@ def _results(request: ModelRequest) -> int:
     return sum(isinstance(m, ToolResultMessage) for m in request.messages)
 
 
-def _refunds_model(request: ModelRequest) -> object:
+def _refunds_model(request: ModelRequest) -> Scripted:
     return call("refund", order_id="1043") if _results(request) == 0 else "Refunded 1043."
 
 
-def _desk_model(request: ModelRequest) -> object:
+def _desk_model(request: ModelRequest) -> Scripted:
     if _results(request) == 0:
         return call("refunds", input="Refund order 1043")
     return "Your refund is done."
