@@ -259,3 +259,21 @@ def test_a_runtime_that_knows_an_agent_knows_the_agents_it_delegates_to() -> Non
     other = Agent(name="researcher", model="rules")
     with pytest.raises(UsageError, match="already registered"):
         Runtime(store=MemoryStore(), agents=[other, grandparent])
+
+
+async def test_a_child_queued_by_a_decision_is_driven_on_by_the_resumed_parent() -> None:
+    notes: list[str] = []
+    child = researcher(
+        call("note", text="x"), "ok", tools=[_note_tool(notes, requires_approval=True)]
+    )
+    parent = boss(child, call("researcher", input="x"), "Done.")
+    runtime = Runtime(store=MemoryStore(), agents=[parent])
+    paused = await runtime.run(parent, "x")
+    [waiting] = await runtime.waiting_runs()
+
+    queued = await runtime.approve(waiting.run_id, by="ana", resume=False)
+    assert queued.status == "queued"
+    done = await runtime.resume(paused.run_id)
+
+    assert (done.status, notes) == ("completed", ["x"])
+    assert (await runtime.store.get_run(waiting.run_id)).status == "completed"

@@ -18,6 +18,7 @@ resume the parent: its call runs again and picks the child's result up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -33,7 +34,7 @@ from keel._runtime.result import RunResult
 from keel._runtime.running import UNSET, Runs
 from keel._runtime.tool_scope import ToolScope, current_scope
 from keel._tools import RunContext, Tool, ToolError, tool
-from keel.errors import JournalConflictError, RunLeasedError, UsageError
+from keel.errors import JournalConflictError, LeaseLostError, RunLeasedError, UsageError
 
 if TYPE_CHECKING:
     from keel._runtime.kernel import Kernel
@@ -224,8 +225,10 @@ async def _child(
     kernel.register(agent)
     async with kernel.drives.exclusive(child_id) as other:
         if other is not None:  # this process drives it already
-            found: RunResult[Any] = await asyncio.shield(other)
-            return found
+            with contextlib.suppress(LeaseLostError):  # then it is driven elsewhere: join it
+                found: RunResult[Any] = await asyncio.shield(other)
+                return found
+            return await _join(kernel, runs, agent, child_id)
         chain = kernel.composer.for_agent(agent)
         started = replace(
             runs._started(
@@ -254,7 +257,8 @@ async def _child(
             lease = None  # it exists: the call runs again after a crash or a pause
         if lease is not None:
             kernel.observed(state, [started])
-            return await runs.drive(agent, state, lease, last_seq=1, chain=chain)
+            with contextlib.suppress(LeaseLostError):  # another process took it over: join it
+                return await runs.drive(agent, state, lease, last_seq=1, chain=chain)
     return await _join(kernel, runs, agent, child_id)
 
 
@@ -268,7 +272,7 @@ async def _join(kernel: Kernel, runs: Runs, agent: Agent[Any], child_id: str) ->
             return await runs.result(child_id, agent)
         try:
             return await runs.resume(child_id, agent, limits=None, deps=UNSET, model=None)
-        except RunLeasedError:
+        except (RunLeasedError, LeaseLostError):
             # Driven elsewhere: wait for it to stop, or for its lease to run out.
             await runs.wait(child_id, agent, timeout_s=kernel.lease_ttl_s)
         except UsageError:
