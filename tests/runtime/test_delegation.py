@@ -4,6 +4,7 @@ approval in the child pauses the parent until a person decides and the parent is
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from keel._core.delegation import child_run_id
 from keel.errors import UsageError
 from keel.events import RunStarted, ToolCallFinished, ToolCallWaiting
 from keel.messages import AssistantMessage, ModelResponse, ToolResultMessage
+from keel.stores import PostgresStore, SQLiteStore
 from keel.testing import MemoryStore, ScriptedModel, call
 
 # 1,000 tokens in cost $1 and 1,000 out $2: sums of such costs are exact in binary.
@@ -277,3 +279,40 @@ async def test_a_child_queued_by_a_decision_is_driven_on_by_the_resumed_parent()
 
     assert (done.status, notes) == ("completed", ["x"])
     assert (await runtime.store.get_run(waiting.run_id)).status == "completed"
+
+
+async def _approval_round_trip(store: Any) -> None:
+    notes: list[str] = []
+    child = researcher(
+        turn(None, call("note", text="n"), tokens_in=1000),
+        turn("ok", tokens_in=1000),
+        tools=[_note_tool(notes, requires_approval=True)],
+    )
+    parent = boss(child, call("researcher", input="x"), turn("Done.", tokens_in=1000))
+    runtime = Runtime(store=store, agents=[parent], prices=PRICES)
+    paused = await runtime.run(parent, "x")
+    [waiting] = await runtime.waiting_runs()
+    await runtime.approve(waiting.run_id, by="ana")
+
+    done = await runtime.resume(paused.run_id)
+
+    assert (done.status, done.cost_usd, notes) == ("completed", 3.0, ["n"])
+    assert [r.run_id for r in await runtime.children(done.run_id)] == [waiting.run_id]
+
+
+async def test_a_resumed_parent_joins_its_child_on_sqlite(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    try:
+        await _approval_round_trip(store)
+    finally:
+        await store.close()
+
+
+async def test_a_resumed_parent_joins_its_child_on_postgres(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    try:
+        await _approval_round_trip(store)
+    finally:
+        await store.close()
