@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keel import Agent, Price, RunContext, Runtime, Usage, tool
+from keel import Agent, Limits, Price, RunContext, Runtime, Usage, tool
 from keel._core.delegation import child_run_id
 from keel.errors import UsageError
 from keel.events import RunStarted, ToolCallFinished, ToolCallWaiting
@@ -316,3 +316,38 @@ async def test_a_resumed_parent_joins_its_child_on_postgres(
         await _approval_round_trip(store)
     finally:
         await store.close()
+
+
+async def test_when_the_waited_for_child_ends_its_parent_goes_back_to_the_queue() -> None:
+    notes: list[str] = []
+    child = researcher(
+        call("note", text="x"), "ok", tools=[_note_tool(notes, requires_approval=True)]
+    )
+    parent = boss(child, call("researcher", input="x"), "Done.")
+    runtime = Runtime(store=MemoryStore(), agents=[parent])
+    paused = await runtime.run(parent, "x")
+    [waiting] = await runtime.waiting_runs()
+
+    await runtime.approve(waiting.run_id, by="ana")  # the child completes here
+
+    queued = await runtime.store.get_run(paused.run_id)
+    assert queued.status == "queued"
+    recovery = await runtime.recover()  # what a worker does with the queue
+    assert [(r.run_id, r.status) for r in recovery.results] == [(paused.run_id, "completed")]
+    assert notes == ["x"]
+
+
+async def test_a_parent_paused_for_another_reason_is_not_queued_when_a_child_ends() -> None:
+    child = researcher("ok")
+    parent = Agent(
+        name="boss",
+        model=ScriptedModel([call("researcher", input="x"), "never"], name="acme:big"),
+        tools=[child.as_tool()],
+        limits=Limits(max_steps=1),
+    )
+    runtime = Runtime(store=MemoryStore(), agents=[parent])
+
+    result = await runtime.run(parent, "x")
+
+    assert (result.status, result.reason and result.reason.code) == ("paused", "limit.max_steps")
+    assert (await runtime.store.get_run(result.run_id)).status == "paused"
