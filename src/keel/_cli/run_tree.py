@@ -3,12 +3,14 @@ and so on, and the parent it was delegated from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from keel._cli.timeline import format_cost
+from keel._core.events import Event
 from keel._runtime.runtime import Runtime
-from keel._runtime.runtime_delegation import ParentLink
+from keel._runtime.runtime_delegation import ParentLink, children_in, parent_in
 from keel.ports import RunRecord
 
 __all__ = ["RunTree", "load_tree", "render_tree", "tree_data"]
@@ -26,15 +28,24 @@ class RunTree:
     children: list[RunTree] = field(default_factory=list)
 
 
-async def load_tree(runtime: Runtime, record: RunRecord) -> tuple[ParentLink | None, RunTree]:
-    """The parent of ``record``'s run, and the tree of runs under it."""
+async def load_tree(
+    runtime: Runtime, record: RunRecord, events: Sequence[Event]
+) -> tuple[ParentLink | None, RunTree]:
+    """The parent of ``record``'s run (whose journal is ``events``), and the tree of runs
+    under it."""
     root = RunTree(record)
     budget = [_MAX_RUNS]
 
     async def grow(node: RunTree, depth: int) -> None:
         if depth >= _MAX_DEPTH:
             return
-        for child in await runtime.children(node.record.run_id):
+        run_id = node.record.run_id
+        found = (
+            await children_in(runtime.store, run_id, events)
+            if node is root
+            else await runtime.children(run_id)
+        )
+        for child in found:
             if budget[0] <= 0:
                 return
             budget[0] -= 1
@@ -43,7 +54,7 @@ async def load_tree(runtime: Runtime, record: RunRecord) -> tuple[ParentLink | N
             await grow(branch, depth + 1)
 
     await grow(root, 0)
-    return await runtime.parent(record.run_id), root
+    return parent_in(events), root
 
 
 def render_tree(parent: ParentLink | None, tree: RunTree) -> list[str]:

@@ -253,7 +253,8 @@ def show_run(
 
     async def work(runtime: Runtime) -> tuple[Any, list[Any], Any]:
         record = await runtime.store.get_run(run_id)
-        return record, await runtime.store.load(run_id), await load_tree(runtime, record)
+        events = await runtime.store.load(run_id)
+        return record, events, await load_tree(runtime, record, events)
 
     record, events, (parent, tree) = call(db, work)
     out = stdout()
