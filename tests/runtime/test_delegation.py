@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
-from keel import Agent, Limits, Price, RunContext, Runtime, Usage, tool
+from keel import Agent, KeelSettings, Limits, Price, RunContext, Runtime, Usage, tool
 from keel._core.delegation import child_run_id
 from keel.errors import UsageError
 from keel.events import RunStarted, ToolCallFinished, ToolCallWaiting
 from keel.messages import AssistantMessage, ModelResponse, ToolResultMessage
+from keel.observability import Tracing
 from keel.stores import PostgresStore, SQLiteStore
 from keel.testing import MemoryStore, ScriptedModel, call
+from tests.observability.tracing_scenario import memory_provider
 
 # 1,000 tokens in cost $1 and 1,000 out $2: sums of such costs are exact in binary.
 PRICES = {"acme:*": Price(input_per_mtok=1000.0, output_per_mtok=2000.0)}
@@ -351,3 +353,23 @@ async def test_a_parent_paused_for_another_reason_is_not_queued_when_a_child_end
 
     assert (result.status, result.reason and result.reason.code) == ("paused", "limit.max_steps")
     assert (await runtime.store.get_run(result.run_id)).status == "paused"
+
+
+async def test_a_child_run_traces_under_the_call_that_started_it() -> None:
+    provider, exporter = memory_provider()
+    parent = boss(researcher("Paris."), call("researcher", input="capital?"), "Paris.")
+    runtime = Runtime(
+        store=MemoryStore(),
+        observers=[Tracing(provider)],
+        settings=KeelSettings.from_environ({}),
+    )
+
+    await runtime.run(parent, "Capital?")
+
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    call_span = spans["execute_tool researcher"].get_span_context()
+    child_span = spans["invoke_agent researcher"]
+    assert call_span is not None
+    assert child_span.parent is not None
+    assert child_span.parent.span_id == call_span.span_id
+    assert child_span.parent.trace_id == call_span.trace_id
