@@ -4,6 +4,7 @@ approval in the child pauses the parent until a person decides and the parent is
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +374,69 @@ async def test_a_child_run_traces_under_the_call_that_started_it() -> None:
     assert child_span.parent is not None
     assert child_span.parent.span_id == call_span.span_id
     assert child_span.parent.trace_id == call_span.trace_id
+
+
+async def test_cancelling_a_parent_cancels_its_children_that_have_not_ended() -> None:
+    child = researcher(call("note", text="x"), "ok", tools=[_note_tool([], requires_approval=True)])
+    top = Agent(
+        name="top",
+        model=ScriptedModel([call("boss", input="go")]),
+        tools=[boss(child, call("researcher", input="x"), "Done.").as_tool()],
+    )
+    runtime = Runtime(store=MemoryStore(), agents=[top])
+    paused = await runtime.run(top, "go")
+    [middle] = await runtime.children(paused.run_id)
+    [waiting] = await runtime.waiting_runs()
+    assert (middle.status, waiting.status) == ("paused", "awaiting_approval")
+
+    cancelled = await runtime.cancel(paused.run_id, reason="not needed")
+
+    assert cancelled.status == "cancelled"
+    middle_now = await runtime.store.get_run(middle.run_id)
+    child_now = await runtime.store.get_run(waiting.run_id)
+    assert (middle_now.status, child_now.status) == ("cancelled", "cancelled")
+    assert child_now.reason is not None
+    assert f"its parent run {middle.run_id} was cancelled" in child_now.reason
+    assert await runtime.waiting_runs() == []
+
+
+async def test_a_cancelled_child_sends_its_parent_on_with_an_error_result() -> None:
+    child = researcher(call("note", text="x"), "ok", tools=[_note_tool([], requires_approval=True)])
+    parent = boss(child, call("researcher", input="x"), "The helper was stopped.")
+    runtime = Runtime(store=MemoryStore(), agents=[parent])
+    paused = await runtime.run(parent, "x")
+    [waiting] = await runtime.waiting_runs()
+
+    await runtime.cancel(waiting.run_id, reason="wrong order")
+    done = await runtime.resume(paused.run_id)  # it was queued again when the child ended
+
+    assert (done.status, done.output) == ("completed", "The helper was stopped.")
+    seen = parent.model.requests[1].messages[-1]  # type: ignore[union-attr]
+    assert isinstance(seen, ToolResultMessage)
+    assert seen.is_error
+    assert "cancelled" in seen.content
+
+
+async def test_cancelling_a_parent_while_its_child_works_here_stops_and_cancels_both() -> None:
+    entered = asyncio.Event()
+
+    @tool(side_effects="read")
+    async def slow(ctx: RunContext[None]) -> str:
+        """Take a long time."""
+        entered.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    child = researcher(call("slow"), "ok", tools=[slow])
+    parent = boss(child, call("researcher", input="x"), "Done.")
+    runtime = Runtime(store=MemoryStore(), agents=[parent])
+    running = asyncio.create_task(runtime.run(parent, "x"))
+    await entered.wait()
+    [record] = [r for r in await runtime.store.list_runs(limit=None) if r.agent == "boss"]
+
+    await runtime.cancel(record.run_id, reason="stop")
+    result = await running
+
+    assert result.status == "cancelled"
+    [child_record] = await runtime.children(record.run_id)
+    assert child_record.status == "cancelled"

@@ -50,7 +50,7 @@ from keel._runtime.scrubbing import Scrubber
 from keel._runtime.stopping import Recovery, cancel, recover
 from keel._runtime.stream import RunDelta, RunEvent, follow
 from keel._runtime.timetravel import TimeTravel
-from keel._runtime.waking import ParentWaker
+from keel._runtime.waking import DelegationLinks
 from keel._runtime.worker import Worker
 from keel._settings import KeelSettings
 from keel.audit import AuditLog
@@ -231,8 +231,9 @@ class Runtime(
             if self._tracing is not None:
                 self._kernel.observers.add(self._tracing)
         self._runs = Runs(self._kernel)
-        # A parent paused for a child goes back to the queue when that child ends.
-        self._kernel.journal_hooks.append(ParentWaker(self._runs))
+        # A parent paused for a child is queued again when the child ends; a cancelled run
+        # cancels its children.
+        self._kernel.journal_hooks.append(DelegationLinks(self._runs))
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)
         self._governance = Governance(
