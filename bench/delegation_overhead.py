@@ -106,7 +106,7 @@ def report(name: str, found: dict[str, list[float]]) -> None:
 
 
 async def main(smoke: bool) -> None:
-    runs, repeats = (5, 2) if smoke else (100, 5)
+    runs, repeats = (5, 2) if smoke else (100, 9)
     print(
         f"python {platform.python_version()}, {platform.machine()}, "
         f"{runs} runs x {repeats} repeats per figure"

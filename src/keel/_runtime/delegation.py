@@ -175,9 +175,13 @@ async def _delegate(
                 kernel, agent, child_id=child_id, text=text, ctx=ctx, principal=principal
             )
 
-    settled = await asyncio.gather(
-        *(one(i, agent, text) for i, (agent, text) in enumerate(tasks)), return_exceptions=True
-    )
+    if len(tasks) == 1:  # no task of its own for one child (an agent as a tool)
+        settled: list[RunResult[Any] | BaseException] = [await one(0, *tasks[0])]
+    else:
+        settled = await asyncio.gather(
+            *(one(i, agent, text) for i, (agent, text) in enumerate(tasks)),
+            return_exceptions=True,
+        )
     for item in settled:
         if isinstance(item, BaseException):
             raise item

@@ -74,6 +74,8 @@ class DelegationLinks:
                 )
 
     async def _wake_parent(self, parent: str, child: str) -> None:
+        if self._runs.k.drives.running(parent):
+            return  # driven here (its call drove the child): it is not paused
         record = await self._runs.k.store.get_run(parent)
         waits_for_it = (
             record.status == "paused"
