@@ -167,7 +167,8 @@ class Agent(Generic[OutputT]):
             description: What the model is told the tool does (default: from the agent's
                 name and the first line of its instructions).
             timeout_s: How long a call may take (default: the agent's
-                ``limits.max_wall_time_s`` plus a minute).
+                ``limits.max_wall_time_s`` and ``limits.tool_timeout_s``, plus a minute: the
+                child pauses itself at its wall-time limit before that).
         """
         from keel._runtime.delegation import delegation_tool  # the runtime builds on agents
 

@@ -229,7 +229,8 @@ def test_as_tool_names_and_describes_the_tool() -> None:
     assert "Cite" not in default.spec.description
     assert list(default.spec.parameters["properties"]) == ["input"]
     assert default.spec.idempotent
-    assert default.spec.timeout_s == agent.limits.max_wall_time_s + 60
+    limits = agent.limits
+    assert default.spec.timeout_s == limits.max_wall_time_s + limits.tool_timeout_s + 60
     assert (named.name, named.spec.description, named.spec.timeout_s) == (
         "lookup",
         "Look things up.",

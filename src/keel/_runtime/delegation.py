@@ -85,7 +85,9 @@ def delegation_tool(
         return result.final_output
 
     delegate.__name__ = _TOOL_NAME.sub("_", agent.name)[:64]
-    limit = agent.limits.max_wall_time_s + _TIMEOUT_MARGIN_S
+    # The child pauses itself at its wall-time limit, and a tool of its own cannot outlast its
+    # timeout: past both (and a margin), something is wrong.
+    limit = agent.limits.max_wall_time_s + agent.limits.tool_timeout_s + _TIMEOUT_MARGIN_S
     made = tool(
         name=name,
         description=description or _description(agent),
