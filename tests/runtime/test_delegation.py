@@ -441,3 +441,20 @@ async def test_cancelling_a_parent_while_its_child_works_here_stops_and_cancels_
     assert result.status == "cancelled"
     [child_record] = await runtime.children(record.run_id)
     assert child_record.status == "cancelled"
+
+
+async def test_two_delegated_calls_in_one_turn_are_two_children_and_both_costs_count() -> None:
+    child = researcher(turn("a", tokens_in=1000), turn("b", tokens_in=2000))
+    parent = boss(
+        child,
+        [call("researcher", input="one"), call("researcher", input="two")],
+        "Both done.",
+    )
+    runtime = Runtime(store=MemoryStore(), prices=PRICES)
+
+    result = await runtime.run(parent, "Do both")
+
+    children = await runtime.children(result.run_id)
+    assert len({c.run_id for c in children}) == 2
+    assert sorted(c.cost_usd or 0.0 for c in children) == [1.0, 2.0]
+    assert result.cost_usd == 3.0

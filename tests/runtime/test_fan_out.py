@@ -185,3 +185,21 @@ async def test_a_child_waiting_for_a_person_pauses_the_parent_and_finished_ones_
     # The children that had finished were not run again: their script had two answers.
     answered.model.assert_complete()  # type: ignore[union-attr]
     assert len(await runtime.children(paused.run_id)) == 3
+
+
+async def test_a_failed_child_is_in_the_results_for_the_tool_to_judge() -> None:
+    failing = Agent(name="failing", model=ScriptedModel([]))  # no answer: the run fails
+    fine = Agent(name="fine", model=ScriptedModel(["fine"]))
+    seen: list[tuple[str, str]] = []
+
+    @tool(idempotent=True)
+    async def both(ctx: RunContext[None]) -> str:
+        """Ask both."""
+        for result in await fan_out(ctx, [(failing, "x"), (fine, "y")]):
+            seen.append((result.agent, result.status))
+        return "judged"
+
+    result = await Runtime(store=MemoryStore()).run(parent_with(both, call("both"), "ok"), "go")
+
+    assert result.status == "completed"
+    assert seen == [("failing", "failed"), ("fine", "completed")]
