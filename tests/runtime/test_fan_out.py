@@ -185,6 +185,8 @@ async def test_a_child_waiting_for_a_person_pauses_the_parent_and_finished_ones_
     # The children that had finished were not run again: their script had two answers.
     answered.model.assert_complete()  # type: ignore[union-attr]
     assert len(await runtime.children(paused.run_id)) == 3
+    replay = await runtime.replay(paused.run_id)  # the wait and the children, from the journal
+    assert replay.identical, replay.differences
 
 
 async def test_a_failed_child_is_in_the_results_for_the_tool_to_judge() -> None:
