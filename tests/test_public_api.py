@@ -32,6 +32,7 @@ EXPECTED = [
     "ModelResponse",
     "ModelSettings",
     "ModelSpec",
+    "ParentLink",
     "PendingCall",
     "Price",
     "PriceTable",
@@ -59,6 +60,7 @@ EXPECTED = [
     "UsageError",
     "Worker",
     "check",
+    "fan_out",
     "tool",
 ]
 

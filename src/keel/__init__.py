@@ -27,8 +27,10 @@ from keel._core.messages import ModelRequest, ModelResponse, ModelSettings
 from keel._core.pricing import Price, PriceTable
 from keel._core.steps import RunDiff, Step
 from keel._core.usage import Usage
+from keel._runtime.delegation import fan_out
 from keel._runtime.result import RunResult
 from keel._runtime.runtime import Runtime
+from keel._runtime.runtime_delegation import ParentLink
 from keel._runtime.stopping import Recovery, Skipped
 from keel._runtime.stream import RunDelta, RunEvent
 from keel._runtime.timetravel import Replay
@@ -69,6 +71,7 @@ __all__ = [
     "ModelResponse",
     "ModelSettings",
     "ModelSpec",
+    "ParentLink",
     "PendingCall",
     "Price",
     "PriceTable",
@@ -96,5 +99,6 @@ __all__ = [
     "UsageError",
     "Worker",
     "check",
+    "fan_out",
     "tool",
 ]

@@ -145,6 +145,37 @@ class Agent(Generic[OutputT]):
         self.tools_by_name: dict[str, Tool] = {t.name: t for t in built}
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.spec.definition for t in built)
 
+    def as_tool(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Tool:
+        """This agent as a tool another agent can be given: the model calls it with an
+        ``input`` (the task, in words) and gets this agent's answer.
+
+        Each call starts a **child run** of this agent, with its own journal, on the parent
+        run's runtime and store, for the parent's tenant and user; the two are linked both
+        ways, and the child's cost and tokens are added to the parent's. The child's id comes
+        from the parent's run id and call id, so a parent that crashes and resumes joins the
+        child it started (nothing is done twice). A child that waits for a person (an
+        approval) or was paused by a limit pauses the parent, whose reason names the child:
+        decide on the child, then resume the parent. See the multi-agent guide.
+
+        Args:
+            name: The tool's name (default: the agent's name, with other characters than
+                letters, digits, ``_`` and ``-`` replaced by ``_``).
+            description: What the model is told the tool does (default: from the agent's
+                name and the first line of its instructions).
+            timeout_s: How long a call may take (default: the agent's
+                ``limits.max_wall_time_s`` and ``limits.tool_timeout_s``, plus a minute: the
+                child pauses itself at its wall-time limit before that).
+        """
+        from keel._runtime.delegation import delegation_tool  # the runtime builds on agents
+
+        return delegation_tool(self, name=name, description=description, timeout_s=timeout_s)
+
     def __repr__(self) -> str:
         return (
             f"Agent(name={self.name!r}, model={describe_model(self.model)!r}, "

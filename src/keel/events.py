@@ -14,6 +14,7 @@ from keel._core.events import (
     CallDecided,
     CancelRequested,
     ChecksDecided,
+    ChildRun,
     Decision,
     ErrorInfo,
     Event,
@@ -32,6 +33,7 @@ from keel._core.events import (
     ToolCallFinished,
     ToolCallInDoubt,
     ToolCallStarted,
+    ToolCallWaiting,
     event_kind,
 )
 from keel._core.state import RunState
@@ -47,6 +49,7 @@ __all__ = [
     "CheckRequest",
     "CheckResult",
     "ChecksDecided",
+    "ChildRun",
     "Decision",
     "Difference",
     "ErrorInfo",
@@ -73,6 +76,7 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallInDoubt",
     "ToolCallStarted",
+    "ToolCallWaiting",
     "ToolStep",
     "Verdict",
     "event_kind",

@@ -43,6 +43,7 @@ def require_corpora(folder: str = "injection") -> None:
         ("observability_instructions.py", ("observability workload ran",)),
         ("taubench.py", ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s")),
         ("evals.py", ("evaluate() cases/s", "| sqlite |", "loading the plugin", "per test")),
+        ("delegation_overhead.py", ("| memory |", "| sqlite |", "delegated")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

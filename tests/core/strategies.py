@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from keel._core.events import (
     ApprovalRequested,
     CallDecided,
+    ChildRun,
     ErrorInfo,
     Event,
     ModelFailed,
@@ -22,6 +23,7 @@ from keel._core.events import (
     RunStarted,
     ToolCallFinished,
     ToolCallStarted,
+    ToolCallWaiting,
 )
 from keel._core.limits import Limits
 from keel._core.messages import AssistantMessage, Attempt, ToolCall
@@ -100,10 +102,21 @@ run_started = st.builds(
     history_seq=st.none() | st.just(0),
     forked_from=st.none() | short,
     fork_step=st.none() | st.integers(min_value=0, max_value=100),
+    parent_run_id=st.none() | short,
+    parent_step=st.none() | st.integers(min_value=1, max_value=100),
+    parent_call_id=st.none() | short,
     at=seconds,
 )
 
 steps = st.integers(min_value=1, max_value=1000)
+child_runs = st.builds(
+    ChildRun,
+    run_id=short,
+    agent=short,
+    status=st.sampled_from(["completed", "failed", "awaiting_approval", "paused"]),
+    usage=usages,
+    cost_usd=costs,
+)
 later_events: st.SearchStrategy[Event] = st.one_of(
     st.builds(
         ModelResponded,
@@ -138,7 +151,11 @@ later_events: st.SearchStrategy[Event] = st.one_of(
         error=st.none() | errors,
         latency_ms=seconds,
         attempts=st.integers(min_value=1, max_value=5),
+        children=st.lists(child_runs, max_size=2).map(tuple),
         at=seconds,
+    ),
+    st.builds(
+        ToolCallWaiting, step=steps, call=tool_calls, child=child_runs, reason=errors, at=seconds
     ),
     st.builds(OutputRejected, step=steps, error=text, at=seconds),
     st.builds(

@@ -52,7 +52,8 @@ def test_counters_are_sums_over_the_journal(events: list[Event]) -> None:
     rejections = [e for e in events if isinstance(e, OutputRejected)]
     switches = [e for e in events if isinstance(e, ModelSwitched)]
     corrections = rejections + [e for e in switches if e.correction is not None]
-    expected_usage = sum((e.usage for e in responses), Usage())
+    children = [c for e in results for c in e.children]  # delegated calls add theirs
+    expected_usage = sum((e.usage for e in responses), sum((c.usage for c in children), Usage()))
     # Each switch to another model starts its count of rejected answers afresh.
     last_switch = max((i for i, e in enumerate(events) if isinstance(e, ModelSwitched)), default=-1)
     since_switch = [e for e in events[last_switch + 1 :] if isinstance(e, OutputRejected)]
@@ -69,6 +70,7 @@ def test_counters_are_sums_over_the_journal(events: list[Event]) -> None:
 def test_cost_is_unknown_once_any_call_has_no_price(events: list[Event]) -> None:
     state = fold(events)
     prices = [e.cost_usd for e in events if isinstance(e, ModelResponded)]
+    prices += [c.cost_usd for e in events if isinstance(e, ToolCallFinished) for c in e.children]
     if any(price is None for price in prices):
         assert state.cost_usd is None
     else:

@@ -25,6 +25,7 @@ from keel._cli._common import (
     report,
     stdout,
 )
+from keel._cli.run_tree import load_tree, render_tree, tree_data
 from keel._cli.timeline import (
     describe,
     format_cost,
@@ -247,18 +248,26 @@ def show_run(
     as_json: JsonOption = False,
 ) -> None:
     """Show a run's timeline: model calls, tool calls with arguments and results, decisions,
-    pauses, latency, tokens and cost."""
+    pauses, latency, tokens and cost; and the runs it delegated to (its children, theirs...)
+    and the run it was delegated from."""
 
-    async def work(runtime: Runtime) -> tuple[Any, list[Any]]:
-        return await runtime.store.get_run(run_id), await runtime.store.load(run_id)
+    async def work(runtime: Runtime) -> tuple[Any, list[Any], Any]:
+        record = await runtime.store.get_run(run_id)
+        events = await runtime.store.load(run_id)
+        return record, events, await load_tree(runtime, record, events)
 
-    record, events = call(db, work)
+    record, events, (parent, tree) = call(db, work)
     out = stdout()
     if as_json:
-        data = {"run": asdict(record), "events": [json.loads(to_json(e)) for e in events]}
+        data = {
+            "run": asdict(record),
+            "events": [json.loads(to_json(e)) for e in events],
+            **tree_data(parent, tree),
+        }
         out.print(dumps(data), markup=False)
         return
-    for line in [*render_summary(record), "", *render_timeline(events)]:
+    related = render_tree(parent, tree)
+    for line in [*render_summary(record), *related, "", *render_timeline(events)]:
         out.print(line, markup=False)
 
 

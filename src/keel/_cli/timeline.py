@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from keel._core.codec import event_to_dict
+from keel._core.delegation import ToolCallWaiting
 from keel._core.events import (
     ApprovalRequested,
     CallDecided,
@@ -126,6 +127,11 @@ def _run_started(event: RunStarted) -> list[str]:
     ]
     if event.forked_from is not None:
         lines.append(f"{_INDENT}forked from {event.forked_from} after step {event.fork_step}")
+    if event.parent_run_id is not None:
+        lines.append(
+            f"{_INDENT}child of run {event.parent_run_id} (step {event.parent_step}, call "
+            f"{event.parent_call_id})"
+        )
     people = (("tenant", event.tenant), ("user", event.user))
     who = [f"{name} {value}" for name, value in people if value is not None]
     if event.roles:
@@ -210,6 +216,20 @@ def _tool_finished(event: ToolCallFinished) -> list[str]:
         f"tool   {event.call.name} {verdict}  {event.latency_ms:.1f} ms{cut}",
         *_wrapped("args: ", event.call.arguments),
         *_wrapped("result: ", event.result),
+        *(
+            f"{_INDENT}child run {c.run_id} ({c.agent}) {c.status}, "
+            f"{_tokens(c.usage)}, cost {format_cost(c.cost_usd)}"
+            for c in event.children
+        ),
+    ]
+
+
+def _tool_waiting(event: ToolCallWaiting) -> list[str]:
+    child = event.child
+    return [
+        f"tool   {event.call.name} waits for child run {child.run_id} ({child.agent}, "
+        f"{child.status})",
+        *_wrapped("", event.reason.message),
     ]
 
 
@@ -280,6 +300,7 @@ RENDERERS: dict[str, Renderer] = {
     "tool_call_started": _tool_started,
     "tool_call_finished": _tool_finished,
     "tool_call_in_doubt": _tool_in_doubt,
+    "tool_call_waiting": _tool_waiting,
     "checks_decided": _checks_decided,
     "output_rejected": _output_rejected,
     "run_paused": _run_paused,

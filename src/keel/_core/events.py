@@ -7,6 +7,7 @@ upgrade in :mod:`keel._core.codec`. Every kind is registered in one registry
 (:mod:`keel._core.eventbase`): a new kind is one class, not an edit to every reader.
 """
 
+from keel._core.delegation import ChildRun, ToolCallWaiting
 from keel._core.eventbase import FINISHED, OPEN, ErrorInfo, Event, ForkCopy, RunStatus, event_kind
 from keel._core.events_checks import ChecksDecided
 from keel._core.events_model import ModelFailed, ModelResponded, ModelSwitched, OutputRejected
@@ -36,6 +37,7 @@ __all__ = [
     "CallDecided",
     "CancelRequested",
     "ChecksDecided",
+    "ChildRun",
     "Decision",
     "ErrorInfo",
     "Event",
@@ -55,5 +57,6 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallInDoubt",
     "ToolCallStarted",
+    "ToolCallWaiting",
     "event_kind",
 ]

@@ -66,6 +66,11 @@ class RunStarted(Event):
     #: The W3C trace context (``traceparent``, ``tracestate``) of whoever started or submitted
     #: the run while being traced: the run's spans continue that trace, in any process.
     trace_context: dict[str, str] | None = None
+    #: For a child run (started by a tool call of another run, see
+    #: :mod:`keel._core.delegation`): the parent run, the step and the call that started it.
+    parent_run_id: str | None = None
+    parent_step: int | None = None
+    parent_call_id: str | None = None
     type: Literal["run_started"] = "run_started"
     v: Literal[1] = 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from keel._core.delegation import ChildRun, roll_up
 from keel._core.eventbase import ErrorInfo, Event, ForkCopy, event_kind
 from keel._core.messages import AssistantMessage, ToolCall, ToolResultMessage
 
@@ -70,6 +71,8 @@ class ToolCallFinished(Event):
     A call rejected before running (unknown tool, malformed or invalid arguments, a check's
     denial) has a ``ToolCallFinished`` with an error and no ``ToolCallStarted``. A result
     longer than the tool's cap is kept cut, once: ``result_chars`` is its full length.
+    ``children`` are the runs the call started (:mod:`keel._core.delegation`): what they used
+    and cost is added to this run's totals here, once.
     """
 
     step: int
@@ -80,6 +83,7 @@ class ToolCallFinished(Event):
     #: How many tries it took (tools with retries).
     attempts: int = 1
     result_chars: int | None = None
+    children: tuple[ChildRun, ...] = ()
     type: Literal["tool_call_finished"] = "tool_call_finished"
     v: Literal[1] = 1
 
@@ -90,6 +94,8 @@ class ToolCallFinished(Event):
         state.in_doubt.pop(call_id, None)
         state.awaiting.pop(call_id, None)
         state.tool_calls += 1
+        if self.children:
+            roll_up(state, self.children)
         if self.error is None:
             state.turn_successes += 1
         if not state.awaiting:  # the turn's last result: did any call of it succeed?

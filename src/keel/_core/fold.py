@@ -100,6 +100,7 @@ def start(
         agent_ref=event.agent_ref,
         history_seq=event.history_seq,
         forked_from=event.forked_from,
+        parent_run_id=event.parent_run_id,
         tenant=event.tenant,
         user=event.user,
         roles=event.roles,

@@ -84,6 +84,8 @@ class RunState:
     agent_ref: str | None = None
     history_seq: int | None = None
     forked_from: str | None = None
+    #: For a child run: the run whose tool call started it (see ``RunStarted.parent_run_id``).
+    parent_run_id: str | None = None
     #: Index in ``messages`` of the latest assistant turn that made tool calls, and the place
     #: of each of its calls in it (results are kept in that order).
     turn_index: int = -1

@@ -185,7 +185,7 @@ class Kernel:
         self.scrubber = Scrubber()
         self._handlers: dict[type[Effect], EffectHandler] = {
             CallModel: ModelCalls(),
-            RunTools: ToolRuns(watchers=self.observers),
+            RunTools: ToolRuns(watchers=self.observers, kernel=self),
             RunChecks: CheckRuns(),
         }
 
@@ -220,6 +220,11 @@ class Kernel:
         self.agents[agent.name] = agent
         if ref is not None:
             self.refs[agent.name] = ref
+        if known is None:  # and the agents it delegates to, whose runs are its children
+            from keel._runtime.delegation import delegated_agents  # (it imports this module)
+
+            for child in delegated_agents(agent):
+                self.register(child)
 
     def agent_for(
         self, record: RunRecord, agent: Agent[OutputT] | None, *, needed: bool = True

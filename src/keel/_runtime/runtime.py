@@ -42,6 +42,7 @@ from keel._runtime.result import RunResult
 from keel._runtime.retention import Retention
 from keel._runtime.running import UNSET, IfBusy, Runs
 from keel._runtime.runtime_decisions import DecisionMethods
+from keel._runtime.runtime_delegation import DelegationMethods
 from keel._runtime.runtime_feedback import FeedbackMethods
 from keel._runtime.runtime_governance import GovernanceMethods
 from keel._runtime.runtime_history import HistoryMethods
@@ -49,6 +50,7 @@ from keel._runtime.scrubbing import Scrubber
 from keel._runtime.stopping import Recovery, cancel, recover
 from keel._runtime.stream import RunDelta, RunEvent, follow
 from keel._runtime.timetravel import TimeTravel
+from keel._runtime.waking import DelegationLinks
 from keel._runtime.worker import Worker
 from keel._settings import KeelSettings
 from keel.audit import AuditLog
@@ -78,7 +80,9 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_BREAKER = BreakerPolicy()
 
 
-class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethods):
+class Runtime(
+    DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethods, DelegationMethods
+):
     """Runs agents and keeps their journals.
 
     Args:
@@ -235,6 +239,9 @@ class Runtime(DecisionMethods, HistoryMethods, FeedbackMethods, GovernanceMethod
             if self._tracing is not None:
                 self._kernel.observers.add(self._tracing)
         self._runs = Runs(self._kernel)
+        # A parent paused for a child is queued again when the child ends; a cancelled run
+        # cancels its children.
+        self._kernel.journal_hooks.append(DelegationLinks(self._runs))
         self._approvals = Approvals(self._kernel, self._runs)
         self._travel = TimeTravel(self._kernel, self._runs)
         self._governance = Governance(

@@ -31,6 +31,7 @@ from keel._core.events import (
     RunStarted,
     ToolCallFinished,
     ToolCallInDoubt,
+    ToolCallWaiting,
 )
 from keel._core.fold import HistoryRef, apply, history_ref, start
 from keel._core.loop import CallModel, Effect, RunChecks, RunTools
@@ -156,7 +157,10 @@ class _ReplayTools:
                     error=event.error,
                     attempts=event.attempts,
                     result_chars=event.result_chars,
+                    children=event.children,
                 )
+            elif isinstance(event, ToolCallWaiting):  # it waited for a child run then
+                outcome = ToolOutcome(result="", waiting=(event.child, event.reason.message))
             elif isinstance(event, ToolCallInDoubt) and event.reason.code == "tool_timeout":
                 outcome = ToolOutcome(result="", error=event.reason, timed_out=True)
             else:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from pydantic_core import PydanticSerializationError, to_json
 
+from keel._core.delegation import ChildRun
 from keel._core.events import ErrorInfo
 from keel._runtime.deadline import Deadline
 from keel._tools import RunContext, Tool, ToolError
@@ -45,6 +46,9 @@ class ToolOutcome:
     timed_out: bool = False
     #: Set when ``result`` was already cut: the full result's length.
     result_chars: int | None = None
+    #: The child runs the call started (delegation), and the one it waits for, with why.
+    children: tuple[ChildRun, ...] = ()
+    waiting: tuple[ChildRun, str] | None = None
 
 
 class ToolExecutor(Protocol):
