@@ -39,6 +39,7 @@ from keel._core.effects import (
     CheckSubject,
     Decision,
     Effect,
+    HandOff,
     RunChecks,
     RunTool,
     RunTools,
@@ -74,6 +75,7 @@ __all__ = [
     "CheckSubject",
     "Decision",
     "Effect",
+    "HandOff",
     "LoopSpec",
     "RunChecks",
     "RunTool",
@@ -94,6 +96,10 @@ class LoopSpec:
     output: OutputSpec | None = None
     models: int = 1
     checks: Mapping[CheckPoint, tuple[str, ...]] = field(default_factory=dict)
+    #: The agents the run may be handed to, by the name of the tool that does it.
+    handoffs: Mapping[str, str] = field(default_factory=dict)
+    #: Run a turn's tool calls one at a time, in order, rather than concurrently.
+    sequential: bool = False
 
 
 _NOTHING = Decision()
@@ -194,7 +200,11 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     positions = _positions(state)
     events: list[Event] = []
     runnable: list[tuple[ToolCall, int]] = []
+    handoffs: list[ToolCall] = []
     for call in state.awaiting.values():
+        if call.name in spec.handoffs and call.name not in spec.tools:
+            handoffs.append(call)  # taken once the turn's other calls are done
+            continue
         index = positions.get(call.id, 0)
         if index >= limits.max_tool_calls_per_turn:
             message = (
@@ -207,9 +217,11 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     breach = _tool_limit_breach(state, [call for call, _ in runnable])
     if breach is not None:
         return Decision((*events, pause(breach.code, breach.message, now)))
+    if handoffs and not runnable and not events:
+        return _hand_off(state, spec, handoffs, now)
     checked_calls = bool(spec.checks and spec.checks.get("tool_call"))
     to_run: list[RunTool] = []
-    starts: list[Event] = []
+    starts: list[ToolCallStarted] = []
     waiting: list[PendingCall] = []
     unchecked: list[CheckSubject] = []
     for call, index in runnable:
@@ -235,7 +247,30 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
         return Decision((*events, requested))
     if not to_run:
         return Decision(tuple(events))
+    if spec.sequential and len(to_run) > 1:
+        # One call at a time, in the model's order: only the next one is journaled as
+        # started, so after a crash the later ones are known never to have run.
+        to_run = to_run[:1]
+        starts = [start for start in starts if start.call.id == to_run[0].call.id]
     return Decision((*events, *starts), RunTools(step=state.step, calls=tuple(to_run)))
+
+
+def _hand_off(state: RunState, spec: LoopSpec, calls: list[ToolCall], now: float) -> Decision:
+    """The turn's handoff, once its other calls are done: the first one asked for is taken,
+    any other is refused."""
+    first, *others = calls
+    events = tuple(
+        _reject(
+            state,
+            call,
+            "handoff_refused",
+            f"the conversation was already handed over with {first.name}; one handoff a turn",
+            now,
+        )
+        for call in others
+    )
+    effect = HandOff(step=state.step, call=first, agent=spec.handoffs[first.name])
+    return Decision(events, effect)
 
 
 def _plan_call(

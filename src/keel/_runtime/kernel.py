@@ -26,7 +26,7 @@ from keel._checks import Check
 from keel._core.events import Event, PendingCall
 from keel._core.fold import HistoryRef, apply, fold, history_ref
 from keel._core.history import history_start
-from keel._core.loop import CallModel, Effect, RunChecks, RunTools
+from keel._core.loop import CallModel, Effect, HandOff, RunChecks, RunTools
 from keel._core.messages import Message
 from keel._core.pricing import PriceTable
 from keel._core.state import RunState
@@ -34,6 +34,7 @@ from keel._runtime.call_guards import CallGuard
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.composition import ModelComposer
 from keel._runtime.driver import DeltaSink, EffectHandler, JournalHook, RunDriver
+from keel._runtime.handoffs import HandOffs
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.observers import Observers
@@ -223,6 +224,7 @@ class Kernel:
             CallModel: ModelCalls(),
             RunTools: ToolRuns(watchers=self.observers),
             RunChecks: CheckRuns(),
+            HandOff: HandOffs(composer),
         }
 
     def driver_owner(self) -> str:
@@ -244,16 +246,18 @@ class Kernel:
         return self.checks + agent.checks if self.checks else agent.checks
 
     def register(self, agent: Agent[Any], *, ref: str | None = None) -> None:
-        """Know ``agent`` by its name."""
+        """Know ``agent`` by its name, and the agents its handoffs lead to."""
         if not isinstance(agent, Agent):
             raise UsageError(f"expected a keel.Agent, got {type(agent).__name__}")
-        known = self.agents.get(agent.name)
-        if known is not None and known is not agent:
-            raise UsageError(
-                f"another agent named '{agent.name}' is already registered; agent names "
-                "identify runs, so give each agent its own"
-            )
-        self.agents[agent.name] = agent
+        graph = agent.reachable()
+        for member in graph.values():
+            known = self.agents.get(member.name)
+            if known is not None and known is not member:
+                raise UsageError(
+                    f"another agent named '{member.name}' is already registered; agent names "
+                    "identify runs, so give each agent its own"
+                )
+        self.agents.update(graph)
         if ref is not None:
             self.refs[agent.name] = ref
 
@@ -265,6 +269,11 @@ class Kernel:
         if agent is not None:
             if not isinstance(agent, Agent):
                 raise UsageError(f"expected a keel.Agent, got {type(agent).__name__}")
+            # A run handed to another agent is continued with that one, found through the
+            # handoffs of the agent given.
+            found = agent.reachable().get(record.agent)
+            if found is not None:
+                return cast(Agent[OutputT], found)
             if agent.name != record.agent:
                 raise UsageError(
                     f"run {record.run_id} belongs to agent '{record.agent}', not "
