@@ -15,6 +15,7 @@ SRC = Path(keel.__file__).resolve().parent
 
 EXPECTED = [
     "Agent",
+    "AgentContext",
     "Check",
     "CheckPoint",
     "CheckRequest",
@@ -55,6 +56,7 @@ EXPECTED = [
     "ThreadBusyError",
     "Tool",
     "ToolError",
+    "ToolSource",
     "Usage",
     "UsageError",
     "Worker",
@@ -174,6 +176,7 @@ _BELOW_RUNTIME = (
     "keel.resilience",
     "keel._runtime",
     "keel._agent",
+    "keel._context",
     "keel._tools",
     "keel._checks",
     "keel._settings",
