@@ -92,6 +92,8 @@ class Runs:
         if if_busy not in ("reject", "queue", "interrupt"):
             raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
         self.k.register(agent)
+        if thread is not None:
+            check_thread(thread)
         agent = await thread_agent(self.k, agent, thread)
         chain = self.k.composer.for_agent(agent, model)
         run_id = self.k.new_id(self.k.clock.now())
@@ -174,6 +176,8 @@ class Runs:
         if if_busy not in ("reject", "queue", "interrupt"):
             raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
         k = self.k
+        if thread is not None:
+            check_thread(thread)
         agent = await thread_agent(k, agent, thread)
         chain = k.composer.for_agent(agent, model)
         run_id = k.new_id(k.clock.now())
