@@ -217,3 +217,29 @@ async def test_a_run_that_died_after_a_handoff_resumes_with_the_new_agent_in_ano
     assert made.startswith("You handle billing for ana (made by process ")
     assert f"process {os.getpid()})" not in made
     assert (after.agent, after.output) == ("billing", "Refund sent.")
+
+
+async def test_a_queued_run_hands_off_in_a_worker(store: MemoryStore) -> None:
+    triage, _ = build(billing_model=ScriptedModel(["Paid."]))
+    runtime = Runtime(store=store, settings=NO_MODELS, agents=[triage])
+    assert set(runtime.agents) == {"triage", "billing"}  # the graph is registered
+
+    run_id = await runtime.submit(triage, "Invoice?", thread="t-1")
+    await runtime.worker().run(until_idle=True)
+
+    result = await runtime.result(run_id)
+    assert (result.status, result.agent, result.output) == ("completed", "billing", "Paid.")
+
+
+async def test_a_fork_after_the_handoff_goes_on_with_the_agent_handed_to(
+    store: MemoryStore,
+) -> None:
+    billing_model = ScriptedModel(["Paid.", "Paid, says the fork."])
+    triage, _ = build(billing_model=billing_model)
+    runtime = Runtime(store=store, settings=NO_MODELS, agents=[triage])
+    source = await runtime.run(triage, "Invoice?", thread="t-1")
+
+    fork = await runtime.fork(source.run_id, at_step=1)
+
+    assert (fork.agent, fork.output) == ("billing", "Paid, says the fork.")
+    assert str(billing_model.requests[-1].messages[0].content).startswith("You handle billing")

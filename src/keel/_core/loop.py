@@ -17,7 +17,8 @@ Order of decisions for a running run:
    tool-call checks; apply a person's decisions (reject, confirm an interrupted effect, edit,
    approve); stop for a person (``ApprovalRequested``) if a call needs approval, was escalated
    by a check, or started before a crash (or timed out) and is not safe to repeat; otherwise
-   start the valid ones. A decision covers one attempt: a call that runs again after one is
+   start the valid ones (only the next one, in order, when ``spec.sequential``). A call of a
+   handoff tool waits for the turn's other calls, then is the effect ``HandOff``. A decision covers one attempt: a call that runs again after one is
    journaled as started again, so an interruption of that attempt goes back to a person.
 3. The tool-result checks of the calls that ran.
 4. A final answer (a turn with no tool calls): its checks (a refused answer goes back to the
@@ -88,9 +89,10 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSpec:
-    """What the loop needs to know about an agent: its tools, its output type, how many
-    models its fallback chain has (a model that keeps failing validation hands over to the
-    next one), and the names of the checks at each point."""
+    """What the loop needs to know about an agent: its tools (those of the run), its output
+    type, how many models its fallback chain has (a model that keeps failing validation hands
+    over to the next one), the names of the checks at each point, its handoff tools, and
+    whether a turn's calls run one at a time."""
 
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     output: OutputSpec | None = None
