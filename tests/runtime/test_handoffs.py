@@ -16,8 +16,9 @@ import pytest
 
 from keel import Agent, KeelSettings, Runtime
 from keel.events import HandedOff, RunStarted, ToolCallFinished
+from keel.messages import ModelRequest
 from keel.stores import SQLiteStore
-from keel.testing import MemoryStore, ScriptedModel, call
+from keel.testing import FunctionModel, MemoryStore, ScriptedModel, call
 from tests.runtime.handoff_agents import build
 
 NO_MODELS = KeelSettings.from_environ({})
@@ -243,3 +244,27 @@ async def test_a_fork_after_the_handoff_goes_on_with_the_agent_handed_to(
 
     assert (fork.agent, fork.output) == ("billing", "Paid, says the fork.")
     assert str(billing_model.requests[-1].messages[0].content).startswith("You handle billing")
+
+
+async def test_the_handoff_is_durable_before_the_new_agents_model_is_asked(
+    store: MemoryStore,
+) -> None:
+    """Even when a read-only call of the same turn could let its result wait for the next
+    append: the new agent must never act on a handoff the journal does not hold."""
+    journaled: list[list[str]] = []
+
+    async def billing_answers(request: ModelRequest) -> str:
+        [record] = await store.list_runs()
+        journaled.append([e.type for e in await store.load(record.run_id)])
+        return "Paid."
+
+    triage_model = ScriptedModel(
+        [[call("lookup_order", order_id="1"), call("transfer_to_billing")]]
+    )
+    triage, _ = build(billing_model=FunctionModel(billing_answers), triage_model=triage_model)
+
+    result = await Runtime(store=store, settings=NO_MODELS).run(triage, "Invoice?")
+
+    assert result.output == "Paid."
+    [seen] = journaled
+    assert seen[-2:] == ["tool_call_finished", "handed_off"]

@@ -107,6 +107,9 @@ class HandOffs:
             at=now,
         )
         driver.record((finished, handed))
+        # Durable before the new agent's model is asked (results deferred by the turn's
+        # tools, if any, go with it).
+        driver.deferrable = False
         driver.switch(target, chain.models)
 
 
