@@ -18,8 +18,9 @@ Order of decisions for a running run:
    approve); stop for a person (``ApprovalRequested``) if a call needs approval, was escalated
    by a check, or started before a crash (or timed out) and is not safe to repeat; otherwise
    start the valid ones (only the next one, in order, when ``spec.sequential``). A call of a
-   handoff tool waits for the turn's other calls, then is the effect ``HandOff``. A decision covers one attempt: a call that runs again after one is
-   journaled as started again, so an interruption of that attempt goes back to a person.
+   handoff tool waits for the turn's other calls, then is the effect ``HandOff``. A decision
+   covers one attempt: a call that runs again after one is journaled as started again, so an
+   interruption of that attempt goes back to a person.
 3. The tool-result checks of the calls that ran.
 4. A final answer (a turn with no tool calls): its checks (a refused answer goes back to the
    model, like an invalid one); validate it against the output type; finish, or send it back
