@@ -268,3 +268,18 @@ async def test_the_handoff_is_durable_before_the_new_agents_model_is_asked(
     assert result.output == "Paid."
     [seen] = journaled
     assert seen[-2:] == ["tool_call_finished", "handed_off"]
+
+
+async def test_a_request_repeated_with_its_key_after_a_handoff_gets_the_same_run(
+    store: MemoryStore,
+) -> None:
+    triage, _ = build(billing_model=ScriptedModel(["Paid."]))
+    runtime = Runtime(store=store, settings=NO_MODELS)
+    # No thread: nothing routes the repeat to billing, the key alone finds the run.
+    first = await runtime.run(triage, "Invoice?", idempotency_key="req-1")
+
+    again = await runtime.run(triage, "Invoice?", idempotency_key="req-1")
+    submitted = await runtime.submit(triage, "Invoice?", idempotency_key="req-1")
+
+    assert again.run_id == submitted == first.run_id
+    assert (again.agent, again.output) == ("billing", "Paid.")

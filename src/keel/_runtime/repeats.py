@@ -26,9 +26,9 @@ OutputT = TypeVar("OutputT", default=Any)
 
 
 def same_request(agent: Agent[Any], exists: RunExistsError) -> str:
-    """The id of the run ``exists`` names, if it is a run of ``agent``; a key reused for
-    another agent is a mistake, not a repeat."""
-    if exists.agent != agent.name:
+    """The id of the run ``exists`` names, if it is a run of ``agent`` (or of an agent it
+    handed the run to); a key reused for another agent is a mistake, not a repeat."""
+    if exists.agent != agent.name and exists.agent not in agent.reachable():
         raise UsageError(
             f"idempotency key '{exists.idempotency_key}' was already used for run "
             f"{exists.run_id} of agent '{exists.agent}', not '{agent.name}'; a key stands for "
