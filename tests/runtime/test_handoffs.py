@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from keel import Agent, KeelSettings, Runtime
+from keel import Agent, KeelSettings, Runtime, tool
 from keel.events import HandedOff, RunStarted, ToolCallFinished
 from keel.messages import ModelRequest
+from keel.ports import Store
 from keel.stores import SQLiteStore
 from keel.testing import FunctionModel, MemoryStore, ScriptedModel, call
 from tests.runtime.handoff_agents import build
+from tests.stores._backends import postgres_store, sqlite_store
 
 NO_MODELS = KeelSettings.from_environ({})
 WORKER = Path(__file__).with_name("handoff_worker.py")
@@ -46,6 +48,11 @@ async def test_a_handoff_continues_the_run_with_the_other_agent(store: MemorySto
         "Invoice 9 is paid.",
         "billing",
     )
+    # Billing's own tool ran (the loop uses billing's tools after the handoff).
+    assert [m.content for m in result.messages if m.role == "tool"] == [
+        "Transferred to billing: it answers from here on.",
+        "invoice 9: paid",
+    ]
     # Triage saw its own tools and the handoff; billing its instructions and tools only.
     [asked] = triage_model.requests
     assert [t.name for t in asked.tools] == ["lookup_order", "transfer_to_billing"]
@@ -283,3 +290,61 @@ async def test_a_request_repeated_with_its_key_after_a_handoff_gets_the_same_run
 
     assert again.run_id == submitted == first.run_id
     assert (again.agent, again.output) == ("billing", "Paid.")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        opened = sqlite_store(tmp_path)
+    else:
+        opened = postgres_store(request.getfixturevalue("postgres_url"))
+    async with opened as store:
+        yield store
+
+
+async def test_a_run_interrupted_after_a_handoff_resumes_with_the_new_agent_in_another_runtime(
+    durable_store: Store,
+) -> None:
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+
+    @tool(idempotent=True)
+    async def slow_invoice(number: str) -> str:
+        """Look an invoice up, slowly."""
+        entered.set()
+        await gate.wait()
+        return f"invoice {number}: paid"
+
+    def agents(billing_model: ScriptedModel) -> Agent[str]:
+        billing = Agent(name="billing", model=billing_model, tools=[slow_invoice])
+        return Agent(
+            name="triage",
+            model=ScriptedModel([call("transfer_to_billing")], name="triage-model"),
+            handoffs=[billing],
+        )
+
+    first = agents(ScriptedModel([call("slow_invoice", number="9")], name="billing-model"))
+    task = asyncio.create_task(
+        Runtime(store=durable_store, settings=NO_MODELS).run(first, "Invoice 9?", thread="c-1")
+    )
+    await entered.wait()
+    task.cancel()  # the process 'dies' while billing's tool runs
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [record] = await durable_store.list_runs()
+    assert (record.status, record.agent) == ("running", "billing")
+
+    gate.set()
+    model = ScriptedModel(["Invoice 9 is paid.", "Refund sent."], name="billing-model")
+    again = agents(model)
+    runtime = Runtime(store=durable_store, settings=NO_MODELS, agents=[again])
+    result = await runtime.resume(record.run_id)
+    after = await runtime.run(again, "And my refund?", thread="c-1")
+
+    assert (result.status, result.agent, result.output) == (
+        "completed",
+        "billing",
+        "Invoice 9 is paid.",
+    )
+    assert [t.name for t in model.requests[0].tools] == ["slow_invoice"]
+    assert (after.agent, after.output) == ("billing", "Refund sent.")

@@ -168,7 +168,7 @@ class RunDriver:
         self.deferrable = False
         self.tools: Mapping[str, Tool] = {}
         self.tool_definitions: tuple[ToolDefinition, ...] = ()
-        self.spec = agent.loop_spec
+        self.spec: LoopSpec = agent.loop_spec
         self._set_tools()
         self._deltas = deltas
         self._published = published
@@ -266,11 +266,11 @@ class RunDriver:
 
     async def _drive(self) -> RunState:
         state = self.state
-        spec: LoopSpec = self.spec
         if self._stopping:
             raise asyncio.CancelledError
         while True:
-            decision = decide(state, spec, self.clock.now())
+            # ``self.spec``, not a copy taken before the loop: a handoff changes it.
+            decision = decide(state, self.spec, self.clock.now())
             self.record(decision.events)
             effect = decision.effect
             if effect is None:
