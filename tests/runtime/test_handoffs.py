@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from keel import Agent, KeelSettings, Runtime, tool
+from keel import Agent, CheckRequest, CheckResult, KeelSettings, Runtime, check, tool
 from keel.events import HandedOff, RunStarted, ToolCallFinished
 from keel.messages import ModelRequest
 from keel.ports import Store
 from keel.stores import SQLiteStore
 from keel.testing import FunctionModel, MemoryStore, ScriptedModel, call
-from tests.runtime.handoff_agents import build
+from tests.runtime.handoff_agents import build, invoice
 from tests.stores._backends import postgres_store, sqlite_store
 
 NO_MODELS = KeelSettings.from_environ({})
@@ -348,3 +348,25 @@ async def test_a_run_interrupted_after_a_handoff_resumes_with_the_new_agent_in_a
     )
     assert [t.name for t in model.requests[0].tools] == ["slow_invoice"]
     assert (after.agent, after.output) == ("billing", "Refund sent.")
+
+
+async def test_after_a_handoff_the_new_agents_checks_are_consulted(store: MemoryStore) -> None:
+    @check(points=["tool_call"])
+    def no_invoices(request: CheckRequest) -> CheckResult:
+        return CheckResult.deny("invoices are off today")
+
+    billing = Agent(
+        name="billing",
+        model=ScriptedModel([call("invoice", number="9"), "Sorry."], name="b"),
+        tools=[invoice],
+        checks=[no_invoices],
+    )
+    triage = Agent(
+        name="triage", model=ScriptedModel([call("transfer_to_billing")]), handoffs=[billing]
+    )
+
+    result = await Runtime(store=store, settings=NO_MODELS).run(triage, "Invoice 9?")
+
+    refused = [m.content for m in result.messages if m.role == "tool"][-1]
+    assert "invoices are off today" in str(refused)
+    assert result.output == "Sorry."
