@@ -15,6 +15,7 @@ SRC = Path(keel.__file__).resolve().parent
 
 EXPECTED = [
     "Agent",
+    "AgentContext",
     "Check",
     "CheckPoint",
     "CheckRequest",
@@ -56,6 +57,7 @@ EXPECTED = [
     "ThreadBusyError",
     "Tool",
     "ToolError",
+    "ToolSource",
     "Usage",
     "UsageError",
     "Worker",
@@ -180,6 +182,7 @@ _BELOW_RUNTIME = (
     "keel.resilience",
     "keel._runtime",
     "keel._agent",
+    "keel._context",
     "keel._tools",
     "keel._checks",
     "keel._settings",

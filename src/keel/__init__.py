@@ -19,6 +19,7 @@ models are sent and answer), :mod:`keel.errors`, :mod:`keel.stores`, :mod:`keel.
 
 from keel._agent import Agent, ModelSpec
 from keel._checks import Check, check
+from keel._context import AgentContext, ToolSource
 from keel._core.checks import CheckPoint, CheckRequest, CheckResult
 from keel._core.events import ErrorInfo, PendingCall, RunStatus
 from keel._core.history import History
@@ -54,6 +55,7 @@ from keel.ports import Model, Store
 
 __all__ = [
     "Agent",
+    "AgentContext",
     "Check",
     "CheckPoint",
     "CheckRequest",
@@ -95,6 +97,7 @@ __all__ = [
     "ThreadBusyError",
     "Tool",
     "ToolError",
+    "ToolSource",
     "Usage",
     "UsageError",
     "Worker",

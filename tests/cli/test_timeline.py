@@ -6,6 +6,7 @@ from keel._cli.timeline import format_cost, render_summary, render_timeline
 from keel._core.events import (
     ErrorInfo,
     Event,
+    HandedOff,
     ModelFailed,
     ModelResponded,
     OutputRejected,
@@ -245,3 +246,20 @@ def test_who_a_run_is_for_and_each_checks_own_reason_are_shown() -> None:
 
     assert "                for tenant acme, user ann, roles agent, viewer" in lines
     assert any("injection says: possible injection" in line for line in lines)
+
+
+def test_a_handoff_shows_who_took_over_with_which_tools_and_instructions() -> None:
+    handed = HandedOff(
+        step=2,
+        call_id="c9",
+        from_agent="triage",
+        to_agent="billing",
+        instructions="You handle billing.",
+        tools=("invoice",),
+        models=("scripted",),
+        at=T0,
+    )
+    assert render_timeline([handed]) == [
+        "     +0.000s  handoff step 2  triage -> billing  (tools: invoice)",
+        "                instructions: You handle billing.",
+    ]

@@ -22,7 +22,15 @@ from keel._core.events import (
 )
 from keel._core.fold import apply, start
 from keel._core.limits import Limits
-from keel._core.loop import CallModel, Decision, LoopSpec, RunTools, decide, idempotency_key
+from keel._core.loop import (
+    CallModel,
+    Decision,
+    HandOff,
+    LoopSpec,
+    RunTools,
+    decide,
+    idempotency_key,
+)
 from keel._core.messages import AssistantMessage, ToolCall
 from keel._core.output import OutputSpec
 from keel._core.state import RunState
@@ -521,3 +529,58 @@ def test_a_stopped_run_decides_nothing() -> None:
     apply(state, RunFinished(status="completed", output="done", at=NOW))
     decision = decide(state, SPEC, NOW)
     assert (decision.events, decision.effect) == ((), None)
+
+
+def test_sequential_calls_start_one_at_a_time_in_the_models_order() -> None:
+    spec = LoopSpec(tools=SPEC.tools, sequential=True)
+    state = new_state()
+    turn(state, lookup("a"), lookup("b", '{"order_id": "9"}'))
+
+    decision = decide(state, spec, NOW)
+
+    [started] = decision.events
+    assert isinstance(started, ToolCallStarted)
+    assert (started.call.id, started.idempotency_key) == ("a", "run_1:1:0")
+    assert isinstance(decision.effect, RunTools)
+    assert [c.call.id for c in decision.effect.calls] == ["a"]
+    for event in decision.events:
+        apply(state, event)
+    apply(state, ToolCallFinished(step=1, call=lookup("a"), result="ok", at=NOW))
+
+    after = decide(state, spec, NOW)
+
+    [second] = after.events
+    assert isinstance(second, ToolCallStarted)
+    assert (second.call.id, second.idempotency_key) == ("b", "run_1:1:1")
+
+
+def test_a_handoff_waits_for_the_turns_other_calls_then_is_an_effect() -> None:
+    spec = LoopSpec(tools=SPEC.tools, handoffs={"transfer_to_billing": "billing"})
+    state = new_state()
+    transfer = ToolCall(id="h", name="transfer_to_billing", arguments="{}")
+    turn(state, transfer, lookup("a"))
+
+    first = decide(state, spec, NOW)
+
+    assert isinstance(first.effect, RunTools)
+    assert [c.call.id for c in first.effect.calls] == ["a"]
+    for event in first.events:
+        apply(state, event)
+    apply(state, ToolCallFinished(step=1, call=lookup("a"), result="ok", at=NOW))
+
+    second = decide(state, spec, NOW)
+
+    assert second.events == ()
+    assert second.effect == HandOff(step=1, call=transfer, agent="billing")
+
+
+def test_a_handoff_tool_the_agent_does_not_have_is_an_unknown_tool() -> None:
+    state = new_state()
+    turn(state, ToolCall(id="h", name="transfer_to_billing", arguments="{}"))
+
+    decision = decide(state, SPEC, NOW)
+
+    [finished] = decision.events
+    assert isinstance(finished, ToolCallFinished)
+    assert finished.error is not None
+    assert finished.error.code == "tool_unknown"

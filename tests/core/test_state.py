@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from keel._core.codec import decode_event, encode_event
 from keel._core.events import (
     Event,
+    HandedOff,
     ModelResponded,
     ModelSwitched,
     OutputRejected,
@@ -54,8 +55,10 @@ def test_counters_are_sums_over_the_journal(events: list[Event]) -> None:
     corrections = rejections + [e for e in switches if e.correction is not None]
     children = [c for e in results for c in e.children]  # delegated calls add theirs
     expected_usage = sum((e.usage for e in responses), sum((c.usage for c in children), Usage()))
-    # Each switch to another model starts its count of rejected answers afresh.
-    last_switch = max((i for i, e in enumerate(events) if isinstance(e, ModelSwitched)), default=-1)
+    # Each switch to another model (or agent) starts its count of rejected answers afresh.
+    last_switch = max(
+        (i for i, e in enumerate(events) if isinstance(e, ModelSwitched | HandedOff)), default=-1
+    )
     since_switch = [e for e in events[last_switch + 1 :] if isinstance(e, OutputRejected)]
 
     assert state.usage == expected_usage

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -37,6 +38,7 @@ from keel import (
     RunContext,
     RunLeasedError,
     Runtime,
+    ThreadBusyError,
     Usage,
     UsageError,
     tool,
@@ -269,7 +271,10 @@ async def kill_work(options: argparse.Namespace) -> None:
 
             async def start(job: str) -> None:
                 async with gate:
-                    await runtime.run(boss, job, thread=job, if_busy="reject")
+                    # The worker before this one may still be alive (they overlap) and may
+                    # have started this job since it was listed: then it is that one's.
+                    with contextlib.suppress(ThreadBusyError):
+                        await runtime.run(boss, job, thread=job, if_busy="reject")
 
             while True:
                 records = await store.list_runs(limit=None)

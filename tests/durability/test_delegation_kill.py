@@ -147,7 +147,7 @@ async def _check_kill(journal: Path, ledger: Path, jobs: int) -> tuple[int, int]
 def test_delegated_runs_survive_sigkill_and_costs_roll_up_exactly(tmp_path: Path) -> None:
     journal = tmp_path / "keel.db"
     ledger = tmp_path / "ledger.db"
-    jobs = 4 * KILLS
+    jobs = 8 * KILLS  # enough work that every kill lands in it, on a quiet machine too
 
     kills = _kill_repeatedly(journal, ledger, jobs)
 

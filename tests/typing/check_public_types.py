@@ -38,3 +38,34 @@ async def typed_results(runtime: Runtime) -> None:
     assert_type(typed.output_or_none, Order | None)
     assert_type(runtime.run_sync(typed_agent, "hi").output, Order)
     assert_type(typed.cost_usd, float | None)
+
+
+def dynamic_agents() -> None:
+    from collections.abc import Sequence
+
+    from keel import AgentContext, ToolSource
+
+    def instructions(ctx: AgentContext[dict[str, str]]) -> str:
+        return ctx.deps["plan"]
+
+    async def async_instructions(ctx: AgentContext[None]) -> str:
+        return str(ctx.today)
+
+    def only_reads(ctx: AgentContext[None], item: Tool) -> bool:
+        return item.spec.side_effects != "write"
+
+    class Source:
+        def current_tools(self) -> Sequence[Tool]:
+            return [lookup]
+
+    source: ToolSource = Source()
+    billing = Agent(name="billing", instructions=async_instructions, tools=[source])
+    triage = Agent(
+        name="triage",
+        instructions=instructions,
+        tools=[lookup, source],
+        tool_filter=only_reads,
+        sequential_tool_calls=True,
+        handoffs=[billing],
+    )
+    assert_type(triage, Agent[str])

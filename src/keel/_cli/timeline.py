@@ -20,6 +20,7 @@ from keel._core.events import (
     CancelRequested,
     ChecksDecided,
     Event,
+    HandedOff,
     ModelFailed,
     ModelResponded,
     ModelSwitched,
@@ -204,6 +205,14 @@ def _model_switched(event: ModelSwitched) -> list[str]:
     ]
 
 
+def _handed_off(event: HandedOff) -> list[str]:
+    tools = ", ".join(event.tools) or "no tools"
+    return [
+        f"handoff step {event.step}  {event.from_agent} -> {event.to_agent}  (tools: {tools})",
+        *_wrapped("instructions: ", event.instructions),
+    ]
+
+
 def _tool_started(event: ToolCallStarted) -> list[str]:
     again = f", attempt {event.attempt}" if event.attempt > 1 else ""
     return [f"tool   {event.call.name} started  (key {event.idempotency_key}{again})"]
@@ -297,6 +306,7 @@ RENDERERS: dict[str, Renderer] = {
     "model_responded": _model_responded,
     "model_failed": _model_failed,
     "model_switched": _model_switched,
+    "handed_off": _handed_off,
     "tool_call_started": _tool_started,
     "tool_call_finished": _tool_finished,
     "tool_call_in_doubt": _tool_in_doubt,

@@ -15,7 +15,16 @@ from keel._core.eventbase import Event
 from keel._core.messages import ToolCall
 from keel._core.toolspec import ToolSpec
 
-__all__ = ["CallModel", "CheckSubject", "Decision", "Effect", "RunChecks", "RunTool", "RunTools"]
+__all__ = [
+    "CallModel",
+    "CheckSubject",
+    "Decision",
+    "Effect",
+    "HandOff",
+    "RunChecks",
+    "RunTool",
+    "RunTools",
+]
 
 
 class Effect:
@@ -48,6 +57,17 @@ class RunTools(Effect):
 
     step: int
     calls: tuple[RunTool, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandOff(Effect):
+    """Effect: hand the run to the agent ``agent`` (the model called its handoff tool
+    ``call``): learn that agent's instructions and tools, journal the call's result and the
+    handoff."""
+
+    step: int
+    call: ToolCall
+    agent: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ upgrade in :mod:`keel._core.codec`. Every kind is registered in one registry
 from keel._core.delegation import ChildRun, ToolCallWaiting
 from keel._core.eventbase import FINISHED, OPEN, ErrorInfo, Event, ForkCopy, RunStatus, event_kind
 from keel._core.events_checks import ChecksDecided
+from keel._core.events_handoff import HandedOff
 from keel._core.events_model import ModelFailed, ModelResponded, ModelSwitched, OutputRejected
 from keel._core.events_run import (
     CancelRequested,
@@ -42,6 +43,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "ForkCopy",
+    "HandedOff",
     "ModelFailed",
     "ModelResponded",
     "ModelSwitched",

@@ -86,6 +86,8 @@ def start(
         agent=event.agent,
         model=event.model,
         models=event.models,
+        tools=event.tools,
+        instructed=bool(event.instructions),
         input=event.input,
         limits=event.limits,
         status="queued" if event.queued else "running",

@@ -17,8 +17,10 @@ Order of decisions for a running run:
    tool-call checks; apply a person's decisions (reject, confirm an interrupted effect, edit,
    approve); stop for a person (``ApprovalRequested``) if a call needs approval, was escalated
    by a check, or started before a crash (or timed out) and is not safe to repeat; otherwise
-   start the valid ones. A decision covers one attempt: a call that runs again after one is
-   journaled as started again, so an interruption of that attempt goes back to a person.
+   start the valid ones (only the next one, in order, when ``spec.sequential``). A call of a
+   handoff tool waits for the turn's other calls, then is the effect ``HandOff``. A decision
+   covers one attempt: a call that runs again after one is journaled as started again, so an
+   interruption of that attempt goes back to a person.
 3. The tool-result checks of the calls that ran.
 4. A final answer (a turn with no tool calls): its checks (a refused answer goes back to the
    model, like an invalid one); validate it against the output type; finish, or send it back
@@ -39,6 +41,7 @@ from keel._core.effects import (
     CheckSubject,
     Decision,
     Effect,
+    HandOff,
     RunChecks,
     RunTool,
     RunTools,
@@ -74,6 +77,7 @@ __all__ = [
     "CheckSubject",
     "Decision",
     "Effect",
+    "HandOff",
     "LoopSpec",
     "RunChecks",
     "RunTool",
@@ -86,14 +90,19 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoopSpec:
-    """What the loop needs to know about an agent: its tools, its output type, how many
-    models its fallback chain has (a model that keeps failing validation hands over to the
-    next one), and the names of the checks at each point."""
+    """What the loop needs to know about an agent: its tools (those of the run), its output
+    type, how many models its fallback chain has (a model that keeps failing validation hands
+    over to the next one), the names of the checks at each point, its handoff tools, and
+    whether a turn's calls run one at a time."""
 
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     output: OutputSpec | None = None
     models: int = 1
     checks: Mapping[CheckPoint, tuple[str, ...]] = field(default_factory=dict)
+    #: The agents the run may be handed to, by the name of the tool that does it.
+    handoffs: Mapping[str, str] = field(default_factory=dict)
+    #: Run a turn's tool calls one at a time, in order, rather than concurrently.
+    sequential: bool = False
 
 
 _NOTHING = Decision()
@@ -194,7 +203,11 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     positions = _positions(state)
     events: list[Event] = []
     runnable: list[tuple[ToolCall, int]] = []
+    handoffs: list[ToolCall] = []
     for call in state.awaiting.values():
+        if call.name in spec.handoffs and call.name not in spec.tools:
+            handoffs.append(call)  # taken once the turn's other calls are done
+            continue
         index = positions.get(call.id, 0)
         if index >= limits.max_tool_calls_per_turn:
             message = (
@@ -207,9 +220,11 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
     breach = _tool_limit_breach(state, [call for call, _ in runnable])
     if breach is not None:
         return Decision((*events, pause(breach.code, breach.message, now)))
+    if handoffs and not runnable and not events:
+        return _hand_off(state, spec, handoffs, now)
     checked_calls = bool(spec.checks and spec.checks.get("tool_call"))
     to_run: list[RunTool] = []
-    starts: list[Event] = []
+    starts: list[ToolCallStarted] = []
     waiting: list[PendingCall] = []
     unchecked: list[CheckSubject] = []
     for call, index in runnable:
@@ -235,7 +250,30 @@ def _plan_tools(state: RunState, spec: LoopSpec, now: float) -> Decision:
         return Decision((*events, requested))
     if not to_run:
         return Decision(tuple(events))
+    if spec.sequential and len(to_run) > 1:
+        # One call at a time, in the model's order: only the next one is journaled as
+        # started, so after a crash the later ones are known never to have run.
+        to_run = to_run[:1]
+        starts = [start for start in starts if start.call.id == to_run[0].call.id]
     return Decision((*events, *starts), RunTools(step=state.step, calls=tuple(to_run)))
+
+
+def _hand_off(state: RunState, spec: LoopSpec, calls: list[ToolCall], now: float) -> Decision:
+    """The turn's handoff, once its other calls are done: the first one asked for is taken,
+    any other is refused."""
+    first, *others = calls
+    events = tuple(
+        _reject(
+            state,
+            call,
+            "handoff_refused",
+            f"the conversation was already handed over with {first.name}; one handoff a turn",
+            now,
+        )
+        for call in others
+    )
+    effect = HandOff(step=state.step, call=first, agent=spec.handoffs[first.name])
+    return Decision(events, effect)
 
 
 def _plan_call(

@@ -45,6 +45,10 @@ class RunState:
     #: its latest resume with another model); empty for model objects that have no name to
     #: resolve again.
     models: tuple[str, ...] = ()
+    #: The tools the run may use, by name, as journaled at its start (or its latest handoff).
+    tools: tuple[str, ...] = ()
+    #: Whether ``messages`` begins with the agent's instructions.
+    instructed: bool = False
     #: Who the run is for (``Runtime.run(tenant=..., user=..., roles=...)``).
     tenant: str | None = None
     user: str | None = None

@@ -51,9 +51,7 @@ class CheckRuns:
         previous: tuple[ToolCall, ...],
     ) -> ChecksDecided:
         state = driver.state
-        tool = (
-            driver.agent.tools_by_name.get(subject.call.name) if subject.call is not None else None
-        )
+        tool = driver.tools.get(subject.call.name) if subject.call is not None else None
         request = CheckRequest(
             point=effect.point,
             run_id=state.run_id,

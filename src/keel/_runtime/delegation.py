@@ -26,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from keel._agent import Agent
 from keel._core.delegation import ChildRun, child_run_id
+from keel._core.eventbase import Event
 from keel._core.events import FINISHED
-from keel._core.fold import start
+from keel._core.fold import apply, start
 from keel._runtime.inputs import Principal, check_agent, check_input
+from keel._runtime.kernel import joined
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.running import UNSET, Runs
+from keel._runtime.starting import started_event
 from keel._runtime.tool_scope import ToolScope, current_scope
 from keel._tools import RunContext, Tool, ToolError, tool
 from keel.errors import JournalConflictError, LeaseLostError, RunLeasedError, UsageError
@@ -100,7 +103,9 @@ def delegation_tool(
 
 
 def _description(agent: Agent[Any]) -> str:
-    first = agent.instructions.strip().split("\n", 1)[0][:300]
+    # Instructions made per run (a function) are not known here: the name says it all then.
+    text = agent.instructions if isinstance(agent.instructions, str) else ""
+    first = text.strip().split("\n", 1)[0][:300]
     about = f" It is instructed: {first}" if first else ""
     return f"Hand a task to the agent '{agent.name}' and get its answer.{about}"
 
@@ -232,37 +237,48 @@ async def _child(
     async with kernel.drives.exclusive(child_id) as other:
         if other is not None:  # this process drives it already
             with contextlib.suppress(LeaseLostError):  # then it is driven elsewhere: join it
-                found: RunResult[Any] = await asyncio.shield(other)
-                return found
+                found: RunResult[Any] | None = await joined(other)
+                if found is not None:  # else that driver let go of it: join it as it stands
+                    return found
             return await _join(kernel, runs, agent, child_id)
         chain = kernel.composer.for_agent(agent)
+        template, failed = await started_event(
+            kernel,
+            agent,
+            chain=chain,
+            run_id=child_id,
+            thread_id=child_id,
+            text=text,
+            limits=None,
+            principal=principal,
+            deps=agent.deps,
+        )
         started = replace(
-            runs._started(
-                agent,
-                chain=chain,
-                run_id=child_id,
-                thread_id=child_id,
-                text=text,
-                limits=None,
-                principal=principal,
-            ),
+            template,
             parent_run_id=ctx.run_id,
             parent_step=ctx.step,
             parent_call_id=ctx.tool_call_id,
         )
+        events: list[Event] = [started]
         state = start(started)
+        if failed is not None:  # its instructions or tools could not be had: it fails
+            apply(state, failed)
+            events.append(failed)
         try:
             lease = await kernel.store.start_run(
                 child_id,
-                [started],
-                record=record_of(state, 1),
+                events,
+                record=record_of(state, len(events)),
                 owner=kernel.driver_owner(),
                 ttl_s=kernel.lease_ttl_s,
             )
         except JournalConflictError:
             lease = None  # it exists: the call runs again after a crash or a pause
         if lease is not None:
-            kernel.observed(state, [started])
+            kernel.observed(state, events)
+            if failed is not None:
+                await kernel.store.release_lease(lease)
+                return kernel.result(agent, state)
             with contextlib.suppress(LeaseLostError):  # another process took it over: join it
                 return await runs.drive(agent, state, lease, last_seq=1, chain=chain)
     return await _join(kernel, runs, agent, child_id)

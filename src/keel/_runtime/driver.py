@@ -32,7 +32,7 @@ from keel._core.checks import CHECK_POINTS, CheckPoint
 from keel._core.events import Event
 from keel._core.fold import apply
 from keel._core.loop import Effect, LoopSpec, decide
-from keel._core.messages import Message, ModelRequest
+from keel._core.messages import Message, ModelRequest, ToolDefinition
 from keel._core.pricing import Price, PriceTable
 from keel._core.state import RunState
 from keel._core.usage import Usage
@@ -42,6 +42,8 @@ from keel._runtime.leases import LeaseKeeper
 from keel._runtime.observers import Observers
 from keel._runtime.records import record_of
 from keel._runtime.scrubbing import Scrubber, StreamMask
+from keel._runtime.toolsets import run_tools
+from keel._tools import Tool
 from keel.errors import LeaseLostError
 from keel.ports import Clock, Lease, Model, RunRecord
 from keel.resilience import Fallback
@@ -145,11 +147,17 @@ class RunDriver:
         journaled: Sequence[JournalHook] = (),
         scrubber: Scrubber | None = None,
         observers: Observers | None = None,
+        deps_from_agent: bool = False,
+        base_checks: Sequence[Check] = (),
     ) -> None:
         if not models:
             raise ValueError("a run needs at least one model")
         self.agent = agent
         self.models = list(models)
+        #: ``deps`` are the agent's own (none were given): a handoff brings the new agent's.
+        self.deps_from_agent = deps_from_agent
+        #: The checks that are not the agent's (the runtime's): they stay after a handoff.
+        self.base_checks = tuple(base_checks)
         # The model for each position in the chain: from there on, a fallback over the rest.
         self._from: dict[int, Model] = {}
         self._prices = prices
@@ -170,12 +178,10 @@ class RunDriver:
         self._detached = detached
         # Whether every pending event may wait for the next append (see the module docstring).
         self.deferrable = False
-        self.tools = agent.tools_by_name
-        self.spec = replace(
-            agent.loop_spec,
-            models=len(self.models),
-            checks={point: tuple(c.name for c in found) for point, found in self.checks.items()},
-        )
+        self.tools: Mapping[str, Tool] = {}
+        self.tool_definitions: tuple[ToolDefinition, ...] = ()
+        self.spec: LoopSpec = agent.loop_spec
+        self._set_tools()
         self._deltas = deltas
         self._published = published
         #: The one model request of the run (its messages are the state's own list).
@@ -193,6 +199,34 @@ class RunDriver:
         self.prompt_tokens = PromptCounter()
         self._scrubber = scrubber if scrubber else None
         self._observers = observers if observers else None
+
+    def _set_tools(self) -> None:
+        """The run's tools (those its journal names) and its loop spec, for the agent now."""
+        agent = self.agent
+        self.tools = run_tools(agent, self.state.tools)
+        self.tool_definitions = (
+            *(item.spec.definition for item in self.tools.values()),
+            *agent.handoff_definitions,
+        )
+        self.spec = replace(
+            agent.loop_spec,
+            tools={name: item.spec for name, item in self.tools.items()},
+            models=len(self.models),
+            checks={point: tuple(c.name for c in found) for point, found in self.checks.items()},
+        )
+
+    def switch(self, agent: Agent[Any], models: Sequence[Model]) -> None:
+        """Go on with ``agent`` (a handoff, journaled already): its tools (those the state
+        names now), checks, models and settings."""
+        self.agent = agent
+        if models:
+            self.models = list(models)
+            self._from = {}
+        if self.deps_from_agent:
+            self.deps = agent.deps
+        self.checks = checks_by_point((*self.base_checks, *agent.checks))
+        self.request = None
+        self._set_tools()
 
     @property
     def last_seq(self) -> int:
@@ -244,11 +278,11 @@ class RunDriver:
 
     async def _drive(self) -> RunState:
         state = self.state
-        spec: LoopSpec = self.spec
         if self._stopping:
             raise asyncio.CancelledError
         while True:
-            decision = decide(state, spec, self.clock.now())
+            # ``self.spec``, not a copy taken before the loop: a handoff changes it.
+            decision = decide(state, self.spec, self.clock.now())
             self.record(decision.events)
             effect = decision.effect
             if effect is None:

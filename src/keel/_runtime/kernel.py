@@ -26,7 +26,7 @@ from keel._checks import Check
 from keel._core.events import Event, PendingCall
 from keel._core.fold import HistoryRef, apply, fold, history_ref
 from keel._core.history import history_start
-from keel._core.loop import CallModel, Effect, RunChecks, RunTools
+from keel._core.loop import CallModel, Effect, HandOff, RunChecks, RunTools
 from keel._core.messages import Message
 from keel._core.pricing import PriceTable
 from keel._core.state import RunState
@@ -35,6 +35,7 @@ from keel._runtime.check_runs import CheckRuns
 from keel._runtime.composition import ModelComposer
 from keel._runtime.driver import EffectHandler, JournalHook, RunDriver
 from keel._runtime.followers import Followers
+from keel._runtime.handoffs import HandOffs
 from keel._runtime.leases import new_owner_id
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.observers import Observers
@@ -46,7 +47,7 @@ from keel._settings import KeelSettings
 from keel.errors import RunLeasedError, UsageError
 from keel.ports import Clock, Lease, RunRecord, Store
 
-__all__ = ["Drives", "Followers", "Kernel", "Loaded", "pending_message"]
+__all__ = ["Drives", "Followers", "Kernel", "Loaded", "joined", "pending_message"]
 
 OutputT = TypeVar("OutputT", default=Any)
 
@@ -62,6 +63,18 @@ class Loaded:
     def last_seq(self) -> int:
         """How many events the journal holds."""
         return len(self.events)
+
+
+async def joined(driving: asyncio.Future[Any]) -> Any:
+    """The result of the driver of a run in this process; ``None`` when it let go of the run
+    without one (it found the run started or taken elsewhere, say): the caller looks again."""
+    try:
+        return await asyncio.shield(driving)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if driving.cancelled() and (task is None or not task.cancelling()):
+            return None
+        raise
 
 
 class Drives:
@@ -187,6 +200,7 @@ class Kernel:
             CallModel: ModelCalls(),
             RunTools: ToolRuns(watchers=self.observers, kernel=self),
             RunChecks: CheckRuns(),
+            HandOff: HandOffs(composer),
         }
 
     def driver_owner(self) -> str:
@@ -208,16 +222,18 @@ class Kernel:
         return self.checks + agent.checks if self.checks else agent.checks
 
     def register(self, agent: Agent[Any], *, ref: str | None = None) -> None:
-        """Know ``agent`` by its name."""
+        """Know ``agent`` by its name, and the agents its handoffs lead to."""
         if not isinstance(agent, Agent):
             raise UsageError(f"expected a keel.Agent, got {type(agent).__name__}")
-        known = self.agents.get(agent.name)
-        if known is not None and known is not agent:
-            raise UsageError(
-                f"another agent named '{agent.name}' is already registered; agent names "
-                "identify runs, so give each agent its own"
-            )
-        self.agents[agent.name] = agent
+        graph = agent.reachable()
+        for member in graph.values():
+            known = self.agents.get(member.name)
+            if known is not None and known is not member:
+                raise UsageError(
+                    f"another agent named '{member.name}' is already registered; agent names "
+                    "identify runs, so give each agent its own"
+                )
+        self.agents.update(graph)
         if ref is not None:
             self.refs[agent.name] = ref
         if known is None:  # and the agents it delegates to, whose runs are its children
@@ -234,6 +250,11 @@ class Kernel:
         if agent is not None:
             if not isinstance(agent, Agent):
                 raise UsageError(f"expected a keel.Agent, got {type(agent).__name__}")
+            # A run handed to another agent is continued with that one, found through the
+            # handoffs of the agent given.
+            found = agent.reachable().get(record.agent)
+            if found is not None:
+                return cast(Agent[OutputT], found)
             if agent.name != record.agent:
                 raise UsageError(
                     f"run {record.run_id} belongs to agent '{record.agent}', not "

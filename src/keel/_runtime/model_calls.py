@@ -105,7 +105,7 @@ class ModelCalls:
                 settings = replace(settings, max_tokens=DEFAULT_MAX_OUTPUT_TOKENS)
             request = driver.request = ModelRequest(
                 messages=state.messages,
-                tools=agent.tool_definitions,
+                tools=driver.tool_definitions,
                 output_schema=None if output is None else output.schema,
                 output_name="output" if output is None else output.name,
                 settings=settings,

@@ -8,12 +8,12 @@ with the same key and gets that run: never a second one.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypeVar
 
 from keel._agent import Agent
+from keel._runtime.kernel import joined
 from keel._runtime.result import RunResult
 from keel.errors import RunExistsError, UsageError
 
@@ -26,9 +26,9 @@ OutputT = TypeVar("OutputT", default=Any)
 
 
 def same_request(agent: Agent[Any], exists: RunExistsError) -> str:
-    """The id of the run ``exists`` names, if it is a run of ``agent``; a key reused for
-    another agent is a mistake, not a repeat."""
-    if exists.agent != agent.name:
+    """The id of the run ``exists`` names, if it is a run of ``agent`` (or of an agent it
+    handed the run to); a key reused for another agent is a mistake, not a repeat."""
+    if exists.agent != agent.name and exists.agent not in agent.reachable():
         raise UsageError(
             f"idempotency key '{exists.idempotency_key}' was already used for run "
             f"{exists.run_id} of agent '{exists.agent}', not '{agent.name}'; a key stands for "
@@ -51,7 +51,8 @@ async def rejoin(
     k = runs.k
     async with k.drives.exclusive(run_id) as other:
         if other is not None:  # this process drives it: the first call is still under way
-            result: RunResult[OutputT] = await asyncio.shield(other)
-            return result
+            result: RunResult[OutputT] | None = await joined(other)
+            if result is not None:  # else that driver let go of it: wait for its turn
+                return result
         record = await k.store.get_run(run_id)
         return await runs.wait_turn(agent, run_id, record.thread_id, deps, queue_timeout_s)

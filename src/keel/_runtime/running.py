@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from typing_extensions import TypeVar
 
@@ -23,6 +23,7 @@ from keel._core.events import (
     FINISHED,
     Event,
     RunDequeued,
+    RunFinished,
     RunQueued,
     RunResumed,
     RunStarted,
@@ -34,13 +35,13 @@ from keel._core.state import RunState
 from keel._runtime.composition import Chain
 from keel._runtime.driver import RunDriver
 from keel._runtime.inputs import NOBODY, Principal, check_agent, check_input, check_thread
-from keel._runtime.kernel import Kernel, Loaded, pending_message
+from keel._runtime.kernel import Kernel, Loaded, joined, pending_message
 from keel._runtime.leases import LeaseKeeper
 from keel._runtime.records import record_of
 from keel._runtime.repeats import rejoin, same_request
 from keel._runtime.result import RunResult
 from keel._runtime.run_waits import run_result, wait_for_run
-from keel._runtime.tracecontext import caller_trace_context
+from keel._runtime.starting import started_event, thread_agent
 from keel._runtime.waits import pause, watching
 from keel._runtime.withdrawal import withdraw
 from keel.errors import (
@@ -71,37 +72,6 @@ class Runs:
 
     # -- starting ---------------------------------------------------------------------------
 
-    def _started(
-        self,
-        agent: Agent[Any],
-        *,
-        chain: Chain,
-        run_id: str,
-        thread_id: str,
-        text: str,
-        limits: Limits | None,
-        principal: Principal,
-    ) -> RunStarted:
-        output = agent.loop_spec.output
-        return RunStarted(
-            run_id=run_id,
-            thread_id=thread_id,
-            agent=agent.name,
-            model=chain.name,
-            models=chain.names,
-            input=self.k.scrubber.text(text),
-            instructions=agent.instructions,
-            tools=tuple(agent.tools_by_name),
-            limits=limits or agent.limits,
-            output_schema=None if output is None else dict(output.schema),
-            agent_ref=self.k.refs.get(agent.name),
-            tenant=principal.tenant,
-            user=principal.user,
-            roles=principal.roles,
-            trace_context=caller_trace_context(),
-            at=self.k.clock.now(),
-        )
-
     async def submit(
         self,
         agent: Agent[Any],
@@ -122,23 +92,29 @@ class Runs:
         text = check_input(input)
         if if_busy not in ("reject", "queue", "interrupt"):
             raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
-        chain = self.k.composer.for_agent(agent, model)
         self.k.register(agent)
+        if thread is not None:
+            check_thread(thread)
+        agent = await thread_agent(self.k, agent, thread)
+        chain = self.k.composer.for_agent(agent, model)
         run_id = self.k.new_id(self.k.clock.now())
         thread_id = run_id if thread is None else check_thread(thread)
-        started = replace(
-            self._started(
-                agent,
-                chain=chain,
-                run_id=run_id,
-                thread_id=thread_id,
-                text=text,
-                limits=limits,
-                principal=principal,
-            ),
-            queued=True,
+        started, failed = await started_event(
+            self.k,
+            agent,
+            chain=chain,
+            run_id=run_id,
+            thread_id=thread_id,
+            text=text,
+            limits=limits,
+            principal=principal,
+            deps=agent.deps,
         )
+        started = replace(started, queued=True)
         try:
+            if failed is not None:
+                await self._enqueue(started, idempotency_key, failed=failed)
+                return run_id
             if thread is None or if_busy == "queue":
                 await self._enqueue(started, idempotency_key)
                 return run_id
@@ -156,19 +132,30 @@ class Runs:
             return same_request(agent, exists)
 
     async def _enqueue(
-        self, started: RunStarted, key: str | None = None, *, exclusive: bool = False
-    ) -> None:
+        self,
+        started: RunStarted,
+        key: str | None = None,
+        *,
+        exclusive: bool = False,
+        failed: RunFinished | None = None,
+    ) -> RunState:
+        """Make a run durable without driving it: queued, or (``failed``) failed at once."""
         state = start(started)
+        events: list[Event] = [started]
+        if failed is not None:
+            apply(state, failed)
+            events.append(failed)
         await self.k.store.start_run(
             started.run_id,
-            [started],
-            record=record_of(state, 1),
+            events,
+            record=record_of(state, len(events)),
             owner=None,
             ttl_s=self.k.lease_ttl_s,
             exclusive=exclusive,
             idempotency_key=key,
         )
-        self.k.observed(state, [started])
+        self.k.observed(state, events)
+        return state
 
     async def run(
         self,
@@ -189,12 +176,16 @@ class Runs:
         text = check_input(input)
         if if_busy not in ("reject", "queue", "interrupt"):
             raise UsageError(f"if_busy must be 'reject', 'queue' or 'interrupt', got {if_busy!r}")
-        chain = self.k.composer.for_agent(agent, model)
         k = self.k
+        if thread is not None:
+            check_thread(thread)
+        agent = await thread_agent(k, agent, thread)
+        chain = k.composer.for_agent(agent, model)
         run_id = k.new_id(k.clock.now())
         thread_id = run_id if thread is None else check_thread(thread)
         exclusive = thread is not None
-        template = self._started(
+        template, failed = await started_event(
+            k,
             agent,
             chain=chain,
             run_id=run_id,
@@ -202,7 +193,14 @@ class Runs:
             text=text,
             limits=limits,
             principal=principal,
+            deps=agent.deps if deps is UNSET else deps,
         )
+        if failed is not None:  # its instructions or tools could not be had: it fails
+            try:
+                state = await self._enqueue(template, idempotency_key, failed=failed)
+            except RunExistsError as exists:
+                return await rejoin(self, agent, exists, deps=deps, queue_timeout_s=queue_timeout_s)
+            return k.result(agent, state)
         async with k.drives.exclusive(run_id):
             while True:
                 history = (
@@ -384,8 +382,8 @@ class Runs:
         async with self.k.drives.exclusive(lease.run_id) as other:
             if other is not None:
                 await self.k.store.release_lease(lease)
-                result: RunResult[OutputT] = await asyncio.shield(other)
-                return result
+                result: RunResult[OutputT] | None = await joined(other)
+                return result if result is not None else await self.result(lease.run_id, agent)
             return await self._continue(agent, lease, deps)
 
     async def _continue(self, agent: Agent[OutputT], lease: Lease, deps: Any) -> RunResult[OutputT]:
@@ -419,6 +417,8 @@ class Runs:
         holds the run's slot in :class:`keel._runtime.kernel.Drives`."""
         k = self.k
         run_id = state.run_id
+        if state.agent != agent.name:  # handed to another agent: it goes on with that one
+            agent = cast(Agent[OutputT], agent.reachable().get(state.agent, agent))
         keeper = LeaseKeeper(k.store, lease, ttl_s=k.lease_ttl_s)
         try:
             async with keeper:
@@ -440,6 +440,8 @@ class Runs:
                     journaled=k.journal_hooks,
                     scrubber=k.scrubber,
                     observers=k.observers,
+                    deps_from_agent=deps is UNSET,
+                    base_checks=k.checks,
                 )
                 k.drives.attach(run_id, driver)
                 driver.record(new_events)
@@ -492,7 +494,9 @@ class Runs:
         chosen = k.agent_for(record, agent)
         async with k.drives.exclusive(run_id) as other:
             if other is not None:  # this process drives it already: one driver per run
-                result: RunResult[OutputT] = await asyncio.shield(other)
+                result: RunResult[OutputT] | None = await joined(other)
+                if result is None:  # that driver let go of it: look again
+                    return await self.resume(run_id, agent, limits=limits, deps=deps, model=model)
                 return result
             lease = await k.store.acquire_lease(run_id, owner=k.driver_owner(), ttl_s=k.lease_ttl_s)
             try:

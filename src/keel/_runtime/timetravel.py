@@ -34,7 +34,7 @@ from keel._core.events import (
     ToolCallWaiting,
 )
 from keel._core.fold import HistoryRef, apply, history_ref, start
-from keel._core.loop import CallModel, Effect, RunChecks, RunTools
+from keel._core.loop import CallModel, Effect, HandOff, RunChecks, RunTools
 from keel._core.messages import Message, ModelRequest, ModelResponse
 from keel._core.pricing import PriceTable
 from keel._core.state import RunState
@@ -42,14 +42,17 @@ from keel._core.steps import RunDiff, Step, diff_runs, fork_events, steps_of
 from keel._runtime.call_guards import GUARDED, CallPlan
 from keel._runtime.check_runs import CheckRuns
 from keel._runtime.driver import EffectHandler, RunDriver
-from keel._runtime.inputs import check_input
+from keel._runtime.handoffs import JournaledHandOffs
+from keel._runtime.inputs import Principal, check_input
 from keel._runtime.kernel import Kernel
 from keel._runtime.model_calls import ModelCalls
 from keel._runtime.records import record_of
 from keel._runtime.result import RunResult
 from keel._runtime.running import UNSET, Runs
+from keel._runtime.starting import context_of
 from keel._runtime.tool_calls import ToolOutcome
 from keel._runtime.tool_runs import ToolRuns
+from keel._runtime.toolsets import open_agent
 from keel._runtime.tracecontext import caller_trace_context
 from keel._tools import RunContext, Tool
 from keel.errors import ModelError, ModelHTTPError, UsageError
@@ -272,7 +275,10 @@ async def replay(
         CallModel: ModelCalls(),
         RunTools: ToolRuns(_ReplayTools(events)),
         RunChecks: _ReplayChecks(events),
+        HandOff: JournaledHandOffs(events),
     }
+    # The run began with the agent its journal names (it may have been handed on since).
+    agent = agent.reachable().get(first.agent, agent)
     driver = RunDriver(
         agent=agent,
         # As many models as the original went through, so fallbacks replay as they happened:
@@ -321,10 +327,22 @@ class TimeTravel:
 
     async def replay(self, run_id: str, agent: Agent[Any] | None = None) -> Replay:
         """Replay a run from its journal; nothing is called or written, no lease is taken."""
-        record = await self.k.store.get_run(run_id)
-        chosen = self.k.agent_for(record, agent)
         events = await self.k.store.load(run_id)
+        chosen = await self._first_agent(run_id, events, agent)
         return await replay(chosen, events, await self.k.history(events), self.k.prices)
+
+    async def _first_agent(
+        self, run_id: str, events: Sequence[Event], agent: Agent[Any] | None
+    ) -> Agent[Any]:
+        """The agent a run began with (it may have been handed on since): ``agent``, or the
+        registered one."""
+        record = await self.k.store.get_run(run_id)
+        if agent is not None:
+            self.k.agent_for(record, agent)  # refuses an agent the run has nothing to do with
+            return agent
+        first = events[0] if events else None
+        name = first.agent if isinstance(first, RunStarted) else record.agent
+        return self.k.agent_for(replace(record, agent=name), None)
 
     async def fork(
         self,
@@ -340,9 +358,8 @@ class TimeTravel:
     ) -> RunResult[Any]:
         """A new run from a copy of steps ``1..at_step`` of ``run_id``, continued."""
         k = self.k
-        record = await k.store.get_run(run_id)
-        chosen = k.agent_for(record, agent)
         source = await k.store.load(run_id)
+        chosen = await self._first_agent(run_id, source, agent)
         first = source[0]
         assert isinstance(first, RunStarted)
         copied = tuple(fork_events(source, at_step=at_step, tool_results=tool_results))
@@ -351,13 +368,28 @@ class TimeTravel:
         ref = history_ref(source) or HistoryRef(seq=first.history_seq)
         history = await k.history_of(first.thread_id, ref) if history_ref(source) else []
         fork_id = k.new_id(k.clock.now())
+        # A fork is a new run: its agent is asked for its instructions and tools again.
+        principal = Principal(tenant=first.tenant, user=first.user, roles=first.roles)
+        context = context_of(
+            chosen,
+            run_id=fork_id,
+            thread_id=first.thread_id,
+            text=text,
+            principal=principal,
+            deps=chosen.deps if deps is UNSET else deps,
+            now=k.clock.now(),
+        )
+        opening = await open_agent(chosen, context)
+        if opening.error is not None:
+            raise UsageError(f"the fork could not start: {opening.error.message}")
         started = replace(
             first,
             run_id=fork_id,
             input=text,
             model=chain.name,
             models=chain.names,
-            instructions=chosen.instructions,
+            instructions=opening.instructions,
+            tools=opening.tools,
             limits=limits or first.limits,
             forked_from=run_id,
             fork_step=at_step,
@@ -372,6 +404,9 @@ class TimeTravel:
         state = start(started, history, summary=ref.summary)
         for event in copied:
             apply(state, event)
+        if state.agent != chosen.name and model is None:  # the copied steps handed it on
+            handed = chosen.reachable().get(state.agent, chosen)
+            chain = k.composer.recorded(fork_id, handed, state.models)
         async with k.drives.exclusive(fork_id):
             lease = await k.store.start_run(
                 fork_id,
