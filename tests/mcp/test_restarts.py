@@ -1,0 +1,110 @@
+"""The connection survives a restart of the server. A call that lost its server mid-way is
+sent again when the tool is safe to repeat; when it is not, its effect is in doubt and the run
+waits for a person. A server that died between two calls is started again before the next one
+is sent, so that call is not in doubt."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from keel import Agent, Runtime
+from keel._core.messages import ModelRequest
+from keel.mcp import MCPServer
+from keel.testing import FunctionModel, MemoryStore, ScriptedModel, call
+from tests.mcp.conftest import HTTPServerProcess, calls_made, server_env, stdio_args
+
+
+def stdio_server(log: Path) -> MCPServer:
+    return MCPServer.stdio(sys.executable, args=stdio_args(), env=server_env(log), backoff_s=0.05)
+
+
+async def kill_when_logged(log: Path, prefix: str) -> int:
+    """Kill the server process once it logged a call starting with ``prefix``."""
+    async with asyncio.timeout(20):
+        while True:
+            for line in calls_made(log):
+                if line.startswith(prefix):
+                    pid = int(line.rsplit("pid=", 1)[1])
+                    os.kill(pid, signal.SIGKILL)
+                    return pid
+            await asyncio.sleep(0.02)
+
+
+async def wait_dead(pid: int) -> None:
+    """Until the process is gone or a zombie: its pipes are closed then."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return
+            if state in ("Z", "X"):
+                await asyncio.sleep(0.2)  # the client reads the end of the pipe
+                return
+            await asyncio.sleep(0.02)
+
+
+async def test_a_safe_call_interrupted_by_a_crash_is_sent_again(call_log: Path) -> None:
+    async with stdio_server(call_log) as server:
+        model = ScriptedModel([call("slow_lookup", key="a", seconds=1.5), "Found it."])
+        agent = Agent(name="desk", model=model, tools=list(server.current_tools()))
+        killer = asyncio.create_task(kill_when_logged(call_log, "slow_lookup"))
+        result = await Runtime(store=MemoryStore()).run(agent, "Look a up")
+        killed = await killer
+
+    assert (result.status, result.output) == ("completed", "Found it.")
+    assert model.requests[1].messages[-1].content == "slow a"
+    first, second = calls_made(call_log)
+    assert first == f"slow_lookup a pid={killed}"
+    assert second.startswith("slow_lookup a pid=") and second != first
+
+
+async def test_a_charge_interrupted_by_a_crash_waits_for_a_person(call_log: Path) -> None:
+    async with stdio_server(call_log) as server:
+        model = ScriptedModel([call("slow_charge", amount=5, seconds=1.5)])
+        agent = Agent(name="desk", model=model, tools=list(server.current_tools()))
+        killer = asyncio.create_task(kill_when_logged(call_log, "slow_charge"))
+        result = await Runtime(store=MemoryStore()).run(agent, "Charge 5")
+        await killer
+
+    assert result.status == "awaiting_approval"
+    [pending] = result.pending
+    assert (pending.kind, pending.call.name) == ("interrupted", "slow_charge")
+    assert pending.reason is not None and "in doubt" in pending.reason
+    assert [line.split(" pid=")[0] for line in calls_made(call_log)] == ["slow_charge 5"]
+
+
+async def test_a_server_that_died_between_calls_is_restarted_before_the_next(
+    call_log: Path,
+) -> None:
+    async def turn(request: ModelRequest) -> object:
+        if len(request.messages) == 1:
+            return call("pid")
+        if len(request.messages) == 3:
+            old = int(request.messages[-1].content)
+            os.kill(old, signal.SIGKILL)
+            await wait_dead(old)
+            return call("charge", amount=5)
+        return "Charged."
+
+    async with stdio_server(call_log) as server:
+        agent = Agent(name="desk", model=FunctionModel(turn), tools=list(server.current_tools()))
+        result = await Runtime(store=MemoryStore()).run(agent, "Charge 5")
+
+    assert (result.status, result.output) == ("completed", "Charged.")
+    assert calls_made(call_log) == ["charge 5"]
+
+
+async def test_an_http_server_that_went_away_and_came_back_is_reached_again(
+    http_server: HTTPServerProcess,
+) -> None:
+    async with MCPServer.http(http_server.url, backoff_s=0.05) as server:
+        lookup = {tool.name: tool for tool in server.current_tools()}["lookup"]
+        assert await lookup(key="a") == "apple"
+        http_server.stop()
+        http_server.start()
+        assert await lookup(key="b") == "banana"
