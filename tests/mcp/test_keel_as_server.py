@@ -1,0 +1,50 @@
+"""``keel mcp APP``: an MCP client (the mcp package's own) starts it over stdio, calls the
+app's agents as tools, and each call is a run in the store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mcp import Client, StdioServerParameters
+
+from keel.stores import open_store
+
+ROOT = Path(__file__).parents[2]
+APP = Path(__file__).with_name("agents_app.py")
+
+
+async def test_an_mcp_client_calls_an_agent_and_the_run_is_journaled(tmp_path: Path) -> None:
+    db = tmp_path / "keel.db"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    }
+    parameters = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "keel", "mcp", str(APP), "--db", str(db)],
+        env=env,
+        cwd=str(tmp_path),
+    )
+    async with Client(parameters, cache=None) as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        answer = await client.call_tool("echo", {"message": "hello"})
+        waiting = await client.call_tool("refunds", {"message": "refund me"})
+
+    assert set(listed) == {"echo", "refunds"}
+    assert listed["echo"].input_schema["required"] == ["message"]
+    assert not answer.is_error
+    assert answer.content[0].text == "echo: hello"  # type: ignore[union-attr]
+    text = waiting.content[0].text  # type: ignore[union-attr]
+    assert not waiting.is_error
+    assert "waiting for a person" in text and "refund (approval)" in text
+
+    store = open_store(f"sqlite:///{db}")
+    try:
+        runs = {run.agent: run for run in await store.list_runs()}
+    finally:
+        await store.close()
+    assert runs["echo"].status == "completed"
+    assert runs["refunds"].status == "awaiting_approval"
+    assert runs["refunds"].run_id in text
