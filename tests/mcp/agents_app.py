@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from keel import Agent, tool
 from keel._core.messages import ModelRequest, UserMessage
-from keel.testing import FunctionModel, call
+from keel.testing import FunctionModel, Scripted, call
 
 
-def _echo(request: ModelRequest) -> object:
+def _echo(request: ModelRequest) -> Scripted:
     return f"echo: {request.messages[-1].content}"
 
 
@@ -17,7 +17,7 @@ def refund(amount: int) -> str:
     return f"refunded {amount}"
 
 
-def _refunds(request: ModelRequest) -> object:
+def _refunds(request: ModelRequest) -> Scripted:
     if isinstance(request.messages[-1], UserMessage):
         return call("refund", amount=500)
     return "Refunded."

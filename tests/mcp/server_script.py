@@ -7,6 +7,7 @@ per call that reached the server, so a test can count the effects that happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -81,10 +82,9 @@ def extra(word: str) -> str:
 async def grow(ctx: Context) -> str:
     """Add the tool 'extra' and tell clients the tool list changed."""
     server.add_tool(extra, annotations=ToolAnnotations(readOnlyHint=True))
-    try:
+    # A 2026-era connection hears of it on its change stream, an older one by notification.
+    with contextlib.suppress(ValueError):
         await ctx.notify_tools_changed()
-    except ValueError:
-        pass
     session = getattr(ctx.request_context, "session", None)
     if session is not None and hasattr(session, "send_tool_list_changed"):
         await session.send_tool_list_changed()

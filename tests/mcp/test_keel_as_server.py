@@ -7,9 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from mcp import Client, StdioServerParameters
-
 from keel.stores import open_store
+from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).parents[2]
 APP = Path(__file__).with_name("agents_app.py")
@@ -38,7 +37,8 @@ async def test_an_mcp_client_calls_an_agent_and_the_run_is_journaled(tmp_path: P
     assert answer.content[0].text == "echo: hello"  # type: ignore[union-attr]
     text = waiting.content[0].text  # type: ignore[union-attr]
     assert not waiting.is_error
-    assert "waiting for a person" in text and "refund (approval)" in text
+    assert "waiting for a person" in text
+    assert "refund (approval)" in text
 
     store = open_store(f"sqlite:///{db}")
     try:

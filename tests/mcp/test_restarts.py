@@ -14,7 +14,7 @@ from pathlib import Path
 from keel import Agent, Runtime
 from keel._core.messages import ModelRequest
 from keel.mcp import MCPServer
-from keel.testing import FunctionModel, MemoryStore, ScriptedModel, call
+from keel.testing import FunctionModel, MemoryStore, Scripted, ScriptedModel, call
 from tests.mcp.conftest import HTTPServerProcess, calls_made, server_env, stdio_args
 
 
@@ -39,7 +39,8 @@ async def wait_dead(pid: int) -> None:
     async with asyncio.timeout(10):
         while True:
             try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                stat = Path(f"/proc/{pid}/stat").read_text()  # noqa: ASYNC240 - a tiny /proc file
+                state = stat.rsplit(")", 1)[1].split()[0]
             except FileNotFoundError:
                 return
             if state in ("Z", "X"):
@@ -60,7 +61,8 @@ async def test_a_safe_call_interrupted_by_a_crash_is_sent_again(call_log: Path) 
     assert model.requests[1].messages[-1].content == "slow a"
     first, second = calls_made(call_log)
     assert first == f"slow_lookup a pid={killed}"
-    assert second.startswith("slow_lookup a pid=") and second != first
+    assert second.startswith("slow_lookup a pid=")
+    assert second != first
 
 
 async def test_a_charge_interrupted_by_a_crash_waits_for_a_person(call_log: Path) -> None:
@@ -74,18 +76,19 @@ async def test_a_charge_interrupted_by_a_crash_waits_for_a_person(call_log: Path
     assert result.status == "awaiting_approval"
     [pending] = result.pending
     assert (pending.kind, pending.call.name) == ("interrupted", "slow_charge")
-    assert pending.reason is not None and "in doubt" in pending.reason
+    assert pending.reason is not None
+    assert "in doubt" in pending.reason
     assert [line.split(" pid=")[0] for line in calls_made(call_log)] == ["slow_charge 5"]
 
 
 async def test_a_server_that_died_between_calls_is_restarted_before_the_next(
     call_log: Path,
 ) -> None:
-    async def turn(request: ModelRequest) -> object:
+    async def turn(request: ModelRequest) -> Scripted:
         if len(request.messages) == 1:
             return call("pid")
         if len(request.messages) == 3:
-            old = int(request.messages[-1].content)
+            old = int(str(request.messages[-1].content))
             os.kill(old, signal.SIGKILL)
             await wait_dead(old)
             return call("charge", amount=5)

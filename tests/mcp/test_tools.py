@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,12 @@ from keel.testing import MemoryStore, ScriptedModel, call
 from tests.mcp.conftest import HTTPServerProcess, calls_made, server_env, stdio_args
 
 
-def stdio_server(log: Path, **options: object) -> MCPServer:
+def seen(model: ScriptedModel, turn: int) -> str:
+    """What the model read last before its turn ``turn`` (0-based)."""
+    return str(model.requests[turn].messages[-1].content)
+
+
+def stdio_server(log: Path, **options: Any) -> MCPServer:
     return MCPServer.stdio(sys.executable, args=stdio_args(), env=server_env(log), **options)
 
 
@@ -39,7 +45,7 @@ async def test_an_agent_run_calls_a_server_tool_and_reads_its_result(call_log: P
         result = await Runtime(store=MemoryStore()).run(agent, "What is a?")
 
     assert (result.status, result.output) == ("completed", "It is an apple.")
-    assert model.requests[1].messages[-1].content == "apple"
+    assert seen(model, 1) == "apple"
     assert calls_made(call_log) == ["lookup a"]
 
 
@@ -50,7 +56,7 @@ async def test_arguments_that_fail_the_schema_never_reach_the_server(call_log: P
         result = await Runtime(store=MemoryStore()).run(agent, "Charge 3")
 
     assert result.status == "completed"
-    refused = model.requests[1].messages[-1].content
+    refused = seen(model, 1)
     assert "amount: '3' is not of type 'integer'" in refused
     assert calls_made(call_log) == ["charge 3"]
 
@@ -61,9 +67,9 @@ async def test_server_errors_and_structured_results_reach_the_model(call_log: Pa
         agent = Agent(name="desk", model=model, tools=list(server.current_tools()))
         await Runtime(store=MemoryStore()).run(agent, "Try")
 
-    assert model.requests[1].messages[-1].content.startswith("Error: ")
-    assert "refused: closed" in model.requests[1].messages[-1].content
-    assert '"celsius": 21' in model.requests[2].messages[-1].content
+    assert seen(model, 1).startswith("Error: ")
+    assert "refused: closed" in seen(model, 1)
+    assert '"celsius": 21' in seen(model, 2)
 
 
 async def test_a_tool_added_by_the_server_appears_after_its_change_notice(call_log: Path) -> None:
@@ -72,7 +78,7 @@ async def test_a_tool_added_by_the_server_appears_after_its_change_notice(call_l
         grow = {tool.name: tool for tool in server.current_tools()}["grow"]
         assert await grow() == "added extra"
         async with asyncio.timeout(10):
-            while "extra" not in {tool.name for tool in server.current_tools()}:
+            while "extra" not in {t.name for t in server.current_tools()}:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         extra = {tool.name: tool for tool in server.current_tools()}["extra"]
         assert await extra(word="hi") == "HI"
@@ -85,7 +91,7 @@ async def test_the_same_tools_work_over_streamable_http(http_server: HTTPServerP
         result = await Runtime(store=MemoryStore()).run(agent, "What is b?")
 
     assert (result.status, result.output) == ("completed", "A banana.")
-    assert model.requests[1].messages[-1].content == "banana"
+    assert seen(model, 1) == "banana"
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

@@ -183,7 +183,8 @@ async def test_a_call_interrupted_mid_flight_is_in_doubt_unless_safe_to_repeat()
 
     paid = await execute_tool(pay, context(), {}, timeout_s=5)
     assert paid.timed_out
-    assert paid.error is not None and paid.error.code == "tool_interrupted"
+    assert paid.error is not None
+    assert paid.error.code == "tool_interrupted"
     assert "in doubt" in paid.error.message
 
     read_outcome = await execute_tool(read, context(), {}, timeout_s=5)

@@ -45,7 +45,9 @@ def mcp(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on with --http.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on with --http.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="Port to listen on with --http.")
+    ] = 8000,
     db: DbOption = None,
 ) -> None:
     """Serve the app's agents as MCP tools: over stdio (for a client that starts this command)

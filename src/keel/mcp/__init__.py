@@ -18,6 +18,7 @@ from __future__ import annotations
 
 try:
     import jsonschema  # noqa: F401
+
     import mcp  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(

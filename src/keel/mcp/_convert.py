@@ -38,10 +38,10 @@ __all__ = [
     "MCPTool",
     "build_tool",
     "keel_name",
-    "remote_tool",
-    "result_text",
-    "resource_contents",
     "prompt_message",
+    "remote_tool",
+    "resource_contents",
+    "result_text",
 ]
 
 _ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
@@ -148,7 +148,9 @@ class MCPTool(Tool):
         return text
 
 
-def _options(remote: RemoteTool, overrides: ToolOverrides, approve_destructive: bool) -> dict[str, Any]:
+def _options(
+    remote: RemoteTool, overrides: ToolOverrides, approve_destructive: bool
+) -> dict[str, Any]:
     read_only = remote.read_only_hint is True
     options: dict[str, Any] = {
         "side_effects": "read" if read_only else "write",

@@ -19,12 +19,13 @@ from typing import Any, Self
 
 import anyio
 import mcp_types
-from mcp import Client
 from mcp.client._transport import TransportStreams
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._stream_protocols import ReadStream
 from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from mcp import Client
 
 __all__ = ["Link"]
 

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-import mcp_types
 import httpx2
-from mcp import Client, MCPError, StdioServerParameters
+import mcp_types
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -59,10 +59,13 @@ from keel.mcp._types import (
     ResourceContents,
     ToolOverrides,
 )
+from mcp import Client, MCPError, StdioServerParameters
 
 __all__ = ["MCPServer"]
 
 log = logging.getLogger("keel.mcp")
+
+T = TypeVar("T")
 
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
@@ -212,8 +215,7 @@ class MCPServer:
             if link is not None:
                 await link.close()
             self._link = None
-            client = await self._open()
-            return client
+            return await self._open()
 
     async def _open(self) -> Client:
         options = self._options
@@ -258,7 +260,7 @@ class MCPServer:
             except Exception as exc:  # noqa: BLE001 - the next change or call tries again
                 log.warning("refreshing the tools of the MCP %s failed: %r", self._describe, exc)
 
-    async def _request(self, send: Callable[[Client], Any]) -> Any:
+    async def _request(self, send: Callable[[Client], Awaitable[T]]) -> T:
         """Send a request that changes nothing (a listing, a read): again on a new connection
         if the first one turned out to be closed."""
         for attempt in range(2):
@@ -279,7 +281,7 @@ class MCPServer:
         cursor: str | None = None
         while True:
             page = await self._request(
-                lambda client, at=cursor: client.list_tools(cursor=at, cache_mode="refresh")
+                functools.partial(Client.list_tools, cursor=cursor, cache_mode="refresh")
             )
             listed.extend(page.tools)
             cursor = page.next_cursor
@@ -315,10 +317,14 @@ class MCPServer:
         for attempt in range(2):
             client = await self._live()  # MCPServerUnavailableError: nothing was sent
             try:
-                result: mcp_types.CallToolResult = await client.call_tool(name, arguments, meta=meta)
+                result: mcp_types.CallToolResult = await client.call_tool(
+                    name, arguments, meta=meta
+                )
             except MCPError as exc:
                 if exc.code != mcp_types.CONNECTION_CLOSED:
-                    raise ToolError(f"the MCP server refused the call: {exc.error.message}") from None
+                    raise ToolError(
+                        f"the MCP server refused the call: {exc.error.message}"
+                    ) from None
                 self._drop(client)
                 if not repeatable:
                     raise ToolEffectInDoubt(
@@ -337,7 +343,7 @@ class MCPServer:
         found: list[Resource] = []
         cursor: str | None = None
         while True:
-            page = await self._request(lambda client, at=cursor: client.list_resources(cursor=at))
+            page = await self._request(functools.partial(Client.list_resources, cursor=cursor))
             found.extend(
                 Resource(
                     uri=str(item.uri),
@@ -361,7 +367,7 @@ class MCPServer:
         found: list[Prompt] = []
         cursor: str | None = None
         while True:
-            page = await self._request(lambda client, at=cursor: client.list_prompts(cursor=at))
+            page = await self._request(functools.partial(Client.list_prompts, cursor=cursor))
             for item in page.prompts:
                 arguments = tuple(
                     PromptArgument(
