@@ -41,6 +41,7 @@ def require_corpora() -> None:
         ("history.py", ("sqlite: 3,000 runs", "tool=refund", "p50 ms", "worst p50")),
         ("server.py", ("create-and-wait sqlite", "SSE:", "KB per run in flight")),
         ("observability_instructions.py", ("observability workload ran",)),
+        ("mcp_overhead.py", ("direct call", "the mcp SDK alone", "keel run, MCP tool")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:
