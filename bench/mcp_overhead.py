@@ -157,11 +157,13 @@ async def main(calls: int, repeats: int) -> None:
     print("|---|---:|---:|---:|")
     for way, micros in figures.items():
         print(f"| {way} | {micros:,.1f} | {micros / direct:,.0f} | {micros / run:.2f} |")
-    sdk = figures["the mcp SDK alone over stdio"]
+    sdk_alone = figures["the mcp SDK alone over stdio"]
     through_keel = figures["MCP call over stdio through Keel"]
-    print(f"Keel's MCP tool / the SDK's own call: {through_keel / sdk:.2f}")
+    print(f"Keel's MCP tool / the SDK's own call: {through_keel / sdk_alone:.2f}")
     added = figures["keel run, MCP tool"] - run
-    print(f"MCP adds {added:,.0f} µs to a run with one tool call ({added / sdk:.2f} SDK calls)")
+    print(
+        f"MCP adds {added:,.0f} µs to a run with one tool call ({added / sdk_alone:.2f} SDK calls)"
+    )
 
 
 if __name__ == "__main__":
