@@ -11,11 +11,19 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from keel import Agent, Runtime
 from keel._core.messages import ModelRequest
-from keel.mcp import MCPServer
+from keel.mcp import MCPServer, MCPServerUnavailableError
 from keel.testing import FunctionModel, MemoryStore, Scripted, ScriptedModel, call
-from tests.mcp.conftest import HTTPServerProcess, calls_made, server_env, stdio_args
+from tests.mcp.conftest import (
+    HTTPServerProcess,
+    calls_made,
+    free_port,
+    server_env,
+    stdio_args,
+)
 
 
 def stdio_server(log: Path) -> MCPServer:
@@ -111,3 +119,18 @@ async def test_an_http_server_that_went_away_and_came_back_is_reached_again(
         http_server.stop()
         http_server.start()
         assert await lookup(key="b") == "banana"
+
+
+async def test_a_server_that_cannot_be_reached_is_reported_without_its_secrets() -> None:
+    port = free_port()  # nothing listens there
+    server = MCPServer.http(
+        f"http://user:hunter2@127.0.0.1:{port}/mcp?token=s3cret",
+        connect_attempts=2,
+        backoff_s=0.01,
+    )
+    with pytest.raises(MCPServerUnavailableError) as caught:
+        await server.__aenter__()
+    message = caught.value.message
+    assert f"HTTP server http://127.0.0.1:{port} after 2 tries" in message
+    assert "hunter2" not in message
+    assert "s3cret" not in message

@@ -37,6 +37,7 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from keel._redact import redact
 from keel._runtime.tool_calls import ToolEffectInDoubt
 from keel._tools import Tool, ToolError
 from keel.errors import ConfigurationError, ToolDefinitionError, UsageError
@@ -111,9 +112,10 @@ class MCPServer:
         cwd: str | None = None,
         **options: Any,
     ) -> MCPServer:
-        """A server started as a subprocess (``command`` with ``args``) and spoken to over its
-        stdin and stdout. ``env`` replaces the child's environment when given (the ``mcp``
-        package keeps a few safe variables such as ``PATH``). Options: see :meth:`http`."""
+        """A server started as a subprocess (``command`` with ``args``, in ``cwd``) and spoken
+        to over its stdin and stdout. The child gets a small safe environment (``PATH``,
+        ``HOME``...; not this process's other variables, such as API keys) plus ``env``: pass
+        what the server needs there. Options: see :meth:`http`."""
         if not command:
             raise ConfigurationError("MCPServer.stdio needs a command, e.g. 'python'")
         parameters = StdioServerParameters(
@@ -236,9 +238,11 @@ class MCPServer:
             if self._refresher is not None:  # a reconnect: the tools may have changed
                 self._on_change()
             return client
+        cause = _leaf(last)
         raise MCPServerUnavailableError(
             f"could not connect to the MCP {self._describe} after {options.connect_attempts} "
-            f"tries ({type(last).__name__}: {last}); check that it starts and answers"
+            f"tries ({type(cause).__name__}: {redact(str(cause))}); check that it starts and "
+            "answers"
         )
 
     def _drop(self, client: Client) -> None:
@@ -422,6 +426,13 @@ def _options(given: Mapping[str, Any]) -> _Options:
         raise ConfigurationError("connect_attempts must be at least 1")
     values["overrides"] = overrides_checked(values["overrides"])
     return _Options(**values)
+
+
+def _leaf(exc: BaseException | None) -> BaseException | None:
+    """The first exception inside task-group wrappers: the one that says what happened."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _origin(url: str) -> str:
