@@ -26,8 +26,14 @@ from tests.mcp.conftest import (
 )
 
 
-def stdio_server(log: Path) -> MCPServer:
-    return MCPServer.stdio(sys.executable, args=stdio_args(), env=server_env(log), backoff_s=0.05)
+def stdio_server(log: Path, protocol: str = "auto") -> MCPServer:
+    return MCPServer.stdio(
+        sys.executable,
+        args=stdio_args(),
+        env=server_env(log),
+        backoff_s=0.05,
+        protocol=protocol,
+    )
 
 
 async def kill_when_logged(log: Path, prefix: str) -> int:
@@ -43,18 +49,18 @@ async def kill_when_logged(log: Path, prefix: str) -> int:
 
 
 async def wait_dead(pid: int) -> None:
-    """Until the process is gone or a zombie: its pipes are closed then."""
+    """Until the process is gone or a zombie (its pipes are closed then), and a moment more:
+    the time between two calls, in which the client reads the end of the pipe."""
     async with asyncio.timeout(10):
         while True:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()  # noqa: ASYNC240 - a tiny /proc file
-                state = stat.rsplit(")", 1)[1].split()[0]
             except FileNotFoundError:
-                return
-            if state in ("Z", "X"):
-                await asyncio.sleep(0.2)  # the client reads the end of the pipe
-                return
+                break
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                break
             await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
 
 
 async def test_a_safe_call_interrupted_by_a_crash_is_sent_again(call_log: Path) -> None:
@@ -89,8 +95,9 @@ async def test_a_charge_interrupted_by_a_crash_waits_for_a_person(call_log: Path
     assert [line.split(" pid=")[0] for line in calls_made(call_log)] == ["slow_charge 5"]
 
 
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
 async def test_a_server_that_died_between_calls_is_restarted_before_the_next(
-    call_log: Path,
+    protocol: str, call_log: Path
 ) -> None:
     async def turn(request: ModelRequest) -> Scripted:
         if len(request.messages) == 1:
@@ -102,7 +109,7 @@ async def test_a_server_that_died_between_calls_is_restarted_before_the_next(
             return call("charge", amount=5)
         return "Charged."
 
-    async with stdio_server(call_log) as server:
+    async with stdio_server(call_log, protocol) as server:
         agent = Agent(name="desk", model=FunctionModel(turn), tools=list(server.current_tools()))
         result = await Runtime(store=MemoryStore()).run(agent, "Charge 5")
 

@@ -72,8 +72,12 @@ async def test_server_errors_and_structured_results_reach_the_model(call_log: Pa
     assert '"celsius": 21' in seen(model, 2)
 
 
-async def test_a_tool_added_by_the_server_appears_after_its_change_notice(call_log: Path) -> None:
-    async with stdio_server(call_log) as server:
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+async def test_a_tool_added_by_the_server_appears_after_its_change_notice(
+    protocol: str, call_log: Path
+) -> None:
+    # 2026-era connections hear of it on a change stream, older ones by a notification.
+    async with stdio_server(call_log, protocol=protocol) as server:
         assert "extra" not in {tool.name for tool in server.current_tools()}
         grow = {tool.name: tool for tool in server.current_tools()}["grow"]
         assert await grow() == "added extra"

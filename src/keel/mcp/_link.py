@@ -86,8 +86,11 @@ class _WatchedRead:
 class Link:
     """A connected client; ``dead`` once its connection is known to be closed."""
 
-    def __init__(self, open_transport: OpenTransport, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, open_transport: OpenTransport, on_change: Callable[[], None], *, mode: str = "auto"
+    ) -> None:
         self._open_transport = open_transport
+        self._mode = mode
         self._on_change = on_change
         self._ready: asyncio.Future[Client] | None = None
         self._stop = asyncio.Event()
@@ -120,7 +123,9 @@ class Link:
 
     async def _hold(self, ready: asyncio.Future[Client]) -> None:
         try:
-            client = Client(self._transport(), message_handler=self._message, cache=None)
+            client = Client(
+                self._transport(), message_handler=self._message, cache=None, mode=self._mode
+            )
             async with client:
                 if not ready.done():
                     ready.set_result(client)

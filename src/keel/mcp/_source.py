@@ -83,6 +83,7 @@ class _Options:
     backoff_s: float
     max_backoff_s: float
     request_timeout_s: float | None
+    protocol: str
 
 
 class MCPServer:
@@ -141,7 +142,10 @@ class MCPServer:
         - ``connect_attempts`` (default 4), ``backoff_s`` (0.1), ``max_backoff_s`` (2.0): how
           a lost connection is made again;
         - ``request_timeout_s``: the limit of listings, reads and prompts (default 30 s;
-          tool calls are bounded by the run's tool timeout).
+          tool calls are bounded by the run's tool timeout);
+        - ``protocol``: ``"auto"`` (the default: the newest version both sides speak) or
+          ``"legacy"`` (the initialize handshake of the protocol before 2026, for a server
+          that mishandles the newer discovery).
         """
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"MCPServer.http needs an http(s) URL, got {url!r}")
@@ -190,6 +194,10 @@ class MCPServer:
         self._closed = True
         if self._refresher is not None:
             self._refresher.cancel()
+            # The mcp client (anyio) can absorb a cancellation that arrives inside one of its
+            # requests; the flag and a wake-up end the loop even then.
+            if self._changed is not None:
+                self._changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
             self._refresher = None
@@ -227,7 +235,7 @@ class MCPServer:
             if attempt:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, options.max_backoff_s)
-            link = Link(self._connect, self._on_change)
+            link = Link(self._connect, self._on_change, mode=options.protocol)
             try:
                 client = await link.open()
             except Exception as exc:  # noqa: BLE001 - tried again, then reported
@@ -256,9 +264,11 @@ class MCPServer:
 
     async def _refresh_on_change(self) -> None:
         assert self._changed is not None
-        while True:
+        while not self._closed:
             await self._changed.wait()
             self._changed.clear()
+            if self._closed:
+                return
             try:
                 await self.refresh_tools()
             except Exception as exc:  # noqa: BLE001 - the next change or call tries again
@@ -409,6 +419,7 @@ _DEFAULTS: dict[str, Any] = {
     "backoff_s": 0.1,
     "max_backoff_s": 2.0,
     "request_timeout_s": 30.0,
+    "protocol": "auto",
 }
 
 
@@ -422,6 +433,8 @@ def _options(given: Mapping[str, Any]) -> _Options:
     prefix = values["prefix"]
     if prefix is not None and (not isinstance(prefix, str) or not prefix):
         raise ConfigurationError("prefix must be a non-empty string, e.g. prefix='files'")
+    if values["protocol"] not in ("auto", "legacy"):
+        raise ConfigurationError(f"protocol must be 'auto' or 'legacy', got {values['protocol']!r}")
     if int(values["connect_attempts"]) < 1:
         raise ConfigurationError("connect_attempts must be at least 1")
     values["overrides"] = overrides_checked(values["overrides"])
