@@ -141,3 +141,40 @@ async def test_a_server_that_cannot_be_reached_is_reported_without_its_secrets()
     assert f"HTTP server http://127.0.0.1:{port} after 2 tries" in message
     assert "hunter2" not in message
     assert "s3cret" not in message
+
+
+async def test_over_http_a_safe_call_cut_by_a_crash_is_sent_again_once_the_server_is_back(
+    http_server: HTTPServerProcess, call_log: Path
+) -> None:
+    async def crash_and_restart() -> None:
+        await kill_when_logged(call_log, "slow_lookup")
+        await asyncio.to_thread(http_server.stop)
+        await asyncio.to_thread(http_server.start)
+
+    async with MCPServer.http(
+        http_server.url, connect_attempts=60, backoff_s=0.05, max_backoff_s=0.2
+    ) as server:
+        model = ScriptedModel([call("slow_lookup", key="b", seconds=1.5), "Found it."])
+        agent = Agent(name="desk", model=model, tools=list(server.current_tools()))
+        restarter = asyncio.create_task(crash_and_restart())
+        result = await Runtime(store=MemoryStore()).run(agent, "Look b up")
+        await restarter
+
+    assert (result.status, result.output) == ("completed", "Found it.")
+    assert [line.split(" pid=")[0] for line in calls_made(call_log)] == ["slow_lookup b"] * 2
+
+
+async def test_over_http_a_charge_cut_by_a_crash_waits_for_a_person(
+    http_server: HTTPServerProcess, call_log: Path
+) -> None:
+    async with MCPServer.http(http_server.url, connect_attempts=2, backoff_s=0.01) as server:
+        model = ScriptedModel([call("slow_charge", amount=7, seconds=1.5)])
+        agent = Agent(name="desk", model=model, tools=list(server.current_tools()))
+        killer = asyncio.create_task(kill_when_logged(call_log, "slow_charge"))
+        result = await Runtime(store=MemoryStore()).run(agent, "Charge 7")
+        await killer
+
+    assert result.status == "awaiting_approval"
+    [pending] = result.pending
+    assert (pending.kind, pending.call.name) == ("interrupted", "slow_charge")
+    assert [line.split(" pid=")[0] for line in calls_made(call_log)] == ["slow_charge 7"]
