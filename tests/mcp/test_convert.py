@@ -3,6 +3,9 @@ their overrides, strict arguments, results as text. No server needed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import mcp_types
@@ -128,3 +131,23 @@ def test_results_read_as_text_with_structured_content_when_there_is_no_text() ->
     assert result_text(text) == "hello"
     assert result_text(structured) == '{"celsius":21}'
     assert result_text(image) == "[image: image/png data]"
+
+
+def test_without_the_mcp_package_the_import_error_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['mcp'] = None\n"  # what Python does for a package that is not installed
+        "try:\n"
+        "    import keel.mcp\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert "pip install 'keel-runtime[mcp]'" in done.stdout

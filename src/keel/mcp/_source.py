@@ -101,8 +101,6 @@ class MCPServer:
         self._refresher: asyncio.Task[None] | None = None
         self._entered = False
         self._closed = False
-        #: How many times the tool list was fetched; a test can wait for it to move.
-        self.tool_listings = 0
 
     @classmethod
     def stdio(
@@ -321,7 +319,6 @@ class MCPServer:
             except ToolDefinitionError as exc:
                 log.warning("left out a tool of the MCP %s: %s", self._describe, exc)
         self._tools = tools
-        self.tool_listings += 1
         return list(tools.values())
 
     async def _call_tool(
