@@ -1,9 +1,11 @@
-"""Agents that ``keel mcp`` serves in the tests: one answers, one needs an approval."""
+"""Agents that ``keel mcp`` serves in the tests: one answers, one needs an approval, one
+fails."""
 
 from __future__ import annotations
 
 from keel import Agent, tool
 from keel._core.messages import ModelRequest, UserMessage
+from keel.errors import ModelHTTPError
 from keel.testing import FunctionModel, Scripted, call
 
 
@@ -25,3 +27,10 @@ def _refunds(request: ModelRequest) -> Scripted:
 
 echo = Agent(name="echo", model=FunctionModel(_echo))
 refunds = Agent(name="refunds", model=FunctionModel(_refunds), tools=[refund])
+
+
+def _broken(request: ModelRequest) -> Scripted:
+    return ModelHTTPError("the provider refused the request", status=400)
+
+
+broken = Agent(name="broken", model=FunctionModel(_broken))

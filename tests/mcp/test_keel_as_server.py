@@ -37,8 +37,10 @@ async def test_an_mcp_client_calls_an_agent_and_the_run_is_journaled(tmp_path: P
         listed = {tool.name: tool for tool in (await client.list_tools()).tools}
         answer = await client.call_tool("echo", {"message": "hello"})
         waiting = await client.call_tool("refunds", {"message": "refund me"})
+        failed = await client.call_tool("broken", {"message": "hi"})
+        again = await client.call_tool("echo", {"message": "more", "thread": "t-1"})
 
-    assert set(listed) == {"echo", "refunds"}
+    assert set(listed) == {"broken", "echo", "refunds"}
     assert listed["echo"].input_schema["required"] == ["message"]
     assert not answer.is_error
     assert answer.content[0].text == "echo: hello"  # type: ignore[union-attr]
@@ -47,11 +49,18 @@ async def test_an_mcp_client_calls_an_agent_and_the_run_is_journaled(tmp_path: P
     assert "waiting for a person" in text
     assert "refund (approval)" in text
 
+    assert failed.is_error
+    assert "the provider refused the request" in failed.content[0].text  # type: ignore[union-attr]
+    assert again.content[0].text == "echo: more"  # type: ignore[union-attr]
+
     store = open_store(f"sqlite:///{db}")
     try:
-        runs = {run.agent: run for run in await store.list_runs()}
+        listed_runs = await store.list_runs()
     finally:
         await store.close()
+    runs = {run.agent: run for run in listed_runs if run.thread_id != "t-1"}
+    assert [run.agent for run in listed_runs if run.thread_id == "t-1"] == ["echo"]
+    assert runs["broken"].status == "failed"
     assert runs["echo"].status == "completed"
     assert runs["refunds"].status == "awaiting_approval"
     assert runs["refunds"].run_id in text
