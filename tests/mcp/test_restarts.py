@@ -117,15 +117,20 @@ async def test_a_server_that_died_between_calls_is_restarted_before_the_next(
     assert calls_made(call_log) == ["charge 5"]
 
 
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
 async def test_an_http_server_that_went_away_and_came_back_is_reached_again(
-    http_server: HTTPServerProcess,
+    protocol: str, http_server: HTTPServerProcess, call_log: Path
 ) -> None:
-    async with MCPServer.http(http_server.url, backoff_s=0.05) as server:
-        lookup = {tool.name: tool for tool in server.current_tools()}["lookup"]
-        assert await lookup(key="a") == "apple"
-        http_server.stop()
-        http_server.start()
-        assert await lookup(key="b") == "banana"
+    # A handshake-era server that restarted no longer knows the session: it refuses the
+    # request unrun, so even a charge is sent again, in a new session.
+    async with MCPServer.http(http_server.url, backoff_s=0.05, protocol=protocol) as server:
+        tools = {tool.name: tool for tool in server.current_tools()}
+        assert await tools["charge"](amount=1) == "charged 1"
+        await asyncio.to_thread(http_server.stop)
+        await asyncio.to_thread(http_server.start)
+        assert await tools["charge"](amount=2) == "charged 2"
+        assert await tools["lookup"](key="b") == "banana"
+    assert calls_made(call_log) == ["charge 1", "charge 2", "lookup b"]
 
 
 async def test_a_server_that_cannot_be_reached_is_reported_without_its_secrets() -> None:

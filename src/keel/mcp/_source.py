@@ -280,7 +280,7 @@ class MCPServer:
             try:
                 return await asyncio.wait_for(send(client), self._options.request_timeout_s)
             except MCPError as exc:
-                if exc.code != mcp_types.CONNECTION_CLOSED or attempt:
+                if attempt or not (_closed(exc) or _session_lost(exc)):
                     raise
                 self._drop(client)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -332,7 +332,12 @@ class MCPServer:
                     name, arguments, meta=meta
                 )
             except MCPError as exc:
-                if exc.code != mcp_types.CONNECTION_CLOSED:
+                if _session_lost(exc) and not attempt:
+                    # The server restarted and forgot the session: it refused the call
+                    # without running it, so a new session may send it, whatever the tool.
+                    self._drop(client)
+                    continue
+                if not _closed(exc):
                     raise ToolError(
                         f"the MCP server refused the call: {exc.error.message}"
                     ) from None
@@ -436,6 +441,21 @@ def _options(given: Mapping[str, Any]) -> _Options:
         raise ConfigurationError("connect_attempts must be at least 1")
     values["overrides"] = overrides_checked(values["overrides"])
     return _Options(**values)
+
+
+def _closed(exc: MCPError) -> bool:
+    """Whether the connection closed under the request."""
+    return exc.code == mcp_types.CONNECTION_CLOSED
+
+
+def _session_lost(exc: MCPError) -> bool:
+    """Whether an HTTP server answered that it does not know the session (HTTP 404 to a
+    request with a session id): it restarted, and the protocol says to start a new session.
+    The mcp package reports it as an invalid request with these words, nothing more specific."""
+    return exc.code == mcp_types.INVALID_REQUEST and exc.error.message.lower() in (
+        "session not found",
+        "session terminated",
+    )
 
 
 def _leaf(exc: BaseException | None) -> BaseException | None:
