@@ -76,6 +76,7 @@ PUBLIC_MODULES = [
     "keel.events",
     "keel.guardrails",
     "keel.intake",
+    "keel.mcp",
     "keel.messages",
     "keel.models",
     "keel.observability",

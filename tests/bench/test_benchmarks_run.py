@@ -44,6 +44,7 @@ def require_corpora(folder: str = "injection") -> None:
         ("taubench.py", ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s")),
         ("evals.py", ("evaluate() cases/s", "| sqlite |", "loading the plugin", "per test")),
         ("delegation_overhead.py", ("| memory |", "| sqlite |", "delegated")),
+        ("mcp_overhead.py", ("direct call", "the mcp SDK alone", "keel run, MCP tool")),
     ],
 )
 def test_benchmark_runs(script: str, expected: tuple[str, ...]) -> None:

@@ -160,3 +160,35 @@ async def test_a_tool_error_is_not_retried() -> None:
     outcome = await execute_tool(refuses, context(), {}, timeout_s=5)
 
     assert (len(tries), outcome.attempts) == (1, 1)
+
+
+async def test_a_call_interrupted_mid_flight_is_in_doubt_unless_safe_to_repeat() -> None:
+    from keel._runtime.tool_calls import ToolEffectInDoubt
+
+    tries: list[str] = []
+
+    @tool
+    async def pay() -> str:
+        """Pay."""
+        tries.append("pay")
+        raise ToolEffectInDoubt("the connection closed")
+
+    @tool(side_effects="read", retries=1)
+    async def read() -> str:
+        """Read."""
+        tries.append("read")
+        if len(tries) < 3:
+            raise ToolEffectInDoubt("the connection closed")
+        return "fresh"
+
+    paid = await execute_tool(pay, context(), {}, timeout_s=5)
+    assert paid.timed_out
+    assert paid.error is not None
+    assert paid.error.code == "tool_interrupted"
+    assert "in doubt" in paid.error.message
+
+    read_outcome = await execute_tool(read, context(), {}, timeout_s=5)
+    assert not read_outcome.timed_out
+    assert read_outcome.result == "fresh"
+    assert read_outcome.attempts == 2
+    assert tries == ["pay", "read", "read"]

@@ -43,6 +43,7 @@ from keel._cli.health import health
 from keel._cli.intake import intake
 from keel._cli.keys import keys_app
 from keel._cli.loader import load_app
+from keel._cli.mcp import mcp
 from keel._cli.runs import runs_app
 from keel._cli.schedules import schedules_app
 from keel._cli.serve import serve
@@ -79,6 +80,7 @@ app.add_typer(eval_app, name="eval")
 register_decisions(app)
 app.command("health")(health)
 app.command("serve")(serve)
+app.command("mcp")(mcp)
 app.command("intake")(intake)
 
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", min=1, help="Raise the step limit.")]

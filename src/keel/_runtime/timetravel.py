@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Replay", "TimeTravel", "replay"]
 
+#: The reasons a tool run itself records a call as in doubt (a cancel records others).
+_TOOL_DOUBTS = ("tool_timeout", "tool_interrupted")
+
 
 class _ReplayJournal:
     """Where a replay's events go: a list in memory, never the run's store."""
@@ -164,7 +167,7 @@ class _ReplayTools:
                 )
             elif isinstance(event, ToolCallWaiting):  # it waited for a child run then
                 outcome = ToolOutcome(result="", waiting=(event.child, event.reason.message))
-            elif isinstance(event, ToolCallInDoubt) and event.reason.code == "tool_timeout":
+            elif isinstance(event, ToolCallInDoubt) and event.reason.code in _TOOL_DOUBTS:
                 outcome = ToolOutcome(result="", error=event.reason, timed_out=True)
             else:
                 continue

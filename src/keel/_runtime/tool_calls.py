@@ -29,10 +29,26 @@ from keel._core.events import ErrorInfo
 from keel._runtime.deadline import Deadline
 from keel._tools import RunContext, Tool, ToolError
 
-__all__ = ["ToolExecutor", "ToolOutcome", "cap_result", "execute_tool", "render_result"]
+__all__ = [
+    "ToolEffectInDoubt",
+    "ToolExecutor",
+    "ToolOutcome",
+    "cap_result",
+    "execute_tool",
+    "render_result",
+]
 
 _MESSAGE_LIMIT = 2000
 _RETRY_BACKOFF_S = 0.05
+
+
+class ToolEffectInDoubt(Exception):  # noqa: N818 - a signal, like TimeoutError, not a bug
+    """Raised by a tool whose request went out but whose answer was lost (the connection to
+    the service doing the work broke mid-call): the effect may or may not have happened.
+
+    A tool that is safe to repeat is retried (when it has retries) like after any exception;
+    for one that is not, the call is in doubt, exactly as at a timeout: a person is asked.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +166,14 @@ async def _run_once(
             value = await call() if tool.is_async else await _in_daemon_thread(call)
     except ToolError as exc:
         return _failure("tool_error", exc.message), False
+    except ToolEffectInDoubt as exc:
+        if tool.spec.safe_to_repeat:
+            return _failure("tool_exception", f"tool '{name}' was interrupted: {exc}"), True
+        message = (
+            f"tool '{name}' was interrupted ({exc}); it is not safe to repeat, so whether its "
+            "effect happened is in doubt"
+        )
+        return replace(_failure("tool_interrupted", message), timed_out=True), False
     except TimeoutError as exc:
         if not deadline.expired():  # the tool's own TimeoutError, not our deadline
             return _failure("tool_exception", f"tool '{name}' raised TimeoutError: {exc}"), True
