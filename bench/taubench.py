@@ -11,6 +11,10 @@ SQLite (a file, ``synchronous=FULL``), and, as the floor, the same actions appli
 the tools directly (no runtime). Each task is scored (its database against the expected one);
 a task that does not pass stops the benchmark.
 
+Last, the same tasks as a ``keel.evals`` dataset: ``evaluate()`` runs them 4 at a time and
+scores each on the final database and the tool calls (eval throughput, cases per second, on
+the in-memory store and on SQLite).
+
 The retail tools are plain functions, which Keel runs each in a thread of its own so that a
 slow one cannot block the event loop. The same suite with the tools wrapped as ``async``
 functions (``async tools``: the same work, on the event loop) shows what those threads cost.
@@ -47,8 +51,14 @@ from examples.tau_retail import (  # noqa: E402
     replay,
     retail_dir,
 )
+from examples.tau_retail.evals import (  # noqa: E402
+    deps_for,
+    model_for,
+    retail_dataset,
+    state_matches,
+)
 
-from keel import Agent, Runtime, Tool  # noqa: E402
+from keel import Agent, Runtime, Tool, evals  # noqa: E402
 from keel.testing import MemoryStore  # noqa: E402
 
 
@@ -152,6 +162,40 @@ async def measure(corpus: Path, count: int | None, repeats: int) -> None:
     for label in runtimes:
         ratio = cpu_s[f"{label}, one at a time"] / cpu_s[f"{label}, one at a time, async tools"]
         print(f"CPU ratio thread/async tools, {label}, one at a time: {ratio:.2f}")
+    await as_eval(corpus, count, repeats)
+
+
+async def as_eval(corpus: Path, count: int | None, repeats: int) -> None:
+    """The same tasks as a ``keel.evals`` dataset, scored on the final database and the tool
+    calls by ``evaluate()`` (4 cases at a time): eval throughput in cases per second."""
+    dataset = retail_dataset(corpus)
+    dataset = evals.Dataset(cases=dataset.cases[:count])
+    agent = build_agent(corpus)
+    scorers: list[evals.Scorer] = [evals.State(state_matches), evals.ToolCalls("exact")]
+    rates: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="keel-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+        for repeat in range(repeats):
+            for label in ("memory", "sqlite"):
+                store = MemoryStore() if label == "memory" else Path(tmp) / f"eval-{repeat}.db"
+                async with Runtime(store=store) as runtime:
+                    started = time.perf_counter()
+                    report = await evals.evaluate(
+                        agent,
+                        dataset,
+                        scorers=scorers,
+                        runtime=runtime,
+                        deps=deps_for,
+                        model=model_for,
+                    )
+                    elapsed = time.perf_counter() - started
+                if report.pass_rate != 1.0:
+                    sys.exit(f"the eval did not pass every case on {label}: {report.pass_rate}")
+                rates.setdefault(label, []).append(len(dataset.cases) / elapsed)
+    for label, found in rates.items():
+        print(
+            f"as an eval dataset, {label}: {statistics.median(found):,.1f} cases/s "
+            f"(best {max(found):,.1f}), every case passed"
+        )
 
 
 def main() -> None:

@@ -41,7 +41,10 @@ def require_corpora(folder: str = "injection") -> None:
         ("history.py", ("sqlite: 3,000 runs", "tool=refund", "p50 ms", "worst p50")),
         ("server.py", ("create-and-wait sqlite", "SSE:", "KB per run in flight")),
         ("observability_instructions.py", ("observability workload ran",)),
-        ("taubench.py", ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s")),
+        (
+            "taubench.py",
+            ("tau-bench retail, 10 test tasks", "ratio memory/sqlite", "tasks/s", "eval dataset"),
+        ),
         ("evals.py", ("evaluate() cases/s", "| sqlite |", "loading the plugin", "per test")),
         ("delegation_overhead.py", ("| memory |", "| sqlite |", "delegated")),
         ("mcp_overhead.py", ("direct call", "the mcp SDK alone", "keel run, MCP tool")),
