@@ -23,21 +23,20 @@ import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from keel._core.events import Event
-from keel._core.state import RunState
-from keel._runtime.result import RunResult
-from keel._runtime.runtime import Runtime
-from keel._settings import KeelSettings
-from keel.errors import ConfigurationError
-from keel.models._http import HTTPModel
-from keel.stores._memory import MemoryStore
-from keel.testing._clock import FakeClock
-from keel.testing._expect import RunExpectation, expect
+if TYPE_CHECKING:  # for annotations; the fixtures and the guard import what they use
+    from keel._core.events import Event
+    from keel._core.state import RunState
+    from keel._runtime.result import RunResult
+    from keel._runtime.runtime import Runtime
+    from keel.errors import ConfigurationError
+    from keel.stores._memory import MemoryStore
+    from keel.testing._clock import FakeClock
+    from keel.testing._expect import RunExpectation
 
 __all__ = ["keel_clock", "keel_expect", "keel_journal", "keel_runtime", "keel_store"]
 
@@ -73,12 +72,16 @@ class _Journals:
 @pytest.fixture
 def keel_clock() -> FakeClock:
     """A fake clock; 1 ms passes at each reading, so events get distinct times."""
+    from keel.testing._clock import FakeClock
+
     return FakeClock(tick=0.001)
 
 
 @pytest.fixture
 def keel_store(keel_clock: FakeClock) -> MemoryStore:
     """An in-memory store that checks every event survives JSON, as a durable store's must."""
+    from keel.stores._memory import MemoryStore
+
     return MemoryStore(clock=keel_clock, check_json=True)
 
 
@@ -92,6 +95,9 @@ def keel_runtime(
     keel_store: MemoryStore, keel_clock: FakeClock, _keel_journals: _Journals
 ) -> Iterator[Runtime]:
     """A runtime on ``keel_store`` and ``keel_clock`` with default settings."""
+    from keel._runtime.runtime import Runtime
+    from keel._settings import KeelSettings
+
     runtime = Runtime(
         store=keel_store,
         settings=KeelSettings(),
@@ -119,6 +125,8 @@ def keel_expect(
     """``keel_expect(result)``: checks on a run of ``keel_runtime``, whose failures print
     the run's timeline."""
 
+    from keel.testing._expect import expect
+
     def check(result: RunResult[Any]) -> RunExpectation:
         events = _keel_journals.events.get(result.run_id)
         return expect(result, events)
@@ -137,6 +145,8 @@ def _is_loopback(url: str) -> bool:
 
 
 def _refusal(url: str, node: pytest.Item) -> ConfigurationError:
+    from keel.errors import ConfigurationError
+
     where = urlsplit(url)
     message = (
         f"{node.nodeid} sent a model request to {where.scheme}://{where.hostname}, a real "
@@ -153,12 +163,15 @@ class _LiveGuard:
     not per test, so a test that never calls a model pays one attribute read."""
 
     def __init__(self) -> None:
+        from keel.models._http import HTTPModel
+
         self.item: pytest.Item | None = None
         self._post = HTTPModel._post_json
         self._stream = HTTPModel._open_stream
 
     def install(self) -> None:
         guard, post, stream = self, self._post, self._stream
+        from keel.models._http import HTTPModel
 
         async def guarded_post(model: HTTPModel, url: str, payload: Any, timeout_s: float) -> str:
             guard.check(url)
@@ -176,6 +189,8 @@ class _LiveGuard:
         HTTPModel._open_stream = guarded_stream  # type: ignore[method-assign, assignment]
 
     def uninstall(self) -> None:
+        from keel.models._http import HTTPModel
+
         HTTPModel._post_json = self._post  # type: ignore[method-assign]
         HTTPModel._open_stream = self._stream  # type: ignore[method-assign]
 

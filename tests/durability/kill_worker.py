@@ -22,13 +22,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
-from keel import Agent, Limits, RunContext, RunLeasedError, Runtime, UsageError, tool
+from keel import (
+    Agent,
+    Limits,
+    RunContext,
+    RunLeasedError,
+    Runtime,
+    ThreadBusyError,
+    UsageError,
+    tool,
+)
 from keel.messages import ModelRequest, ToolResultMessage, UserMessage
 from keel.ports import Store
 from keel.testing import FunctionModel, call
@@ -151,7 +161,10 @@ async def work(options: argparse.Namespace) -> None:
 
             async def start(job: str) -> None:
                 async with gate:
-                    await runtime.run(agent, job, thread=job, if_busy="reject")
+                    # The worker before this one may still be alive (they overlap) and may
+                    # have started this job since it was listed: then the job is under way.
+                    with contextlib.suppress(ThreadBusyError):
+                        await runtime.run(agent, job, thread=job, if_busy="reject")
 
             while True:
                 started = {r.thread_id for r in await store.list_runs(limit=None)}

@@ -1,8 +1,9 @@
 """Kill test: a worker process running many runs with side effects, approvals and a person's
-decisions is killed with SIGKILL at random moments, at least 100 times, and restarted each time.
-At the end every run has completed, and the ledger (a separate table the tools write to) shows
-every effect that is not safe to repeat exactly once; never twice. People were asked: the
-journals hold their decisions, including on charges whose effect a kill left in doubt.
+decisions is killed with SIGKILL at random moments, at least 100 times, and replaced each time
+by the next worker, which was already starting (so two sometimes overlap). At the end every
+run has completed, and the ledger (a separate table the tools write to) shows every effect
+that is not safe to repeat exactly once; never twice. People were asked: the journals hold
+their decisions, including on charges whose effect a kill left in doubt.
 
 The number of kills can be raised with ``KEEL_KILL_TEST_KILLS`` (default 100).
 """
@@ -57,27 +58,34 @@ def _worker(journal: str, schema: str | None, ledger: Path, jobs: int) -> subpro
 
 
 def _kill_repeatedly(journal: str, schema: str | None, ledger: Path, jobs: int) -> Outcome:
+    """Kill the worker at random moments; each time the next one is already starting (it
+    imports while the current one works, as in a rolling restart), so a kill costs no start-up
+    time, and the two sometimes overlap: leases keep them off each other's runs."""
     rng = random.Random(20261124)
     kills = lives = 0
+    worker = _worker(journal, schema, ledger, jobs)
+    lives += 1
+    assert worker.stdout is not None
+    worker.stdout.readline()  # imported (0.35 s on a quiet machine, seconds on a busy one)
     while kills < KILLS:
-        worker = _worker(journal, schema, ledger, jobs)
+        following = _worker(journal, schema, ledger, jobs)
         lives += 1
-        # From when it has imported Keel (0.35 s on a quiet machine, seconds on a busy one), so
-        # that kills land in the work, whatever the machine's load.
-        assert worker.stdout is not None
-        worker.stdout.readline()
         time.sleep(rng.uniform(0.05, 0.8))
         if worker.poll() is not None:
             _, err = worker.communicate()
             assert worker.returncode == 0, err.decode()
-            break  # all work done before this kill: the job count is too small
+            following.kill()
+            following.communicate()
+            return Outcome(kills=kills, lives=lives)  # all work done: the job count is too small
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
         kills += 1
-    last = _worker(journal, schema, ledger, jobs)
-    _, err = last.communicate(timeout=300)
-    assert last.returncode == 0, err.decode()
-    return Outcome(kills=kills, lives=lives + 1)
+        worker = following
+        assert worker.stdout is not None
+        worker.stdout.readline()  # imported: the next kill lands in its work
+    _, err = worker.communicate(timeout=300)  # the last one finishes the work
+    assert worker.returncode == 0, err.decode()
+    return Outcome(kills=kills, lives=lives)
 
 
 async def _check(store: Store, ledger_path: Path, jobs: int) -> tuple[int, int]:
