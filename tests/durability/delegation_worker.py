@@ -24,9 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,37 +51,27 @@ from keel.messages import (
 )
 from keel.ports import Store
 from keel.testing import FunctionModel, call
+from tests.durability import kill_worker
 
 PRICES = {"acme:*": Price(input_per_mtok=1000.0, output_per_mtok=2000.0)}
 
-LEDGER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS effects (key TEXT NOT NULL, kind TEXT NOT NULL, job TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS reservations (key TEXT PRIMARY KEY, job TEXT NOT NULL);
+MORE_LEDGER = """
 CREATE TABLE IF NOT EXISTS model_calls (agent TEXT NOT NULL, input TEXT NOT NULL, life INT);
 CREATE TABLE IF NOT EXISTS lives (life INTEGER PRIMARY KEY AUTOINCREMENT);
 """
 
 
-class Ledger:
-    """The world outside Keel: a separate SQLite file, committed per effect."""
+class Ledger(kill_worker.Ledger):
+    """The kill test's ledger, with model calls and the worker's lives recorded too."""
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(LEDGER_SCHEMA)
+        super().__init__(path)
+        self._conn.executescript(MORE_LEDGER)
         self.life = 0
 
     def begin_life(self) -> int:
         self.life = int(self._conn.execute("INSERT INTO lives DEFAULT VALUES").lastrowid or 0)
         return self.life
-
-    def charge(self, key: str, job: str) -> None:
-        # No uniqueness on purpose: a second charge with the same key would show as a duplicate.
-        self._conn.execute("INSERT INTO effects VALUES (?, 'charge', ?)", (key, job))
-
-    def reserve(self, key: str, job: str) -> None:
-        self._conn.execute("INSERT OR IGNORE INTO reservations VALUES (?, ?)", (key, job))
 
     def tally(self, key: str, job: str) -> None:
         self._conn.execute("INSERT INTO effects VALUES (?, 'tally', ?)", (key, job))
@@ -91,19 +79,9 @@ class Ledger:
     def model_call(self, agent: str, text: str) -> None:
         self._conn.execute("INSERT INTO model_calls VALUES (?, ?, ?)", (agent, text, self.life))
 
-    def charged(self, key: str) -> bool:
-        found = self._conn.execute(
-            "SELECT 1 FROM effects WHERE key = ? AND kind = 'charge'", (key,)
-        ).fetchone()
-        return found is not None
 
-    def close(self) -> None:
-        self._conn.close()
-
-
-async def _pause() -> None:
-    # Real time passes in every effect, so kills land inside them as well as between them.
-    await asyncio.sleep(random.uniform(0.005, 0.03))
+_pause = kill_worker._pause
+check, charge, reserve = kill_worker.check, kill_worker.charge, kill_worker.reserve
 
 
 def _answer(turn: Any) -> ModelResponse:
@@ -119,31 +97,6 @@ def _job(request: ModelRequest) -> tuple[str, int]:
     text = next(m.content for m in request.messages if isinstance(m, UserMessage))
     results = sum(isinstance(m, ToolResultMessage) for m in request.messages)
     return str(text), results
-
-
-@tool(side_effects="read")
-async def check(ctx: RunContext[Ledger], job: str) -> str:
-    """Check a job's state."""
-    await _pause()
-    return f"{job} ok"
-
-
-@tool(side_effects="write", requires_approval=lambda args: args["amount_usd"] < 6)
-async def charge(ctx: RunContext[Ledger], job: str, amount_usd: float) -> str:
-    """Charge the customer's card (not safe to repeat)."""
-    await _pause()
-    ctx.deps.charge(ctx.idempotency_key, job)
-    await _pause()  # the effect happened; the journal does not know yet
-    return f"charged {amount_usd} for {job}"
-
-
-@tool(idempotent=True)
-async def reserve(ctx: RunContext[Ledger], job: str) -> str:
-    """Reserve stock, once per idempotency key."""
-    await _pause()
-    ctx.deps.reserve(ctx.idempotency_key, job)
-    await _pause()
-    return f"reserved for {job}"
 
 
 async def _researcher_model(request: ModelRequest) -> ModelResponse:

@@ -4,7 +4,6 @@ scripted model through a real runtime, leave the database that applying them dir
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -284,8 +283,6 @@ async def test_a_turn_whose_calls_finish_out_of_order_can_leave_another_state(
 
 def _sequential_agent(tools: Any) -> Agent[str]:
     """The retail agent with the option that runs a turn's calls one at a time, in order."""
-    if "sequential_tool_calls" not in inspect.signature(Agent).parameters:
-        pytest.skip("keel.Agent has no sequential_tool_calls option yet")
     return build_agent(tools=tools, sequential_tool_calls=True)
 
 

@@ -105,9 +105,10 @@ def test_arguments_are_checked_strictly_against_the_server_schema() -> None:
     spec = build_tool(remote(), name="charge", caller=never).spec
     assert spec.validate('{"amount": 3}') == {"amount": 3}
     for bad, says in [
-        ('{"amount": "3"}', "amount: '3' is not of type 'integer'"),
+        ('{"amount": "3"}', 'amount: expected integer, got string "3"'),
+        ('{"amount": 3.0}', "amount: expected integer, got number 3.0"),
         ('{"amount": 0}', "amount: 0 is less than the minimum of 1"),
-        ("{}", "'amount' is a required property"),
+        ("{}", "missing required argument 'amount'"),
         ("[1]", "must be a JSON object"),
         ("{nope", "not valid JSON"),
     ]:

@@ -13,18 +13,15 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 import mcp_types
-from pydantic import BaseModel
 from pydantic_core import to_json
 
-from keel._core.toolspec import ToolArgumentsError, ToolSpec
+from keel._core.json_schema_args import SchemaToolSpec, compile_validator
+from keel._core.toolspec import ToolSpec
 from keel._tools import RunContext, Tool, ToolError
 from keel.errors import ConfigurationError, ToolDefinitionError
 from keel.mcp._types import (
@@ -46,7 +43,6 @@ __all__ = [
 
 _ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_NAME = 64
-_ERRORS_SHOWN = 8
 _OPTIONS = frozenset(
     {
         "idempotent",
@@ -87,39 +83,6 @@ def remote_tool(tool: mcp_types.Tool) -> RemoteTool:
         idempotent_hint=None if hints is None else hints.idempotent_hint,
         open_world_hint=None if hints is None else hints.open_world_hint,
     )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _SchemaSpec(ToolSpec):
-    """A spec whose arguments are checked by a JSON Schema validator instead of a model."""
-
-    validator: Any = field(repr=False, compare=False)
-
-    def validate(self, arguments: str) -> dict[str, Any]:
-        try:
-            parsed = json.loads(arguments or "{}")
-        except json.JSONDecodeError as exc:
-            raise ToolArgumentsError(
-                f"the arguments for tool '{self.name}' are not valid JSON ({exc.msg}); send "
-                "one JSON object matching the tool's schema"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise ToolArgumentsError(
-                f"the arguments for tool '{self.name}' must be a JSON object, got "
-                f"{type(parsed).__name__}"
-            )
-        errors = sorted(self.validator.iter_errors(parsed), key=lambda e: list(e.path))
-        if errors:
-            problems = [
-                f"{'.'.join(str(p) for p in error.path) or '(arguments)'}: {error.message}"
-                for error in errors[:_ERRORS_SHOWN]
-            ]
-            if len(errors) > _ERRORS_SHOWN:
-                problems.append(f"... and {len(errors) - _ERRORS_SHOWN} more")
-            raise ToolArgumentsError(
-                f"invalid arguments for tool '{self.name}': {'; '.join(problems)}"
-            )
-        return parsed
 
 
 class MCPTool(Tool):
@@ -182,23 +145,23 @@ def build_tool(
 ) -> MCPTool:
     """A :class:`MCPTool` named ``name`` for ``remote``; raises :class:`ToolDefinitionError`
     when its schema is not a JSON Schema a validator accepts."""
+    # The model sees the server's schema as it is; arguments are checked against it as
+    # strictly as for any tool made from a schema (Tool.from_schema).
     schema = dict(remote.input_schema)
     try:
-        validator_class = jsonschema.validators.validator_for(schema)
-        validator_class.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+        validator = compile_validator(schema, tool=remote.name)
+    except ToolDefinitionError as exc:
         raise ToolDefinitionError(
-            f"MCP tool '{remote.name}' has an input schema that is not valid JSON Schema "
-            f"({exc.message}); fix the server or leave the tool out"
+            f"MCP {exc.message}; fix the server or leave the tool out"
         ) from None
     options = _options(remote, overrides, approve_destructive)
     description = options.pop("description", None) or remote.description
-    spec = _SchemaSpec(
+    spec = SchemaToolSpec(
         name=name,
         description=description,
         parameters=schema,
-        args_model=BaseModel,
-        validator=validator_class(schema),
+        validator=validator,
+        original_name=remote.name,
         **options,
     )
     return MCPTool(spec, remote, caller)
