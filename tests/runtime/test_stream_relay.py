@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keel import Agent, KeelSettings, RunDelta, RunEvent, Runtime
+from keel import Agent, KeelSettings, RunDelta, RunEvent, Runtime, tool
 from keel.events import ModelResponded
 from keel.messages import (
     AssistantMessage,
@@ -25,6 +25,7 @@ from keel.messages import (
     TextDelta,
 )
 from keel.ports import Model
+from keel.testing import MemoryStore, ScriptedModel, call
 from tests.runtime.relay_driver import AGENT, PIECES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,3 +202,67 @@ async def test_a_follower_in_the_driving_process_gets_each_piece_once(
         await runtime.resume(run_id, agent)
         seen = await asyncio.wait_for(follower, 10)
     assert _text_before_answer(seen) == "".join(pieces)
+
+
+async def test_a_piece_that_reaches_a_follower_after_its_answer_is_dropped() -> None:
+    """A piece from another process may be late (its road is not the journal's): once the
+    answer of its step was yielded, it is dropped, and later steps' pieces still come."""
+    release = asyncio.Event()
+
+    async def hold() -> str:
+        await release.wait()
+        return "held"
+
+    agent = Agent(name="desk", model=ScriptedModel([call("hold"), "Done."]), tools=[tool(hold)])
+    runtime = Runtime(store=MemoryStore(), settings=KeelSettings.from_environ({}))
+    run_id = await runtime.submit(agent, "Hi")
+    followers = runtime._kernel.followers  # the in-process end of every relay
+    seen: list[RunEvent | RunDelta] = []
+    answered = asyncio.Event()
+
+    async def follow() -> None:
+        async for item in runtime.events(run_id, deltas=True):
+            seen.append(item)
+            if isinstance(item, RunEvent) and isinstance(item.event, ModelResponded):
+                answered.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    driving = asyncio.create_task(runtime.resume(run_id, agent))
+    await asyncio.wait_for(answered.wait(), 5)  # the first answer (a tool call) was yielded
+    step = next(
+        i.event.step
+        for i in seen
+        if isinstance(i, RunEvent) and isinstance(i.event, ModelResponded)
+    )
+    followers._publish(run_id, step, "late piece of the answered step")
+    followers._publish(run_id, step + 1, "a piece of the next step")
+    await asyncio.sleep(0.05)
+    release.set()
+    await driving
+    await asyncio.wait_for(follower, 5)
+    texts = [item.text for item in seen if isinstance(item, RunDelta)]
+    assert "late piece of the answered step" not in texts
+    assert texts[0] == "a piece of the next step"
+
+
+async def test_a_process_whose_followers_all_left_follows_again(
+    tmp_path: Path, redis_url: str
+) -> None:
+    settings = _settings(tmp_path / "keel.db", redis_url)
+    async with Runtime(settings=settings) as driving, Runtime(settings=settings) as following:
+        for number in range(2):  # the second follower finds the first one's reader gone
+            gate = asyncio.Event()
+            agent = Agent(name=f"desk-{number}", model=Gated([f"run {number} ", "speaks."], gate))
+            run_id = await driving.submit(agent, "Hi")
+
+            async def follow(run_id: str = run_id) -> list[RunEvent | RunDelta]:
+                return [item async for item in following.events(run_id, deltas=True)]
+
+            follower = asyncio.create_task(follow())
+            await asyncio.sleep(0.2)
+            gate.set()
+            await driving.resume(run_id, agent)
+            seen = await asyncio.wait_for(follower, 10)
+            assert _text_before_answer(seen) == f"run {number} speaks."
+            await asyncio.sleep(1.2)  # the reader notices nobody follows, and stops

@@ -218,7 +218,12 @@ class RedisDeltaRelay:
     async def _read(self, pubsub: PubSub) -> None:
         prefix = f"{self._prefix}run:"
         while True:
-            if not pubsub.subscribed:
+            if not self._delivers:
+                # Nobody here follows a run: stop; the next follower starts a reader again
+                # (it registers before it looks for one, so none is left without).
+                self._reader = None
+                return
+            if not pubsub.subscribed:  # a first subscription is on its way
                 await asyncio.sleep(0.01)
                 continue
             try:
